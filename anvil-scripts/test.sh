@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# vbank's one test command: installs the pinned toolchain, then runs every check and test.
+#   contracts: forge fmt --check, forge test (unit, fuzz, invariant), gas snapshot check, slither
+#   rust:      cargo fmt --check, cargo clippy -D warnings, cargo test (unit, property, end-to-end)
+# Skip a half with VBANK_SKIP=contracts or VBANK_SKIP=rust (for local iteration only).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$VBANK_ROOT"
+"$VBANK_ROOT/anvil-scripts/bootstrap.sh" --slither
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+if [[ ${VBANK_SKIP:-} != contracts ]]; then
+  cd "$VBANK_ROOT/contracts"
+  step "forge fmt --check"
+  "$FORGE" fmt --check
+  step "forge test (unit, fuzz, invariant)"
+  "$FORGE" test
+  step "forge snapshot --check (gas drift)"
+  "$FORGE" snapshot --match-contract VirtualBankGasTest --isolate --check
+  step "slither"
+  "$VBANK_ROOT/anvil-scripts/slither.sh"
+  cd "$VBANK_ROOT"
+fi
+
+if [[ ${VBANK_SKIP:-} != rust ]]; then
+  step "cargo fmt --check"
+  cargo fmt --all -- --check
+  step "cargo clippy"
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+  step "cargo test"
+  cargo test --workspace --locked
+fi
