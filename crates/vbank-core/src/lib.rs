@@ -1,1 +1,18 @@
-//! vbank core
+#![doc = include_str!("../README.md")]
+
+mod channel;
+mod error;
+mod message;
+mod sheet;
+mod waiver;
+
+pub use channel::{
+    Channel, ChannelParams, ChannelState, Event, LiquidationSheet, Phase, STATE_VERSION, Step,
+};
+pub use error::{Error, Result, Severity};
+pub use message::Message;
+pub use sheet::{BalanceSheet, Close, Sig, Waiver, domain, recover, sign};
+pub use waiver::{MAX_UPDATES, RevocationStore, WaiverChain, waiver_key};
+
+/// Balances, deposits and payment amounts, in wei. The contract keeps the total below 2^128.
+pub type Amount = u128;

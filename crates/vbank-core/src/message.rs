@@ -1,0 +1,90 @@
+//! Messages between the two parties of a channel.
+
+use alloy_primitives::{Address, B256};
+use serde::{Deserialize, Serialize};
+
+use crate::{Amount, Sig};
+
+/// One protocol message. An update from nonce `n` to `n + 1`, proposed by the payer P to the
+/// receiver R, takes four: `Propose` (P→R), `Countersign` (R→P), `Commit` (P→R), `Revoke` (R→P).
+/// Opening is the same flow at nonce 0, proposed by party 0, with nothing to revoke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// P proposes sheet `nonce` with `balances`; `waiver` is P's waiver address for its own sheet.
+    Propose {
+        /// The new nonce: the current one plus one (0 when opening).
+        nonce: u64,
+        /// Party 0's and party 1's balances in the new sheet.
+        balances: [Amount; 2],
+        /// The proposer's waiver address for its sheet `nonce`.
+        waiver: Address,
+    },
+    /// R countersigns P's sheet `nonce` and names its own waiver address for its sheet `nonce`.
+    Countersign {
+        /// The proposed nonce.
+        nonce: u64,
+        /// R's signature over P's sheet.
+        signature: Sig,
+        /// R's waiver address for its own sheet `nonce`.
+        waiver: Address,
+    },
+    /// P countersigns R's sheet `nonce` and reveals the waiver secret of its sheet `nonce - 1`.
+    Commit {
+        /// The new nonce.
+        nonce: u64,
+        /// P's signature over R's sheet.
+        signature: Sig,
+        /// P's waiver secret for sheet `nonce - 1` (none when opening).
+        revocation: Option<B256>,
+    },
+    /// R reveals the waiver secret of its sheet `nonce` (the one before the new sheet).
+    Revoke {
+        /// The revoked nonce.
+        nonce: u64,
+        /// R's waiver secret for that sheet.
+        secret: B256,
+    },
+    /// A party asks to close cooperatively at its current state and signs the `Close`.
+    CloseRequest {
+        /// The current nonce.
+        nonce: u64,
+        /// The current balances.
+        balances: [Amount; 2],
+        /// The sender's signature over `Close(nonce, balance0, balance1)`.
+        signature: Sig,
+    },
+    /// The other party signs the same `Close`.
+    CloseAccept {
+        /// The nonce closed at.
+        nonce: u64,
+        /// The sender's signature over the `Close`.
+        signature: Sig,
+    },
+}
+
+impl Message {
+    /// The message kind, for errors and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Propose { .. } => "propose",
+            Self::Countersign { .. } => "countersign",
+            Self::Commit { .. } => "commit",
+            Self::Revoke { .. } => "revoke",
+            Self::CloseRequest { .. } => "close_request",
+            Self::CloseAccept { .. } => "close_accept",
+        }
+    }
+
+    /// The nonce the message is about.
+    pub fn nonce(&self) -> u64 {
+        match self {
+            Self::Propose { nonce, .. }
+            | Self::Countersign { nonce, .. }
+            | Self::Commit { nonce, .. }
+            | Self::Revoke { nonce, .. }
+            | Self::CloseRequest { nonce, .. }
+            | Self::CloseAccept { nonce, .. } => *nonce,
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! EIP-712 types and signatures, identical to the VirtualBank contract's.
+
+use alloy_primitives::{Address, B256, Signature, U256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::{Eip712Domain, SolStruct, eip712_domain, sol};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+sol! {
+    /// A party's balance sheet: what the contract pays out if the party liquidates with it.
+    #[derive(Debug, PartialEq, Eq)]
+    struct BalanceSheet {
+        uint256 nonce;
+        uint256 balance0;
+        uint256 balance1;
+        address waiver;
+    }
+
+    /// The revocation of a sheet, signed by the sheet's waiver key.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Waiver {
+        uint256 nonce;
+    }
+
+    /// A cooperative close, signed by both parties.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Close {
+        uint256 nonce;
+        uint256 balance0;
+        uint256 balance1;
+    }
+}
+
+impl BalanceSheet {
+    /// A sheet for `nonce` with `balances` and `waiver`.
+    pub fn new(nonce: u64, balances: [u128; 2], waiver: Address) -> Self {
+        Self {
+            nonce: U256::from(nonce),
+            balance0: U256::from(balances[0]),
+            balance1: U256::from(balances[1]),
+            waiver,
+        }
+    }
+}
+
+impl Close {
+    /// A close at `nonce` with `balances`.
+    pub fn new(nonce: u64, balances: [u128; 2]) -> Self {
+        Self {
+            nonce: U256::from(nonce),
+            balance0: U256::from(balances[0]),
+            balance1: U256::from(balances[1]),
+        }
+    }
+}
+
+/// The EIP-712 domain of a channel: name "VirtualBank", version "1", the chain, the contract.
+pub fn domain(chain_id: u64, contract: Address) -> Eip712Domain {
+    eip712_domain! {
+        name: "VirtualBank",
+        version: "1",
+        chain_id: chain_id,
+        verifying_contract: contract,
+    }
+}
+
+/// A 65-byte `r ‖ s ‖ v` signature (`v` ∈ {27, 28}, low `s`), as the contract takes it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Sig(#[serde(with = "sig_serde")] pub [u8; 65]);
+
+impl std::fmt::Debug for Sig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sig(0x")?;
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+mod sig_serde {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8; 65], s: S) -> Result<S::Ok, S::Error> {
+        alloy_primitives::Bytes::copy_from_slice(v).serialize(s)
+    }
+
+    use serde::Serialize;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 65], D::Error> {
+        let b = alloy_primitives::Bytes::deserialize(d)?;
+        <[u8; 65]>::try_from(b.as_ref()).map_err(|_| D::Error::custom("a signature is 65 bytes"))
+    }
+}
+
+impl Sig {
+    /// The bytes the contract takes.
+    pub fn as_bytes(&self) -> &[u8; 65] {
+        &self.0
+    }
+}
+
+/// Half the secp256k1 group order: signatures with a larger `s` are malleable and refused.
+const HALF_ORDER: U256 = U256::from_be_bytes([
+    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
+]);
+
+/// Signs an EIP-712 struct for a channel's domain.
+pub fn sign<T: SolStruct>(
+    signer: &PrivateKeySigner,
+    value: &T,
+    domain: &Eip712Domain,
+) -> Result<Sig> {
+    sign_hash(signer, &value.eip712_signing_hash(domain))
+}
+
+pub(crate) fn sign_hash(signer: &PrivateKeySigner, hash: &B256) -> Result<Sig> {
+    let sig: Signature = signer
+        .sign_hash_sync(hash)
+        .map_err(|e| Error::Decode(e.to_string()))?;
+    Ok(Sig(sig.as_bytes()))
+}
+
+/// Recovers the signer of an EIP-712 struct under the same rules as the contract: 65 bytes,
+/// `v` ∈ {27, 28}, low `s`, a non-zero recovered address. `None` when any rule fails.
+pub fn recover<T: SolStruct>(sig: &Sig, value: &T, domain: &Eip712Domain) -> Option<Address> {
+    recover_hash(sig, &value.eip712_signing_hash(domain))
+}
+
+pub(crate) fn recover_hash(sig: &Sig, hash: &B256) -> Option<Address> {
+    let b = &sig.0;
+    let v = b[64];
+    if v != 27 && v != 28 {
+        return None;
+    }
+    let s = U256::from_be_slice(&b[32..64]);
+    if s > HALF_ORDER || s.is_zero() {
+        return None;
+    }
+    let parsed = Signature::from_raw(b).ok()?;
+    let addr = parsed.recover_address_from_prehash(hash).ok()?;
+    (addr != Address::ZERO).then_some(addr)
+}
+
+/// Checks that `sig` over `value` was made by `expected`.
+pub(crate) fn verify<T: SolStruct>(
+    sig: &Sig,
+    value: &T,
+    domain: &Eip712Domain,
+    expected: Address,
+) -> Result<()> {
+    match recover(sig, value, domain) {
+        Some(a) if a == expected => Ok(()),
+        recovered => Err(Error::BadSignature {
+            expected,
+            recovered,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::{address, hex};
+
+    use super::*;
+
+    fn key(n: u8) -> PrivateKeySigner {
+        PrivateKeySigner::from_bytes(&B256::with_last_byte(n)).expect("valid key")
+    }
+
+    #[test]
+    fn type_strings_match_the_contract() {
+        assert_eq!(
+            BalanceSheet::eip712_encode_type(),
+            "BalanceSheet(uint256 nonce,uint256 balance0,uint256 balance1,address waiver)"
+        );
+        assert_eq!(Waiver::eip712_encode_type(), "Waiver(uint256 nonce)");
+        assert_eq!(
+            Close::eip712_encode_type(),
+            "Close(uint256 nonce,uint256 balance0,uint256 balance1)"
+        );
+    }
+
+    #[test]
+    fn sign_then_recover_round_trips_and_binds_domain_and_type() {
+        let k = key(7);
+        let d = domain(
+            31337,
+            address!("0x5FbDB2315678afecb367f032d93F642f64180aa3"),
+        );
+        let sheet = BalanceSheet::new(
+            3,
+            [10, 20],
+            address!("0x00000000000000000000000000000000000000aa"),
+        );
+        let sig = sign(&k, &sheet, &d).expect("sign");
+        assert_eq!(recover(&sig, &sheet, &d), Some(k.address()));
+        // other chain, other contract, other type: another signer (or none) recovers
+        assert_ne!(
+            recover(&sig, &sheet, &domain(1, d.verifying_contract.expect("set"))),
+            Some(k.address())
+        );
+        assert_ne!(
+            recover(&sig, &sheet, &domain(31337, Address::repeat_byte(1))),
+            Some(k.address())
+        );
+        assert_ne!(
+            recover(&sig, &Close::new(3, [10, 20]), &d),
+            Some(k.address())
+        );
+        // a different sheet
+        let other = BalanceSheet::new(3, [11, 19], sheet.waiver);
+        assert_ne!(recover(&sig, &other, &d), Some(k.address()));
+    }
+
+    #[test]
+    fn malleable_and_malformed_signatures_are_refused() {
+        let k = key(9);
+        let d = domain(1, Address::repeat_byte(2));
+        let w = Waiver {
+            nonce: U256::from(5),
+        };
+        let sig = sign(&k, &w, &d).expect("sign");
+        assert_eq!(recover(&sig, &w, &d), Some(k.address()));
+        // high s: s' = n - s, v flipped — ecrecover accepts it, we must not
+        let n = U256::from_be_bytes(hex!(
+            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
+        ));
+        let s = U256::from_be_slice(&sig.0[32..64]);
+        let mut high = sig.0;
+        high[32..64].copy_from_slice(&(n - s).to_be_bytes::<32>());
+        high[64] = if sig.0[64] == 27 { 28 } else { 27 };
+        assert_eq!(recover(&Sig(high), &w, &d), None);
+        let mut bad_v = sig.0;
+        bad_v[64] = 29;
+        assert_eq!(recover(&Sig(bad_v), &w, &d), None);
+        let mut zero = [0u8; 65];
+        zero[64] = 27;
+        assert_eq!(recover(&Sig(zero), &w, &d), None);
+    }
+}
