@@ -1,1 +1,281 @@
-fn main() {}
+//! `vbank`: compile and deploy VirtualBank channels, and run the demo.
+
+mod demo;
+mod keys;
+mod units;
+
+use std::path::PathBuf;
+
+use alloy::primitives::Address;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use vbank_client::{Chain, LocalChain, OnChain, deploy};
+use vbank_contracts::{Compiler, find_contracts_dir};
+
+#[derive(Parser, Debug)]
+#[command(name = "vbank", version, about = "Trustless two-party clearing channels (VirtualBank) on EVM chains")]
+struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Compile contracts/src with foundry-compilers (cached) and compare with the embedded artifact.
+    Compile(CompileArgs),
+    /// Deploy a VirtualBank channel (to an embedded anvil unless --rpc-url is given).
+    Deploy(DeployArgs),
+    /// Show a channel's on-chain state.
+    Info(InfoArgs),
+    /// Run the whole story on an embedded chain: open, 1,000 payments, a cheat, its punishment.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Args, Debug)]
+struct CompileArgs {
+    /// The foundry project holding src/VirtualBank.sol (default: found above the working directory).
+    #[arg(long)]
+    contracts: Option<PathBuf>,
+    /// A solc binary (default: $SOLC, else anvil-scripts/solc, the front over the pinned solc-js).
+    #[arg(long)]
+    solc: Option<PathBuf>,
+    /// Write the fresh artifact over crates/vbank-contracts/artifacts/VirtualBank.json.
+    #[arg(long)]
+    update_artifacts: bool,
+}
+
+/// Where to send transactions and who signs them.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct ChainArgs {
+    /// JSON-RPC endpoint; without it an anvil is spawned for the command and dev account 0 signs.
+    #[arg(long)]
+    rpc_url: Option<String>,
+    /// Refuse to act unless the node reports this chain id.
+    #[arg(long)]
+    chain_id: Option<u64>,
+    #[command(flatten)]
+    key: keys::KeyArgs,
+}
+
+#[derive(Args, Debug)]
+struct DeployArgs {
+    #[command(flatten)]
+    chain: ChainArgs,
+    /// Party 0 (default: the signer).
+    #[arg(long)]
+    party0: Option<Address>,
+    /// Party 1 (required with --rpc-url; default on the embedded chain: dev account 1).
+    #[arg(long)]
+    party1: Option<Address>,
+    /// Party 0's deposit: "1.5" or "1.5eth", "2gwei", "1000wei".
+    #[arg(long, default_value = "1")]
+    amount0: String,
+    /// Party 1's deposit.
+    #[arg(long, default_value = "1")]
+    amount1: String,
+    /// Seconds a liquidating party's balance stays frozen.
+    #[arg(long, default_value_t = 86_400)]
+    lock: u64,
+}
+
+#[derive(Args, Debug)]
+struct InfoArgs {
+    #[command(flatten)]
+    chain: ChainArgs,
+    /// The channel's contract address.
+    #[arg(long)]
+    channel: Address,
+}
+
+/// A connected chain, and the anvil behind it when embedded (kept alive while in scope).
+pub(crate) struct Connected {
+    pub(crate) chain: Chain,
+    pub(crate) local: Option<LocalChain>,
+}
+
+impl ChainArgs {
+    pub(crate) async fn connect(&self) -> Result<Connected> {
+        match &self.rpc_url {
+            Some(url) => {
+                let signer =
+                    self.key.load()?.context("a signing key is needed: --private-key-env, --key-file or --keystore")?;
+                let chain =
+                    Chain::connect(url, signer, self.chain_id).await.with_context(|| format!("connecting to {url}"))?;
+                Ok(Connected { chain, local: None })
+            }
+            None => {
+                let local = LocalChain::spawn().context("starting the embedded anvil")?;
+                let signer = match self.key.load()? {
+                    Some(s) => s,
+                    None => local.signer(0)?,
+                };
+                let chain = Chain::connect(&local.endpoint(), signer, self.chain_id).await?;
+                Ok(Connected { chain, local: Some(local) })
+            }
+        }
+    }
+}
+
+fn print(json_mode: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
+    if json_mode {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+fn compile(args: CompileArgs, json_mode: bool) -> Result<()> {
+    let dir = match args.contracts {
+        Some(d) => d,
+        None => {
+            let cwd = std::env::current_dir()?;
+            find_contracts_dir(&cwd)
+                .context("no contracts/src/VirtualBank.sol above the working directory; pass --contracts")?
+        }
+    };
+    let mut compiler = Compiler::new(&dir);
+    if let Some(solc) = args.solc {
+        compiler = compiler.solc(solc);
+    }
+    let outcome = compiler.compile().with_context(|| format!("compiling {}", dir.display()))?;
+    let embedded = vbank_contracts::embedded()?;
+    let fresh = outcome.artifact == embedded;
+    let mut written = None;
+    if args.update_artifacts && !fresh {
+        let path = dir.parent().unwrap_or(&dir).join("crates/vbank-contracts/artifacts/VirtualBank.json");
+        std::fs::write(&path, outcome.artifact.to_json()?).with_context(|| format!("writing {}", path.display()))?;
+        written = Some(path);
+    }
+    let a = &outcome.artifact;
+    print(
+        json_mode,
+        json!({
+            "contract": a.contract_name, "solc": a.solc_version, "cached": outcome.cached,
+            "bytecode_bytes": a.bytecode.len(), "runtime_bytes": a.deployed_bytecode.len(),
+            "embedded_is_fresh": fresh, "updated": written.as_ref().map(|p| p.display().to_string()),
+        }),
+        || {
+            let mut s = format!(
+                "compiled {} with solc {}{}: {} bytes creation code, {} bytes runtime",
+                a.contract_name,
+                a.solc_version,
+                if outcome.cached { " (cached, nothing changed)" } else { "" },
+                a.bytecode.len(),
+                a.deployed_bytecode.len()
+            );
+            match (&written, fresh) {
+                (_, true) => s.push_str("\nthe embedded artifact is up to date"),
+                (Some(p), false) => s.push_str(&format!("\nupdated {} (rebuild to embed it)", p.display())),
+                (None, false) => s.push_str("\nthe embedded artifact is STALE: run `vbank compile --update-artifacts`"),
+            }
+            s
+        },
+    );
+    if !fresh && written.is_none() {
+        bail!("the embedded artifact differs from the sources");
+    }
+    Ok(())
+}
+
+async fn deploy_cmd(args: DeployArgs, json_mode: bool) -> Result<()> {
+    let connected = args.chain.connect().await?;
+    let chain = &connected.chain;
+    let party0 = args.party0.unwrap_or(chain.address());
+    let party1 = match (args.party1, &connected.local) {
+        (Some(p), _) => p,
+        (None, Some(local)) => local.signer(1)?.address(),
+        (None, None) => bail!("--party1 is required with --rpc-url"),
+    };
+    let amounts = [units::parse_amount(&args.amount0)?, units::parse_amount(&args.amount1)?];
+    let (address, report) =
+        deploy(chain, [party0, party1], amounts, args.lock).await.context("deploying VirtualBank")?;
+    print(
+        json_mode,
+        json!({
+            "address": address, "tx": report.hash, "gas_used": report.gas_used, "block": report.block,
+            "chain_id": chain.chain_id(), "parties": [party0, party1],
+            "amounts": [amounts[0].to_string(), amounts[1].to_string()], "lock_period": args.lock,
+            "embedded_chain": connected.local.is_some(),
+        }),
+        || {
+            format!(
+                "deployed VirtualBank at {address}\n  chain {}{}, tx {}, gas {}\n  party 0 {party0} deposits {}\n  party 1 {party1} deposits {}\n  lock period {} s",
+                chain.chain_id(),
+                if connected.local.is_some() { " (embedded anvil, gone when this command ends)" } else { "" },
+                report.hash,
+                report.gas_used,
+                units::format_eth(amounts[0]),
+                units::format_eth(amounts[1]),
+                args.lock
+            )
+        },
+    );
+    Ok(())
+}
+
+async fn info_cmd(args: InfoArgs, json_mode: bool) -> Result<()> {
+    if args.chain.rpc_url.is_none() {
+        bail!("--rpc-url is needed: an embedded chain starts empty");
+    }
+    let connected = args.chain.connect().await?;
+    let info = OnChain::new(connected.chain.clone(), args.channel).info().await.context("reading the channel")?;
+    print(
+        json_mode,
+        json!({
+            "address": info.address, "state": info.state.to_string(), "parties": info.parties,
+            "amounts": [info.amounts[0].to_string(), info.amounts[1].to_string()], "deposited": info.deposited,
+            "lock_period": info.lock_period, "outstanding": info.outstanding.to_string(),
+            "liquidation": info.liquidation.as_ref().map(|l| json!({
+                "master": l.master, "nonce": l.nonce, "waiver": l.waiver, "unlock_time": l.unlock_time,
+                "balances": [l.balances[0].to_string(), l.balances[1].to_string()],
+            })),
+        }),
+        || {
+            let mut s = format!(
+                "channel {} is {}\n  party 0 {} deposit {}{}\n  party 1 {} deposit {}{}\n  lock period {} s, holds {}",
+                info.address,
+                info.state,
+                info.parties[0],
+                units::format_eth(info.amounts[0]),
+                if info.deposited[0] { " (in)" } else { " (missing)" },
+                info.parties[1],
+                units::format_eth(info.amounts[1]),
+                if info.deposited[1] { " (in)" } else { " (missing)" },
+                info.lock_period,
+                units::format_eth(info.outstanding),
+            );
+            if let Some(l) = &info.liquidation {
+                s.push_str(&format!(
+                    "\n  liquidated by {} with sheet {} (waiver {}), unlocks at {}",
+                    l.master, l.nonce, l.waiver, l.unlock_time
+                ));
+            }
+            s
+        },
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let json_mode = cli.json;
+    let result = match cli.command {
+        Command::Compile(a) => compile(a, json_mode),
+        Command::Deploy(a) => deploy_cmd(a, json_mode).await,
+        Command::Info(a) => info_cmd(a, json_mode).await,
+        Command::Demo(a) => demo::run(a, json_mode).await,
+    };
+    if let Err(e) = result {
+        if json_mode {
+            println!("{}", json!({ "error": format!("{e:#}") }));
+        } else {
+            eprintln!("error: {e:#}");
+        }
+        std::process::exit(1);
+    }
+}

@@ -19,10 +19,7 @@ const OPTIMIZER_RUNS: usize = 200;
 /// Walks up from `start` to the first directory holding `contracts/src/VirtualBank.sol` and
 /// returns that `contracts` directory.
 pub fn find_contracts_dir(start: &Path) -> Option<PathBuf> {
-    start
-        .ancestors()
-        .map(|dir| dir.join("contracts"))
-        .find(|dir| dir.join("src").join("VirtualBank.sol").is_file())
+    start.ancestors().map(|dir| dir.join("contracts")).find(|dir| dir.join("src").join("VirtualBank.sol").is_file())
 }
 
 /// What a compile produced.
@@ -48,11 +45,7 @@ pub struct Compiler {
 impl Compiler {
     /// A compiler for the foundry project at `contracts_dir` (the directory holding `src/`).
     pub fn new(contracts_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            contracts_dir: contracts_dir.into(),
-            solc: None,
-            libs: None,
-        }
+        Self { contracts_dir: contracts_dir.into(), solc: None, libs: None }
     }
 
     /// Uses this solc binary. Without it: `$SOLC` if set, else the project's front
@@ -70,10 +63,7 @@ impl Compiler {
     }
 
     fn repo_root(&self) -> PathBuf {
-        self.contracts_dir
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".."))
+        self.contracts_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".."))
     }
 
     /// The solc path this compiler will run.
@@ -100,30 +90,17 @@ impl Compiler {
             return Err(Error::ContractsDir(root.clone()));
         }
         let solc_path = self.solc_path();
-        let solc = Solc::new(&solc_path).map_err(|e| Error::Solc {
-            path: solc_path.clone(),
-            reason: e.to_string(),
-        })?;
+        let solc = Solc::new(&solc_path).map_err(|e| Error::Solc { path: solc_path.clone(), reason: e.to_string() })?;
         let version = solc.version.to_string();
 
-        let libs = self
-            .libs
-            .clone()
-            .unwrap_or_else(|| self.repo_root().join("node_modules"));
+        let libs = self.libs.clone().unwrap_or_else(|| self.repo_root().join("node_modules"));
         let oz = libs.join("@openzeppelin").join("contracts");
-        let remapping = Remapping {
-            context: None,
-            name: "@openzeppelin/contracts/".into(),
-            path: format!("{}/", oz.display()),
-        };
+        let remapping =
+            Remapping { context: None, name: "@openzeppelin/contracts/".into(), path: format!("{}/", oz.display()) };
         let paths = ProjectPathsConfig::builder()
             .root(root)
             .sources(root.join("src"))
-            .cache(
-                root.join("cache")
-                    .join("vbank-rs")
-                    .join("solidity-files-cache.json"),
-            )
+            .cache(root.join("cache").join("vbank-rs").join("solidity-files-cache.json"))
             .artifacts(root.join("out").join("vbank-rs"))
             .build_infos(root.join("out").join("vbank-rs").join("build-info"))
             .libs([libs.clone()])
@@ -132,40 +109,26 @@ impl Compiler {
             .build()
             .map_err(|e| Error::Project(e.to_string()))?;
 
-        let mut settings = Settings::default();
-        settings.optimizer = Optimizer {
-            enabled: Some(true),
-            runs: Some(OPTIMIZER_RUNS),
-            details: None,
-        };
-        settings.evm_version = Some(EvmVersion::Cancun);
-        settings.metadata = Some(SettingsMetadata::new(BytecodeHash::None, false));
-        let settings = MultiCompilerSettings {
-            solc: SolcSettings {
-                settings,
-                ..Default::default()
-            },
+        let settings = Settings {
+            optimizer: Optimizer { enabled: Some(true), runs: Some(OPTIMIZER_RUNS), details: None },
+            evm_version: Some(EvmVersion::Cancun),
+            metadata: Some(SettingsMetadata::new(BytecodeHash::None, false)),
             ..Default::default()
         };
+        let settings =
+            MultiCompilerSettings { solc: SolcSettings { settings, ..Default::default() }, ..Default::default() };
 
         let project = Project::builder()
             .paths(paths)
             .settings(settings)
-            .build(MultiCompiler {
-                solc: Some(SolcCompiler::Specific(solc)),
-                vyper: None,
-            })
+            .build(MultiCompiler { solc: Some(SolcCompiler::Specific(solc)), vyper: None })
             .map_err(|e| Error::Project(e.to_string()))?;
-        let output = project
-            .compile()
-            .map_err(|e| Error::Project(e.to_string()))?;
+        let output = project.compile().map_err(|e| Error::Project(e.to_string()))?;
         if output.has_compiler_errors() {
             return Err(Error::Compilation(output.to_string()));
         }
         let cached = output.is_unchanged();
-        let found = output
-            .find_first(CONTRACT)
-            .ok_or_else(|| Error::MissingContract(CONTRACT.into()))?;
+        let found = output.find_first(CONTRACT).ok_or_else(|| Error::MissingContract(CONTRACT.into()))?;
         let missing = || Error::MissingContract(CONTRACT.into());
         let artifact = Artifact {
             contract_name: CONTRACT.into(),
@@ -173,10 +136,7 @@ impl Compiler {
             settings: Self::recorded_settings(),
             abi: found.get_abi().ok_or_else(missing)?.into_owned(),
             bytecode: found.get_bytecode_bytes().ok_or_else(missing)?.into_owned(),
-            deployed_bytecode: found
-                .get_deployed_bytecode_bytes()
-                .ok_or_else(missing)?
-                .into_owned(),
+            deployed_bytecode: found.get_deployed_bytecode_bytes().ok_or_else(missing)?.into_owned(),
         };
         Ok(CompileOutcome { artifact, cached })
     }
@@ -187,16 +147,12 @@ mod tests {
     use super::*;
 
     fn repo_contracts() -> PathBuf {
-        find_contracts_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
-            .expect("the repository's contracts/ directory")
+        find_contracts_dir(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("the repository's contracts/ directory")
     }
 
     #[test]
     fn embedded_artifact_equals_a_fresh_compile() {
-        let fresh = Compiler::new(repo_contracts())
-            .compile()
-            .expect("compile contracts/src")
-            .artifact;
+        let fresh = Compiler::new(repo_contracts()).compile().expect("compile contracts/src").artifact;
         let embedded = crate::embedded().expect("embedded artifact parses");
         assert!(
             fresh == embedded,
@@ -212,22 +168,14 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let contracts = tmp.path().join("contracts");
         std::fs::create_dir_all(contracts.join("src")).expect("mkdir");
-        std::fs::copy(
-            repo_contracts().join("src/VirtualBank.sol"),
-            contracts.join("src/VirtualBank.sol"),
-        )
-        .expect("copy source");
+        std::fs::copy(repo_contracts().join("src/VirtualBank.sol"), contracts.join("src/VirtualBank.sol"))
+            .expect("copy source");
         let repo = repo_contracts().parent().expect("repo root").to_path_buf();
-        let compiler = Compiler::new(&contracts)
-            .solc(repo.join("anvil-scripts/solc"))
-            .libs(repo.join("node_modules"));
+        let compiler = Compiler::new(&contracts).solc(repo.join("anvil-scripts/solc")).libs(repo.join("node_modules"));
         let first = compiler.compile().expect("first compile");
         assert!(!first.cached, "a first compile cannot come from the cache");
         let second = compiler.compile().expect("second compile");
-        assert!(
-            second.cached,
-            "an unchanged source must come from the cache"
-        );
+        assert!(second.cached, "an unchanged source must come from the cache");
         assert_eq!(first.artifact, second.artifact);
     }
 
@@ -249,27 +197,19 @@ mod tests {
             .expect_err("broken source must not compile");
         let msg = err.to_string();
         assert!(matches!(err, Error::Compilation(_)), "{msg}");
-        assert!(
-            msg.contains("VirtualBank.sol") && msg.contains("Expected"),
-            "unhelpful message: {msg}"
-        );
+        assert!(msg.contains("VirtualBank.sol") && msg.contains("Expected"), "unhelpful message: {msg}");
     }
 
     #[test]
     fn a_missing_solc_is_a_clear_error() {
-        let err = Compiler::new(repo_contracts())
-            .solc("/nonexistent/solc")
-            .compile()
-            .expect_err("no solc there");
+        let err = Compiler::new(repo_contracts()).solc("/nonexistent/solc").compile().expect_err("no solc there");
         assert!(matches!(err, Error::Solc { .. }), "{err}");
         assert!(err.to_string().contains("/nonexistent/solc"), "{err}");
     }
 
     #[test]
     fn a_wrong_contracts_dir_is_a_clear_error() {
-        let err = Compiler::new("/nonexistent/contracts")
-            .compile()
-            .expect_err("no project there");
+        let err = Compiler::new("/nonexistent/contracts").compile().expect_err("no project there");
         assert!(matches!(err, Error::ContractsDir(_)), "{err}");
     }
 }

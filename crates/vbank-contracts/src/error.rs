@@ -15,9 +15,7 @@ pub enum Error {
         reason: String,
     },
     /// The contracts directory is not where it was expected.
-    #[error(
-        "contracts directory not found: {0} (expected a foundry project with src/VirtualBank.sol)"
-    )]
+    #[error("contracts directory not found: {0} (expected a foundry project with src/VirtualBank.sol)")]
     ContractsDir(std::path::PathBuf),
     /// The compiler reported errors in the sources.
     #[error("compilation failed:\n{0}")]

@@ -49,34 +49,19 @@ impl fmt::Display for Revert {
                 write!(f, "the lock period must be at least one second")
             }
             E::VirtualBankDepositsTooLarge(e) => {
-                write!(
-                    f,
-                    "deposits too large: {} wei in total, at most 2^128 - 1",
-                    e.total
-                )
+                write!(f, "deposits too large: {} wei in total, at most 2^128 - 1", e.total)
             }
-            E::VirtualBankWrongState(e) => write!(
-                f,
-                "the channel is {}, this needs it {}",
-                state_name(e.actual.into()),
-                state_name(e.expected.into())
-            ),
+            E::VirtualBankWrongState(e) => {
+                write!(f, "the channel is {}, this needs it {}", state_name(e.actual), state_name(e.expected))
+            }
             E::VirtualBankNotParty(e) => write!(f, "{} is not a party of this channel", e.caller),
             E::VirtualBankAlreadyDeposited(e) => write!(f, "{} has already deposited", e.party),
             E::VirtualBankWrongDeposit(e) => {
-                write!(
-                    f,
-                    "wrong deposit: sent {}, the agreed amount is {}",
-                    eth(e.sent),
-                    eth(e.expected)
-                )
+                write!(f, "wrong deposit: sent {}, the agreed amount is {}", eth(e.sent), eth(e.expected))
             }
-            E::VirtualBankBalanceMismatch(e) => write!(
-                f,
-                "balances add up to {} but the channel holds {}",
-                eth(e.sum),
-                eth(e.total)
-            ),
+            E::VirtualBankBalanceMismatch(e) => {
+                write!(f, "balances add up to {} but the channel holds {}", eth(e.sum), eth(e.total))
+            }
             E::VirtualBankNonceTooLarge(e) => {
                 write!(f, "nonce {} does not fit in 64 bits", e.nonce)
             }
@@ -92,25 +77,15 @@ impl fmt::Display for Revert {
                 }
             ),
             E::VirtualBankWrongSigner(e) => {
-                write!(
-                    f,
-                    "signed by {}, but {} had to sign",
-                    e.recovered, e.expected
-                )
+                write!(f, "signed by {}, but {} had to sign", e.recovered, e.expected)
             }
             E::VirtualBankLockNotExpired(e) => {
                 let left = e.unlockTime.saturating_sub(e.currentTime);
-                write!(
-                    f,
-                    "lock period not over: {left} s left (unlocks at {})",
-                    e.unlockTime
-                )
+                write!(f, "lock period not over: {left} s left (unlocks at {})", e.unlockTime)
             }
-            E::VirtualBankWrongNonce(e) => write!(
-                f,
-                "the waiver is for nonce {}, but the liquidated sheet has nonce {}",
-                e.given, e.liquidated
-            ),
+            E::VirtualBankWrongNonce(e) => {
+                write!(f, "the waiver is for nonce {}, but the liquidated sheet has nonce {}", e.given, e.liquidated)
+            }
             E::VirtualBankZeroRecipient(_) => write!(f, "cannot send to the zero address"),
             E::VirtualBankNothingOwed(e) => write!(f, "nothing is owed to {}", e.party),
             E::VirtualBankTransferFailed(e) => {
@@ -144,82 +119,35 @@ mod tests {
     fn cases() -> Vec<(E, &'static str)> {
         let w = |n: u64| U256::from(n) * U256::from(10u64).pow(U256::from(17u64));
         vec![
+            (E::VirtualBankZeroParty(VB::VirtualBankZeroParty {}), "a party address is zero"),
+            (E::VirtualBankSameParty(VB::VirtualBankSameParty { party: A }), "both parties are the same address"),
+            (E::VirtualBankZeroDeposits(VB::VirtualBankZeroDeposits {}), "both agreed deposits are zero"),
+            (E::VirtualBankZeroLockPeriod(VB::VirtualBankZeroLockPeriod {}), "at least one second"),
             (
-                E::VirtualBankZeroParty(VB::VirtualBankZeroParty {}),
-                "a party address is zero",
-            ),
-            (
-                E::VirtualBankSameParty(VB::VirtualBankSameParty { party: A }),
-                "both parties are the same address",
-            ),
-            (
-                E::VirtualBankZeroDeposits(VB::VirtualBankZeroDeposits {}),
-                "both agreed deposits are zero",
-            ),
-            (
-                E::VirtualBankZeroLockPeriod(VB::VirtualBankZeroLockPeriod {}),
-                "at least one second",
-            ),
-            (
-                E::VirtualBankDepositsTooLarge(VB::VirtualBankDepositsTooLarge {
-                    total: U256::MAX,
-                }),
+                E::VirtualBankDepositsTooLarge(VB::VirtualBankDepositsTooLarge { total: U256::MAX }),
                 "deposits too large",
             ),
             (
-                E::VirtualBankWrongState(VB::VirtualBankWrongState {
-                    expected: 1.into(),
-                    actual: 3.into(),
-                }),
+                E::VirtualBankWrongState(VB::VirtualBankWrongState { expected: 1, actual: 3 }),
                 "the channel is Closed, this needs it Running",
             ),
+            (E::VirtualBankNotParty(VB::VirtualBankNotParty { caller: A }), "is not a party of this channel"),
+            (E::VirtualBankAlreadyDeposited(VB::VirtualBankAlreadyDeposited { party: B }), "has already deposited"),
             (
-                E::VirtualBankNotParty(VB::VirtualBankNotParty { caller: A }),
-                "is not a party of this channel",
-            ),
-            (
-                E::VirtualBankAlreadyDeposited(VB::VirtualBankAlreadyDeposited { party: B }),
-                "has already deposited",
-            ),
-            (
-                E::VirtualBankWrongDeposit(VB::VirtualBankWrongDeposit {
-                    expected: w(10),
-                    sent: w(5),
-                }),
+                E::VirtualBankWrongDeposit(VB::VirtualBankWrongDeposit { expected: w(10), sent: w(5) }),
                 "wrong deposit: sent 0.5 ETH (500000000000000000 wei), the agreed amount is 1 ETH",
             ),
             (
-                E::VirtualBankBalanceMismatch(VB::VirtualBankBalanceMismatch {
-                    sum: w(31),
-                    total: w(30),
-                }),
+                E::VirtualBankBalanceMismatch(VB::VirtualBankBalanceMismatch { sum: w(31), total: w(30) }),
                 "balances add up to 3.1 ETH",
             ),
+            (E::VirtualBankNonceTooLarge(VB::VirtualBankNonceTooLarge { nonce: U256::MAX }), "does not fit in 64 bits"),
+            (E::VirtualBankZeroWaiver(VB::VirtualBankZeroWaiver {}), "waiver address is zero"),
+            (E::VirtualBankInvalidSignature(VB::VirtualBankInvalidSignature { reason: 3 }), "upper half order"),
+            (E::VirtualBankInvalidSignature(VB::VirtualBankInvalidSignature { reason: 2 }), "not 65 bytes long"),
+            (E::VirtualBankInvalidSignature(VB::VirtualBankInvalidSignature { reason: 1 }), "no signer recovers"),
             (
-                E::VirtualBankNonceTooLarge(VB::VirtualBankNonceTooLarge { nonce: U256::MAX }),
-                "does not fit in 64 bits",
-            ),
-            (
-                E::VirtualBankZeroWaiver(VB::VirtualBankZeroWaiver {}),
-                "waiver address is zero",
-            ),
-            (
-                E::VirtualBankInvalidSignature(VB::VirtualBankInvalidSignature { reason: 3 }),
-                "upper half order",
-            ),
-            (
-                E::VirtualBankInvalidSignature(VB::VirtualBankInvalidSignature { reason: 2 }),
-                "not 65 bytes long",
-            ),
-            (
-                E::VirtualBankInvalidSignature(VB::VirtualBankInvalidSignature { reason: 1 }),
-                "no signer recovers",
-            ),
-            (
-                E::VirtualBankWrongSigner(VB::VirtualBankWrongSigner {
-                    expected: A,
-                    recovered: B,
-                }),
+                E::VirtualBankWrongSigner(VB::VirtualBankWrongSigner { expected: A, recovered: B }),
                 "but 0x00000000000000000000000000000000000000A1 had to sign",
             ),
             (
@@ -230,27 +158,12 @@ mod tests {
                 "lock period not over: 3412 s left",
             ),
             (
-                E::VirtualBankWrongNonce(VB::VirtualBankWrongNonce {
-                    liquidated: U256::from(7),
-                    given: U256::from(6),
-                }),
+                E::VirtualBankWrongNonce(VB::VirtualBankWrongNonce { liquidated: U256::from(7), given: U256::from(6) }),
                 "the waiver is for nonce 6, but the liquidated sheet has nonce 7",
             ),
-            (
-                E::VirtualBankZeroRecipient(VB::VirtualBankZeroRecipient {}),
-                "zero address",
-            ),
-            (
-                E::VirtualBankNothingOwed(VB::VirtualBankNothingOwed { party: A }),
-                "nothing is owed to",
-            ),
-            (
-                E::VirtualBankTransferFailed(VB::VirtualBankTransferFailed {
-                    to: A,
-                    amount: w(10),
-                }),
-                "sending 1 ETH",
-            ),
+            (E::VirtualBankZeroRecipient(VB::VirtualBankZeroRecipient {}), "zero address"),
+            (E::VirtualBankNothingOwed(VB::VirtualBankNothingOwed { party: A }), "nothing is owed to"),
+            (E::VirtualBankTransferFailed(VB::VirtualBankTransferFailed { to: A, amount: w(10) }), "sending 1 ETH"),
         ]
     }
 
@@ -268,16 +181,9 @@ mod tests {
         let covered: Vec<[u8; 4]> = cases().iter().map(|(e, _)| e.selector()).collect();
         let abi = crate::embedded().expect("artifact").abi;
         for error in abi.errors() {
-            assert!(
-                covered.contains(&error.selector().0),
-                "no explanation tested for {}",
-                error.signature()
-            );
+            assert!(covered.contains(&error.selector().0), "no explanation tested for {}", error.signature());
         }
-        assert_eq!(
-            VB::VirtualBankLockNotExpired::SIGNATURE,
-            "VirtualBankLockNotExpired(uint256,uint256)"
-        );
+        assert_eq!(VB::VirtualBankLockNotExpired::SIGNATURE, "VirtualBankLockNotExpired(uint256,uint256)");
     }
 
     #[test]

@@ -47,13 +47,8 @@ impl ChannelParams {
         if self.parties[0] == self.parties[1] {
             return Err(Error::InvalidParams("the parties are the same address"));
         }
-        if self.deposits[0]
-            .checked_add(self.deposits[1])
-            .is_none_or(|t| t == 0 || t > u128::MAX / 2)
-        {
-            return Err(Error::InvalidParams(
-                "deposits must be non-zero and below 2^127 in total",
-            ));
+        if self.deposits[0].checked_add(self.deposits[1]).is_none_or(|t| t == 0 || t > u128::MAX / 2) {
+            return Err(Error::InvalidParams("deposits must be non-zero and below 2^127 in total"));
         }
         Ok(())
     }
@@ -225,10 +220,7 @@ pub struct Step {
 
 impl Step {
     fn reply(m: Message) -> Self {
-        Self {
-            reply: Some(m),
-            events: Vec::new(),
-        }
+        Self { reply: Some(m), events: Vec::new() }
     }
 
     fn with(mut self, e: Event) -> Self {
@@ -243,6 +235,9 @@ pub struct Channel {
     state: ChannelState,
     signer: PrivateKeySigner,
     domain: Eip712Domain,
+    /// The last waiver address derived (a scalar multiplication each): every update needs the
+    /// same one two or three times.
+    waiver_cache: std::cell::Cell<Option<(u64, Address)>>,
 }
 
 fn sum(b: [Amount; 2]) -> Option<Amount> {
@@ -251,12 +246,7 @@ fn sum(b: [Amount; 2]) -> Option<Amount> {
 
 impl Channel {
     /// A new channel for party `me` (0 or 1), with its signing key and a fresh random waiver seed.
-    pub fn new(
-        params: ChannelParams,
-        me: u8,
-        signer: PrivateKeySigner,
-        waiver_seed: B256,
-    ) -> Result<Self> {
+    pub fn new(params: ChannelParams, me: u8, signer: PrivateKeySigner, waiver_seed: B256) -> Result<Self> {
         params.check()?;
         if me > 1 {
             return Err(Error::InvalidParams("party index must be 0 or 1"));
@@ -280,25 +270,14 @@ impl Channel {
     /// A channel from stored state and the party's signing key.
     pub fn restore(state: ChannelState, signer: PrivateKeySigner) -> Result<Self> {
         if state.version != STATE_VERSION {
-            return Err(Error::Version {
-                found: state.version,
-                expected: STATE_VERSION,
-            });
+            return Err(Error::Version { found: state.version, expected: STATE_VERSION });
         }
         let party = state.params.parties[state.me as usize];
         if signer.address() != party {
-            return Err(Error::WrongKey {
-                key: signer.address(),
-                index: state.me,
-                party,
-            });
+            return Err(Error::WrongKey { key: signer.address(), index: state.me, party });
         }
         let domain = state.params.domain();
-        Ok(Self {
-            state,
-            signer,
-            domain,
-        })
+        Ok(Self { state, signer, domain, waiver_cache: std::cell::Cell::new(None) })
     }
 
     /// The state to persist.
@@ -341,10 +320,7 @@ impl Channel {
 
     /// The balances of the latest sheet (the deposits before opening).
     pub fn balances(&self) -> [Amount; 2] {
-        self.state
-            .latest
-            .as_ref()
-            .map_or(self.state.params.deposits, |l| l.balances)
+        self.state.latest.as_ref().map_or(self.state.params.deposits, |l| l.balances)
     }
 
     /// True when no update is in flight.
@@ -386,50 +362,37 @@ impl Channel {
         if key.address() != waiver {
             return None;
         }
-        sign(
-            &key,
-            &Waiver {
-                nonce: U256::from(nonce),
-            },
-            &self.domain,
-        )
-        .ok()
+        sign(&key, &Waiver { nonce: U256::from(nonce) }, &self.domain).ok()
     }
 
     /// Both signatures of the cooperative close, once both are here.
     pub fn close_signatures(&self) -> Option<(u64, [Amount; 2], [Sig; 2])> {
         match &self.state.phase {
-            Phase::Closing {
-                nonce,
-                balances,
-                mine,
-                theirs: Some(theirs),
-            } => {
-                let sigs = if self.me() == 0 {
-                    [*mine, *theirs]
-                } else {
-                    [*theirs, *mine]
-                };
+            Phase::Closing { nonce, balances, mine, theirs: Some(theirs) } => {
+                let sigs = if self.me() == 0 { [*mine, *theirs] } else { [*theirs, *mine] };
                 Some((*nonce, *balances, sigs))
             }
             _ => None,
         }
     }
 
+    fn my_waiver(&self, nonce: u64) -> Result<Address> {
+        if let Some((n, a)) = self.waiver_cache.get()
+            && n == nonce
+        {
+            return Ok(a);
+        }
+        let a = self.state.chain.address(nonce)?;
+        self.waiver_cache.set(Some((nonce, a)));
+        Ok(a)
+    }
+
     fn my_sheet(&self, nonce: u64, balances: [Amount; 2]) -> Result<BalanceSheet> {
-        Ok(BalanceSheet::new(
-            nonce,
-            balances,
-            self.state.chain.address(nonce)?,
-        ))
+        Ok(BalanceSheet::new(nonce, balances, self.my_waiver(nonce)?))
     }
 
     fn sign_sheet(&self, nonce: u64, balances: [Amount; 2], waiver: Address) -> Result<Sig> {
-        sign(
-            &self.signer,
-            &BalanceSheet::new(nonce, balances, waiver),
-            &self.domain,
-        )
+        sign(&self.signer, &BalanceSheet::new(nonce, balances, waiver), &self.domain)
     }
 
     fn check_sum(&self, balances: [Amount; 2]) -> Result<()> {
@@ -452,10 +415,7 @@ impl Channel {
             Phase::Open => self.state.flight.name(),
             ref p => p.name(),
         };
-        Error::Unexpected {
-            message: m.kind(),
-            state,
-        }
+        Error::Unexpected { message: m.kind(), state }
     }
 
     // ------------------------------------------------------------------ local actions
@@ -469,17 +429,9 @@ impl Channel {
             return Err(Error::NotOpen(self.state.phase.name()));
         }
         let balances = self.state.params.deposits;
-        let waiver = self.state.chain.address(0)?;
-        self.state.flight = Flight::Proposed {
-            nonce: 0,
-            balances,
-            payments: Payments::default(),
-        };
-        Ok(Message::Propose {
-            nonce: 0,
-            balances,
-            waiver,
-        })
+        let waiver = self.my_waiver(0)?;
+        self.state.flight = Flight::Proposed { nonce: 0, balances, payments: Payments::default() };
+        Ok(Message::Propose { nonce: 0, balances, waiver })
     }
 
     /// Queues a payment of `amount` wei to the peer; returns its id. It goes out with the next
@@ -491,10 +443,7 @@ impl Channel {
         }
         let available = self.spendable();
         if amount > available {
-            return Err(Error::InsufficientBalance {
-                available,
-                requested: amount,
-            });
+            return Err(Error::InsufficientBalance { available, requested: amount });
         }
         let id = self.state.next_payment;
         self.state.next_payment += 1;
@@ -507,17 +456,12 @@ impl Channel {
         Ok(id)
     }
 
-    /// Proposes the next sheet with every queued payment, if the channel is idle and has some.
+    /// Proposes the next sheet with every queued payment, if the channel is open, idle and has some.
     pub fn propose(&mut self) -> Result<Option<Message>> {
-        self.require_open()?;
-        if self.state.flight != Flight::Idle || self.state.queue.count == 0 {
+        if self.state.phase != Phase::Open || self.state.flight != Flight::Idle || self.state.queue.count == 0 {
             return Ok(None);
         }
-        let latest = self
-            .state
-            .latest
-            .as_ref()
-            .ok_or(Error::NotOpen("opening"))?;
+        let latest = self.state.latest.as_ref().ok_or(Error::NotOpen("opening"))?;
         let nonce = latest.nonce + 1;
         if nonce >= MAX_UPDATES {
             return Err(Error::Exhausted(MAX_UPDATES));
@@ -528,23 +472,12 @@ impl Channel {
         let (me, peer) = (self.me(), self.peer());
         balances[me] = balances[me]
             .checked_sub(amount)
-            .ok_or(Error::InsufficientBalance {
-                available: balances[me],
-                requested: amount,
-            })?;
+            .ok_or(Error::InsufficientBalance { available: balances[me], requested: amount })?;
         balances[peer] += amount;
-        let waiver = self.state.chain.address(nonce)?;
+        let waiver = self.my_waiver(nonce)?;
         self.state.queue = Payments::default();
-        self.state.flight = Flight::Proposed {
-            nonce,
-            balances,
-            payments,
-        };
-        Ok(Some(Message::Propose {
-            nonce,
-            balances,
-            waiver,
-        }))
+        self.state.flight = Flight::Proposed { nonce, balances, payments };
+        Ok(Some(Message::Propose { nonce, balances, waiver }))
     }
 
     /// Signs a cooperative close at the current state. Queued payments are cancelled.
@@ -553,85 +486,59 @@ impl Channel {
         if self.state.flight != Flight::Idle {
             return Err(Error::NotOpen("busy with an update"));
         }
-        let latest = self
-            .state
-            .latest
-            .as_ref()
-            .ok_or(Error::NotOpen("opening"))?;
+        let latest = self.state.latest.as_ref().ok_or(Error::NotOpen("opening"))?;
         let (nonce, balances) = (latest.nonce, latest.balances);
         let signature = sign(&self.signer, &Close::new(nonce, balances), &self.domain)?;
         let ids = std::mem::take(&mut self.state.queue).ids();
-        self.state.phase = Phase::Closing {
-            nonce,
-            balances,
-            mine: signature,
-            theirs: None,
-        };
-        let mut step = Step::reply(Message::CloseRequest {
-            nonce,
-            balances,
-            signature,
-        });
+        self.state.phase = Phase::Closing { nonce, balances, mine: signature, theirs: None };
+        let mut step = Step::reply(Message::CloseRequest { nonce, balances, signature });
         if !ids.is_empty() {
             step.events.push(Event::PaymentsCancelled { ids });
         }
         Ok(step)
     }
 
-    /// The message to send again after a reconnect, if the channel is waiting for the peer.
-    pub fn retransmit(&self) -> Result<Option<Message>> {
-        Ok(match &self.state.flight {
-            Flight::Idle => match &self.state.phase {
-                Phase::Closing {
-                    nonce,
-                    balances,
-                    mine,
-                    theirs: None,
-                } => Some(Message::CloseRequest {
-                    nonce: *nonce,
-                    balances: *balances,
-                    signature: *mine,
-                }),
-                _ => None,
-            },
-            Flight::Proposed {
-                nonce, balances, ..
-            } => Some(Message::Propose {
-                nonce: *nonce,
-                balances: *balances,
-                waiver: self.state.chain.address(*nonce)?,
-            }),
-            Flight::Countersigned {
-                nonce,
-                balances,
-                peer_waiver,
-            } => Some(Message::Countersign {
-                nonce: *nonce,
-                signature: self.sign_sheet(*nonce, *balances, *peer_waiver)?,
-                waiver: self.state.chain.address(*nonce)?,
-            }),
-            Flight::Committed { nonce, .. } => Some(self.commit_message(*nonce)?),
+    /// The messages to send again after a reconnect, in order: the last revocation (which may
+    /// have been lost; a duplicate is harmless) and whatever the channel is waiting on.
+    pub fn retransmit(&self) -> Result<Vec<Message>> {
+        let mut out = Vec::new();
+        let open = matches!(self.state.phase, Phase::Open);
+        if open && self.nonce() > 0 && !matches!(self.state.flight, Flight::Committed { .. }) {
+            let nonce = self.nonce() - 1;
+            out.push(Message::Revoke { nonce, secret: self.state.chain.secret(nonce)? });
+        }
+        match &self.state.flight {
+            Flight::Idle => {
+                if let Phase::Closing { nonce, balances, mine, theirs: None } = &self.state.phase {
+                    out.push(Message::CloseRequest { nonce: *nonce, balances: *balances, signature: *mine });
+                }
+            }
+            Flight::Proposed { nonce, balances, .. } => {
+                out.push(Message::Propose { nonce: *nonce, balances: *balances, waiver: self.my_waiver(*nonce)? })
+            }
+            Flight::Countersigned { nonce, .. } => out.push(self.countersign_message(*nonce)?),
+            Flight::Committed { nonce, .. } => out.push(self.commit_message(*nonce)?),
+        }
+        Ok(out)
+    }
+
+    fn countersign_message(&self, nonce: u64) -> Result<Message> {
+        let Flight::Countersigned { balances, peer_waiver, .. } = self.state.flight else {
+            return Err(Error::NotOpen("not countersigning"));
+        };
+        Ok(Message::Countersign {
+            nonce,
+            signature: self.sign_sheet(nonce, balances, peer_waiver)?,
+            waiver: self.my_waiver(nonce)?,
         })
     }
 
     fn commit_message(&self, nonce: u64) -> Result<Message> {
         let balances = self.balances();
-        let peer_waiver = *self
-            .state
-            .peer_unrevoked
-            .get(&nonce)
-            .ok_or(Error::NotOpen("no peer sheet"))?;
+        let peer_waiver = *self.state.peer_unrevoked.get(&nonce).ok_or(Error::NotOpen("no peer sheet"))?;
         let signature = self.sign_sheet(nonce, balances, peer_waiver)?;
-        let revocation = if nonce == 0 {
-            None
-        } else {
-            Some(self.state.chain.secret(nonce - 1)?)
-        };
-        Ok(Message::Commit {
-            nonce,
-            signature,
-            revocation,
-        })
+        let revocation = if nonce == 0 { None } else { Some(self.state.chain.secret(nonce - 1)?) };
+        Ok(Message::Commit { nonce, signature, revocation })
     }
 
     // ------------------------------------------------------------------ inbound messages
@@ -640,54 +547,25 @@ impl Channel {
     /// the state is exactly as before, and the latest sheet can still be liquidated.
     pub fn handle(&mut self, msg: &Message) -> Result<Step> {
         match msg {
-            Message::Propose {
-                nonce,
-                balances,
-                waiver,
-            } => self.on_propose(msg, *nonce, *balances, *waiver),
-            Message::Countersign {
-                nonce,
-                signature,
-                waiver,
-            } => self.on_countersign(msg, *nonce, signature, *waiver),
-            Message::Commit {
-                nonce,
-                signature,
-                revocation,
-            } => self.on_commit(msg, *nonce, signature, *revocation),
+            Message::Propose { nonce, balances, waiver } => self.on_propose(msg, *nonce, *balances, *waiver),
+            Message::Countersign { nonce, signature, waiver } => self.on_countersign(msg, *nonce, signature, *waiver),
+            Message::Commit { nonce, signature, revocation } => self.on_commit(msg, *nonce, signature, *revocation),
             Message::Revoke { nonce, secret } => self.on_revoke(msg, *nonce, *secret),
-            Message::CloseRequest {
-                nonce,
-                balances,
-                signature,
-            } => self.on_close_request(msg, *nonce, *balances, signature),
-            Message::CloseAccept { nonce, signature } => {
-                self.on_close_accept(msg, *nonce, signature)
+            Message::CloseRequest { nonce, balances, signature } => {
+                self.on_close_request(msg, *nonce, *balances, signature)
             }
+            Message::CloseAccept { nonce, signature } => self.on_close_accept(msg, *nonce, signature),
         }
     }
 
-    fn on_propose(
-        &mut self,
-        msg: &Message,
-        nonce: u64,
-        balances: [Amount; 2],
-        waiver: Address,
-    ) -> Result<Step> {
+    fn on_propose(&mut self, msg: &Message, nonce: u64, balances: [Amount; 2], waiver: Address) -> Result<Step> {
         // A duplicate of the proposal already countersigned: countersign again (same bytes).
-        if let Flight::Countersigned {
-            nonce: n,
-            balances: b,
-            peer_waiver,
-        } = self.state.flight
+        if let Flight::Countersigned { nonce: n, balances: b, peer_waiver } = self.state.flight
             && n == nonce
             && b == balances
             && peer_waiver == waiver
         {
-            return Ok(Step {
-                reply: self.retransmit()?,
-                events: Vec::new(),
-            });
+            return Ok(Step::reply(self.countersign_message(nonce)?));
         }
         let opening = self.state.phase == Phase::Opening;
         if opening {
@@ -699,17 +577,12 @@ impl Channel {
         }
         let expected = if opening { 0 } else { self.nonce() + 1 };
         if nonce != expected {
-            return Err(Error::WrongNonce {
-                expected,
-                got: nonce,
-            });
+            return Err(Error::WrongNonce { expected, got: nonce });
         }
         let mut requeue = None;
         match &self.state.flight {
             Flight::Idle => {}
-            Flight::Proposed {
-                nonce: n, payments, ..
-            } if *n == nonce => {
+            Flight::Proposed { nonce: n, payments, .. } if *n == nonce => {
                 // Both proposed at once: party 0's proposal goes first, party 1 queues its own again.
                 if self.me() == 0 {
                     return Err(Error::Conflict(nonce));
@@ -725,22 +598,16 @@ impl Channel {
         let me = self.me();
         if opening {
             if balances != self.state.params.deposits {
-                return Err(Error::WrongDirection {
-                    from: self.state.params.deposits[me],
-                    to: balances[me],
-                });
+                return Err(Error::WrongDirection { from: self.state.params.deposits[me], to: balances[me] });
             }
         } else {
             let from = self.balances()[me];
             if balances[me] <= from {
-                return Err(Error::WrongDirection {
-                    from,
-                    to: balances[me],
-                });
+                return Err(Error::WrongDirection { from, to: balances[me] });
             }
         }
         let signature = self.sign_sheet(nonce, balances, waiver)?;
-        let my_waiver = self.state.chain.address(nonce)?;
+        let my_waiver = self.my_waiver(nonce)?;
         // -- checks done; apply
         if let Some(p) = requeue {
             // The abandoned proposal's payments go back in front of the queue (their ids are lower).
@@ -749,54 +616,26 @@ impl Channel {
             q.count += p.count;
             q.amount += p.amount;
         }
-        self.state.flight = Flight::Countersigned {
-            nonce,
-            balances,
-            peer_waiver: waiver,
-        };
-        Ok(Step::reply(Message::Countersign {
-            nonce,
-            signature,
-            waiver: my_waiver,
-        }))
+        self.state.flight = Flight::Countersigned { nonce, balances, peer_waiver: waiver };
+        Ok(Step::reply(Message::Countersign { nonce, signature, waiver: my_waiver }))
     }
 
-    fn on_countersign(
-        &mut self,
-        msg: &Message,
-        nonce: u64,
-        signature: &Sig,
-        waiver: Address,
-    ) -> Result<Step> {
+    fn on_countersign(&mut self, msg: &Message, nonce: u64, signature: &Sig, waiver: Address) -> Result<Step> {
         // A duplicate after we committed: commit again.
         if let Flight::Committed { nonce: n, .. } = self.state.flight
             && n == nonce
             && self.state.peer_unrevoked.get(&nonce) == Some(&waiver)
         {
-            return Ok(Step {
-                reply: self.retransmit()?,
-                events: Vec::new(),
-            });
+            return Ok(Step::reply(self.commit_message(nonce)?));
         }
-        let Flight::Proposed {
-            nonce: n,
-            balances,
-            payments,
-        } = self.state.flight
-        else {
+        let Flight::Proposed { nonce: n, balances, payments } = self.state.flight else {
             if nonce < self.nonce() || (nonce == self.nonce() && self.state.latest.is_some()) {
-                return Err(Error::WrongNonce {
-                    expected: self.nonce() + 1,
-                    got: nonce,
-                });
+                return Err(Error::WrongNonce { expected: self.nonce() + 1, got: nonce });
             }
             return Err(self.unexpected(msg));
         };
         if nonce != n {
-            return Err(Error::WrongNonce {
-                expected: n,
-                got: nonce,
-            });
+            return Err(Error::WrongNonce { expected: n, got: nonce });
         }
         if waiver == Address::ZERO {
             return Err(Error::ZeroWaiver);
@@ -804,24 +643,11 @@ impl Channel {
         let mine = self.my_sheet(nonce, balances)?;
         verify(signature, &mine, &self.domain, self.peer_address())?;
         let my_signature = self.sign_sheet(nonce, balances, waiver)?;
-        let revocation = if nonce == 0 {
-            None
-        } else {
-            Some(self.state.chain.secret(nonce - 1)?)
-        };
+        let revocation = if nonce == 0 { None } else { Some(self.state.chain.secret(nonce - 1)?) };
         // -- checks done; apply
-        self.state.latest = Some(LiquidationSheet {
-            nonce,
-            balances,
-            waiver: mine.waiver,
-            peer_signature: *signature,
-        });
+        self.state.latest = Some(LiquidationSheet { nonce, balances, waiver: mine.waiver, peer_signature: *signature });
         self.state.peer_unrevoked.insert(nonce, waiver);
-        let reply = Message::Commit {
-            nonce,
-            signature: my_signature,
-            revocation,
-        };
+        let reply = Message::Commit { nonce, signature: my_signature, revocation };
         if nonce == 0 {
             self.state.flight = Flight::Idle;
             self.state.phase = Phase::Open;
@@ -832,20 +658,10 @@ impl Channel {
     }
 
     fn check_revocation(&self, nonce: u64, secret: B256) -> Result<()> {
-        let expected = *self
-            .state
-            .peer_unrevoked
-            .get(&nonce)
-            .ok_or(Error::WrongNonce {
-                expected: self
-                    .state
-                    .peer_unrevoked
-                    .keys()
-                    .next()
-                    .copied()
-                    .unwrap_or(0),
-                got: nonce,
-            })?;
+        let expected = *self.state.peer_unrevoked.get(&nonce).ok_or(Error::WrongNonce {
+            expected: self.state.peer_unrevoked.keys().next().copied().unwrap_or(0),
+            got: nonce,
+        })?;
         let derived = waiver_key(&secret)?.address();
         if derived != expected {
             return Err(Error::WrongSecret { nonce, expected });
@@ -859,56 +675,28 @@ impl Channel {
         Ok(())
     }
 
-    fn on_commit(
-        &mut self,
-        msg: &Message,
-        nonce: u64,
-        signature: &Sig,
-        revocation: Option<B256>,
-    ) -> Result<Step> {
+    fn on_commit(&mut self, msg: &Message, nonce: u64, signature: &Sig, revocation: Option<B256>) -> Result<Step> {
         // A duplicate of the commit already processed: revoke again.
-        if self.state.flight == Flight::Idle
-            && self.state.latest.as_ref().is_some_and(|l| l.nonce == nonce)
-        {
-            let latest = self
-                .state
-                .latest
-                .as_ref()
-                .ok_or(Error::NotOpen("opening"))?;
+        let countersigning = matches!(self.state.flight, Flight::Countersigned { .. });
+        if !countersigning && self.state.latest.as_ref().is_some_and(|l| l.nonce == nonce) {
+            let latest = self.state.latest.as_ref().ok_or(Error::NotOpen("opening"))?;
             if latest.peer_signature != *signature {
-                return Err(Error::WrongNonce {
-                    expected: nonce + 1,
-                    got: nonce,
-                });
+                return Err(Error::WrongNonce { expected: nonce + 1, got: nonce });
             }
             if nonce == 0 {
                 return Ok(Step::default());
             }
             let secret = self.state.chain.secret(nonce - 1)?;
-            return Ok(Step::reply(Message::Revoke {
-                nonce: nonce - 1,
-                secret,
-            }));
+            return Ok(Step::reply(Message::Revoke { nonce: nonce - 1, secret }));
         }
-        let Flight::Countersigned {
-            nonce: n,
-            balances,
-            peer_waiver,
-        } = self.state.flight
-        else {
+        let Flight::Countersigned { nonce: n, balances, peer_waiver } = self.state.flight else {
             if nonce < self.nonce() {
-                return Err(Error::WrongNonce {
-                    expected: self.nonce() + 1,
-                    got: nonce,
-                });
+                return Err(Error::WrongNonce { expected: self.nonce() + 1, got: nonce });
             }
             return Err(self.unexpected(msg));
         };
         if nonce != n {
-            return Err(Error::WrongNonce {
-                expected: n,
-                got: nonce,
-            });
+            return Err(Error::WrongNonce { expected: n, got: nonce });
         }
         let mine = self.my_sheet(nonce, balances)?;
         verify(signature, &mine, &self.domain, self.peer_address())?;
@@ -917,22 +705,13 @@ impl Channel {
             (0, Some(_)) | (_, None) => return Err(self.unexpected(msg)),
             (_, Some(secret)) => self.check_revocation(nonce - 1, secret)?,
         }
-        let my_secret = if nonce == 0 {
-            None
-        } else {
-            Some(self.state.chain.secret(nonce - 1)?)
-        };
+        let my_secret = if nonce == 0 { None } else { Some(self.state.chain.secret(nonce - 1)?) };
         // -- checks done; apply
         let before = self.balances()[self.me()];
         if let Some(secret) = revocation {
             self.apply_revocation(nonce - 1, secret)?;
         }
-        self.state.latest = Some(LiquidationSheet {
-            nonce,
-            balances,
-            waiver: mine.waiver,
-            peer_signature: *signature,
-        });
+        self.state.latest = Some(LiquidationSheet { nonce, balances, waiver: mine.waiver, peer_signature: *signature });
         self.state.peer_unrevoked.insert(nonce, peer_waiver);
         self.state.flight = Flight::Idle;
         if nonce == 0 {
@@ -940,31 +719,21 @@ impl Channel {
             return Ok(Step::default().with(Event::Opened));
         }
         let amount = balances[self.me()] - before;
-        let reply = my_secret.map(|secret| Message::Revoke {
-            nonce: nonce - 1,
-            secret,
-        });
-        Ok(Step {
-            reply,
-            events: vec![Event::Received { amount, nonce }],
-        })
+        let reply = my_secret.map(|secret| Message::Revoke { nonce: nonce - 1, secret });
+        Ok(Step { reply, events: vec![Event::Received { amount, nonce }] })
     }
 
     fn on_revoke(&mut self, msg: &Message, nonce: u64, secret: B256) -> Result<Step> {
         let Flight::Committed { nonce: n, payments } = self.state.flight else {
-            if self.state.revocations.secret(nonce).is_some() {
-                return Err(Error::WrongNonce {
-                    expected: self.nonce(),
-                    got: nonce,
-                });
-            }
-            return Err(self.unexpected(msg));
+            return match self.state.revocations.secret(nonce) {
+                // a revocation received before: nothing to do
+                Some(known) if known == secret => Ok(Step::default()),
+                Some(_) => Err(Error::InconsistentSecret(nonce)),
+                None => Err(self.unexpected(msg)),
+            };
         };
         if nonce + 1 != n {
-            return Err(Error::WrongNonce {
-                expected: n - 1,
-                got: nonce,
-            });
+            return Err(Error::WrongNonce { expected: n - 1, got: nonce });
         }
         self.check_revocation(nonce, secret)?;
         // -- checks done; apply
@@ -982,67 +751,28 @@ impl Channel {
         Ok(step)
     }
 
-    fn on_close_request(
-        &mut self,
-        msg: &Message,
-        nonce: u64,
-        balances: [Amount; 2],
-        sig: &Sig,
-    ) -> Result<Step> {
-        let latest = self
-            .state
-            .latest
-            .as_ref()
-            .ok_or_else(|| self.unexpected(msg))?;
+    fn on_close_request(&mut self, msg: &Message, nonce: u64, balances: [Amount; 2], sig: &Sig) -> Result<Step> {
+        let latest = self.state.latest.as_ref().ok_or_else(|| self.unexpected(msg))?;
         if nonce != latest.nonce {
-            return Err(Error::WrongNonce {
-                expected: latest.nonce,
-                got: nonce,
-            });
+            return Err(Error::WrongNonce { expected: latest.nonce, got: nonce });
         }
         if balances != latest.balances {
             self.check_sum(balances)?;
             let me = self.me();
-            return Err(Error::WrongDirection {
-                from: latest.balances[me],
-                to: balances[me],
-            });
+            return Err(Error::WrongDirection { from: latest.balances[me], to: balances[me] });
         }
         let close = Close::new(nonce, balances);
         match &self.state.phase {
             // Both asked at once: keep the peer's signature, nothing to send.
-            Phase::Closing {
-                nonce: n,
-                balances: b,
-                mine,
-                theirs: None,
-            } if *n == nonce && *b == balances => {
+            Phase::Closing { nonce: n, balances: b, mine, theirs: None } if *n == nonce && *b == balances => {
                 verify(sig, &close, &self.domain, self.peer_address())?;
                 let mine = *mine;
-                self.state.phase = Phase::Closing {
-                    nonce,
-                    balances,
-                    mine,
-                    theirs: Some(*sig),
-                };
-                let (nonce, balances, signatures) =
-                    self.close_signatures().ok_or(Error::NotOpen("closing"))?;
-                return Ok(Step::default().with(Event::CloseReady {
-                    nonce,
-                    balances,
-                    signatures,
-                }));
+                self.state.phase = Phase::Closing { nonce, balances, mine, theirs: Some(*sig) };
+                let (nonce, balances, signatures) = self.close_signatures().ok_or(Error::NotOpen("closing"))?;
+                return Ok(Step::default().with(Event::CloseReady { nonce, balances, signatures }));
             }
-            Phase::Closing {
-                nonce: n,
-                mine,
-                theirs: Some(t),
-                ..
-            } if *n == nonce && t == sig => {
-                return Ok(Step::reply(Message::CloseAccept {
-                    nonce,
-                    signature: *mine,
-                }));
+            Phase::Closing { nonce: n, mine, theirs: Some(t), .. } if *n == nonce && t == sig => {
+                return Ok(Step::reply(Message::CloseAccept { nonce, signature: *mine }));
             }
             Phase::Open => {}
             _ => return Err(self.unexpected(msg)),
@@ -1059,67 +789,30 @@ impl Channel {
         let mut ids = cancelled.map(Payments::ids).unwrap_or_default();
         ids.extend(std::mem::take(&mut self.state.queue).ids());
         self.state.flight = Flight::Idle;
-        self.state.phase = Phase::Closing {
-            nonce,
-            balances,
-            mine,
-            theirs: Some(*sig),
-        };
-        let (nonce, balances, signatures) =
-            self.close_signatures().ok_or(Error::NotOpen("closing"))?;
-        let mut step = Step::reply(Message::CloseAccept {
-            nonce,
-            signature: mine,
-        });
+        self.state.phase = Phase::Closing { nonce, balances, mine, theirs: Some(*sig) };
+        let (nonce, balances, signatures) = self.close_signatures().ok_or(Error::NotOpen("closing"))?;
+        let mut step = Step::reply(Message::CloseAccept { nonce, signature: mine });
         if !ids.is_empty() {
             step.events.push(Event::PaymentsCancelled { ids });
         }
-        Ok(step.with(Event::CloseReady {
-            nonce,
-            balances,
-            signatures,
-        }))
+        Ok(step.with(Event::CloseReady { nonce, balances, signatures }))
     }
 
     fn on_close_accept(&mut self, msg: &Message, nonce: u64, sig: &Sig) -> Result<Step> {
-        let Phase::Closing {
-            nonce: n,
-            balances,
-            mine,
-            theirs,
-        } = &self.state.phase
-        else {
+        let Phase::Closing { nonce: n, balances, mine, theirs } = &self.state.phase else {
             return Err(self.unexpected(msg));
         };
         if *n != nonce {
-            return Err(Error::WrongNonce {
-                expected: *n,
-                got: nonce,
-            });
+            return Err(Error::WrongNonce { expected: *n, got: nonce });
         }
         if theirs.is_some() {
             return Ok(Step::default());
         }
         let (balances, mine) = (*balances, *mine);
-        verify(
-            sig,
-            &Close::new(nonce, balances),
-            &self.domain,
-            self.peer_address(),
-        )?;
-        self.state.phase = Phase::Closing {
-            nonce,
-            balances,
-            mine,
-            theirs: Some(*sig),
-        };
-        let (nonce, balances, signatures) =
-            self.close_signatures().ok_or(Error::NotOpen("closing"))?;
-        Ok(Step::default().with(Event::CloseReady {
-            nonce,
-            balances,
-            signatures,
-        }))
+        verify(sig, &Close::new(nonce, balances), &self.domain, self.peer_address())?;
+        self.state.phase = Phase::Closing { nonce, balances, mine, theirs: Some(*sig) };
+        let (nonce, balances, signatures) = self.close_signatures().ok_or(Error::NotOpen("closing"))?;
+        Ok(Step::default().with(Event::CloseReady { nonce, balances, signatures }))
     }
 }
 
@@ -1137,10 +830,7 @@ impl ChannelState {
         }
         let tag: Tag = serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))?;
         if tag.version != STATE_VERSION {
-            return Err(Error::Version {
-                found: tag.version,
-                expected: STATE_VERSION,
-            });
+            return Err(Error::Version { found: tag.version, expected: STATE_VERSION });
         }
         serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))
     }

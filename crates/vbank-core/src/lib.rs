@@ -4,11 +4,11 @@ mod channel;
 mod error;
 mod message;
 mod sheet;
+#[cfg(test)]
+mod tests;
 mod waiver;
 
-pub use channel::{
-    Channel, ChannelParams, ChannelState, Event, LiquidationSheet, Phase, STATE_VERSION, Step,
-};
+pub use channel::{Channel, ChannelParams, ChannelState, Event, LiquidationSheet, Phase, STATE_VERSION, Step};
 pub use error::{Error, Result, Severity};
 pub use message::Message;
 pub use sheet::{BalanceSheet, Close, Sig, Waiver, domain, recover, sign};

@@ -36,23 +36,14 @@ sol! {
 impl BalanceSheet {
     /// A sheet for `nonce` with `balances` and `waiver`.
     pub fn new(nonce: u64, balances: [u128; 2], waiver: Address) -> Self {
-        Self {
-            nonce: U256::from(nonce),
-            balance0: U256::from(balances[0]),
-            balance1: U256::from(balances[1]),
-            waiver,
-        }
+        Self { nonce: U256::from(nonce), balance0: U256::from(balances[0]), balance1: U256::from(balances[1]), waiver }
     }
 }
 
 impl Close {
     /// A close at `nonce` with `balances`.
     pub fn new(nonce: u64, balances: [u128; 2]) -> Self {
-        Self {
-            nonce: U256::from(nonce),
-            balance0: U256::from(balances[0]),
-            balance1: U256::from(balances[1]),
-        }
+        Self { nonce: U256::from(nonce), balance0: U256::from(balances[0]), balance1: U256::from(balances[1]) }
     }
 }
 
@@ -104,23 +95,17 @@ impl Sig {
 
 /// Half the secp256k1 group order: signatures with a larger `s` are malleable and refused.
 const HALF_ORDER: U256 = U256::from_be_bytes([
-    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
+    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x5d, 0x57, 0x6e,
+    0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
 ]);
 
 /// Signs an EIP-712 struct for a channel's domain.
-pub fn sign<T: SolStruct>(
-    signer: &PrivateKeySigner,
-    value: &T,
-    domain: &Eip712Domain,
-) -> Result<Sig> {
+pub fn sign<T: SolStruct>(signer: &PrivateKeySigner, value: &T, domain: &Eip712Domain) -> Result<Sig> {
     sign_hash(signer, &value.eip712_signing_hash(domain))
 }
 
 pub(crate) fn sign_hash(signer: &PrivateKeySigner, hash: &B256) -> Result<Sig> {
-    let sig: Signature = signer
-        .sign_hash_sync(hash)
-        .map_err(|e| Error::Decode(e.to_string()))?;
+    let sig: Signature = signer.sign_hash_sync(hash).map_err(|e| Error::Decode(e.to_string()))?;
     Ok(Sig(sig.as_bytes()))
 }
 
@@ -146,18 +131,10 @@ pub(crate) fn recover_hash(sig: &Sig, hash: &B256) -> Option<Address> {
 }
 
 /// Checks that `sig` over `value` was made by `expected`.
-pub(crate) fn verify<T: SolStruct>(
-    sig: &Sig,
-    value: &T,
-    domain: &Eip712Domain,
-    expected: Address,
-) -> Result<()> {
+pub(crate) fn verify<T: SolStruct>(sig: &Sig, value: &T, domain: &Eip712Domain, expected: Address) -> Result<()> {
     match recover(sig, value, domain) {
         Some(a) if a == expected => Ok(()),
-        recovered => Err(Error::BadSignature {
-            expected,
-            recovered,
-        }),
+        recovered => Err(Error::BadSignature { expected, recovered }),
     }
 }
 
@@ -178,39 +155,20 @@ mod tests {
             "BalanceSheet(uint256 nonce,uint256 balance0,uint256 balance1,address waiver)"
         );
         assert_eq!(Waiver::eip712_encode_type(), "Waiver(uint256 nonce)");
-        assert_eq!(
-            Close::eip712_encode_type(),
-            "Close(uint256 nonce,uint256 balance0,uint256 balance1)"
-        );
+        assert_eq!(Close::eip712_encode_type(), "Close(uint256 nonce,uint256 balance0,uint256 balance1)");
     }
 
     #[test]
     fn sign_then_recover_round_trips_and_binds_domain_and_type() {
         let k = key(7);
-        let d = domain(
-            31337,
-            address!("0x5FbDB2315678afecb367f032d93F642f64180aa3"),
-        );
-        let sheet = BalanceSheet::new(
-            3,
-            [10, 20],
-            address!("0x00000000000000000000000000000000000000aa"),
-        );
+        let d = domain(31337, address!("0x5FbDB2315678afecb367f032d93F642f64180aa3"));
+        let sheet = BalanceSheet::new(3, [10, 20], address!("0x00000000000000000000000000000000000000aa"));
         let sig = sign(&k, &sheet, &d).expect("sign");
         assert_eq!(recover(&sig, &sheet, &d), Some(k.address()));
         // other chain, other contract, other type: another signer (or none) recovers
-        assert_ne!(
-            recover(&sig, &sheet, &domain(1, d.verifying_contract.expect("set"))),
-            Some(k.address())
-        );
-        assert_ne!(
-            recover(&sig, &sheet, &domain(31337, Address::repeat_byte(1))),
-            Some(k.address())
-        );
-        assert_ne!(
-            recover(&sig, &Close::new(3, [10, 20]), &d),
-            Some(k.address())
-        );
+        assert_ne!(recover(&sig, &sheet, &domain(1, d.verifying_contract.expect("set"))), Some(k.address()));
+        assert_ne!(recover(&sig, &sheet, &domain(31337, Address::repeat_byte(1))), Some(k.address()));
+        assert_ne!(recover(&sig, &Close::new(3, [10, 20]), &d), Some(k.address()));
         // a different sheet
         let other = BalanceSheet::new(3, [11, 19], sheet.waiver);
         assert_ne!(recover(&sig, &other, &d), Some(k.address()));
@@ -220,15 +178,11 @@ mod tests {
     fn malleable_and_malformed_signatures_are_refused() {
         let k = key(9);
         let d = domain(1, Address::repeat_byte(2));
-        let w = Waiver {
-            nonce: U256::from(5),
-        };
+        let w = Waiver { nonce: U256::from(5) };
         let sig = sign(&k, &w, &d).expect("sign");
         assert_eq!(recover(&sig, &w, &d), Some(k.address()));
         // high s: s' = n - s, v flipped — ecrecover accepts it, we must not
-        let n = U256::from_be_bytes(hex!(
-            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
-        ));
+        let n = U256::from_be_bytes(hex!("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"));
         let s = U256::from_be_slice(&sig.0[32..64]);
         let mut high = sig.0;
         high[32..64].copy_from_slice(&(n - s).to_be_bytes::<32>());

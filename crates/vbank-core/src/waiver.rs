@@ -49,8 +49,7 @@ pub fn waiver_key(secret: &B256) -> Result<PrivateKeySigner> {
     let digest = keccak256(&data);
     let scalar = <Scalar as Reduce<KU256>>::reduce_bytes(FieldBytes::from_slice(digest.as_slice()));
     let key: CtOption<k256::NonZeroScalar> = k256::NonZeroScalar::new(scalar);
-    let key = Option::<k256::NonZeroScalar>::from(key)
-        .ok_or(Error::Decode("waiver key is zero".into()))?;
+    let key = Option::<k256::NonZeroScalar>::from(key).ok_or(Error::Decode("waiver key is zero".into()))?;
     let signing = k256::ecdsa::SigningKey::from(key);
     Ok(PrivateKeySigner::from_signing_key(signing))
 }
@@ -97,26 +96,20 @@ pub struct RevocationStore {
 impl RevocationStore {
     /// An empty store.
     pub fn new() -> Self {
-        Self {
-            known: vec![None; 49],
-            next_index: None,
-        }
+        Self { known: vec![None; 49], next_index: None }
     }
 
     /// Inserts the secret of sheet `nonce`. Secrets must arrive in nonce order, and each must be
     /// consistent with those before it (BOLT #3 `insert_secret`); otherwise nothing changes.
     pub fn insert(&mut self, nonce: u64, secret: B256) -> Result<()> {
         let index = index_of(nonce)?;
-        self.insert_index(index, secret)
-            .map_err(|()| Error::InconsistentSecret(nonce))
+        self.insert_index(index, secret).map_err(|()| Error::InconsistentSecret(nonce))
     }
 
     /// Checks that [`RevocationStore::insert`] would accept the secret, without inserting it.
     pub fn check(&self, nonce: u64, secret: B256) -> Result<()> {
         let index = index_of(nonce)?;
-        self.check_index(index, secret)
-            .map(|_| ())
-            .map_err(|()| Error::InconsistentSecret(nonce))
+        self.check_index(index, secret).map(|_| ()).map_err(|()| Error::InconsistentSecret(nonce))
     }
 
     /// The slot the secret goes to, if it is the next one and consistent with the known ones.
@@ -191,11 +184,7 @@ mod tests {
     /// (name, lines of "key: value") per case in the BOLT #3 vector file.
     fn cases() -> Vec<(String, Vec<(String, String)>)> {
         let mut out: Vec<(String, Vec<(String, String)>)> = Vec::new();
-        for line in VECTORS
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
+        for line in VECTORS.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
             let (k, v) = line.split_once(':').expect("key: value");
             if k == "name" {
                 out.push((v.trim().to_string(), Vec::new()));
@@ -209,16 +198,8 @@ mod tests {
     #[test]
     fn bolt3_generation_vectors() {
         let mut n = 0;
-        for (name, kv) in cases()
-            .into_iter()
-            .filter(|(n, _)| n.starts_with("generate_from_seed"))
-        {
-            let get = |k: &str| {
-                kv.iter()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, v)| v.clone())
-                    .expect(k)
-            };
+        for (name, kv) in cases().into_iter().filter(|(n, _)| n.starts_with("generate_from_seed")) {
+            let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).expect(k);
             let out = derive(hex32(&get("seed")).0, 48, num(&get("I")));
             assert_eq!(B256::from(out), hex32(&get("output")), "{name}");
             n += 1;
@@ -229,21 +210,14 @@ mod tests {
     #[test]
     fn bolt3_storage_vectors() {
         let mut n = 0;
-        for (name, kv) in cases()
-            .into_iter()
-            .filter(|(n, _)| n.starts_with("insert_secret"))
-        {
+        for (name, kv) in cases().into_iter().filter(|(n, _)| n.starts_with("insert_secret")) {
             let mut store = RevocationStore::new();
             let mut steps = kv.chunks(3);
             for step in steps.by_ref() {
                 let index = num(&step[0].1);
                 let secret = hex32(&step[1].1);
                 let ok = step[2].1 == "OK";
-                assert_eq!(
-                    store.insert_index(index, secret).is_ok(),
-                    ok,
-                    "{name} at I={index}"
-                );
+                assert_eq!(store.insert_index(index, secret).is_ok(), ok, "{name} at I={index}");
             }
             n += 1;
         }
@@ -255,17 +229,11 @@ mod tests {
         let chain = WaiverChain::new(B256::repeat_byte(0x42));
         let mut store = RevocationStore::new();
         for nonce in 0..300 {
-            store
-                .insert(nonce, chain.secret(nonce).expect("secret"))
-                .expect("consistent");
+            store.insert(nonce, chain.secret(nonce).expect("secret")).expect("consistent");
             assert!(store.entries() <= 49);
         }
         for nonce in 0..300 {
-            assert_eq!(
-                store.secret(nonce),
-                Some(chain.secret(nonce).expect("secret")),
-                "nonce {nonce}"
-            );
+            assert_eq!(store.secret(nonce), Some(chain.secret(nonce).expect("secret")), "nonce {nonce}");
         }
         assert_eq!(store.secret(300), None, "not revealed yet");
         assert_eq!(store.revealed(), 300);
@@ -278,18 +246,10 @@ mod tests {
         let mut store = RevocationStore::new();
         store.insert(0, chain.secret(0).expect("s")).expect("first");
         let before = store.clone();
-        assert_eq!(
-            store.insert(2, chain.secret(2).expect("s")),
-            Err(Error::InconsistentSecret(2))
-        );
-        assert_eq!(
-            store.insert(1, other.secret(1).expect("s")),
-            Err(Error::InconsistentSecret(1))
-        );
+        assert_eq!(store.insert(2, chain.secret(2).expect("s")), Err(Error::InconsistentSecret(2)));
+        assert_eq!(store.insert(1, other.secret(1).expect("s")), Err(Error::InconsistentSecret(1)));
         assert_eq!(store, before);
-        store
-            .insert(1, chain.secret(1).expect("s"))
-            .expect("in order");
+        store.insert(1, chain.secret(1).expect("s")).expect("in order");
     }
 
     #[test]
@@ -298,16 +258,8 @@ mod tests {
         let a0 = chain.address(0).expect("addr");
         assert_eq!(a0, chain.address(0).expect("addr"));
         assert_ne!(a0, chain.address(1).expect("addr"));
-        assert_eq!(
-            waiver_key(&chain.secret(0).expect("s"))
-                .expect("key")
-                .address(),
-            a0
-        );
-        assert_eq!(
-            chain.secret(MAX_UPDATES),
-            Err(Error::Exhausted(MAX_UPDATES))
-        );
+        assert_eq!(waiver_key(&chain.secret(0).expect("s")).expect("key").address(), a0);
+        assert_eq!(chain.secret(MAX_UPDATES), Err(Error::Exhausted(MAX_UPDATES)));
     }
 
     /// A million updates: the store stays at 49 entries at most and every revoked nonce can still
@@ -318,33 +270,14 @@ mod tests {
         let chain = WaiverChain::new(B256::repeat_byte(0x5a));
         let mut store = RevocationStore::new();
         for nonce in 0..UPDATES {
-            store
-                .insert(nonce, chain.secret(nonce).expect("secret"))
-                .expect("consistent");
+            store.insert(nonce, chain.secret(nonce).expect("secret")).expect("consistent");
         }
         assert!(store.entries() <= 49, "{} entries", store.entries());
         assert_eq!(store.revealed(), UPDATES);
-        for nonce in [
-            0,
-            1,
-            2,
-            1000,
-            65_535,
-            65_536,
-            524_287,
-            UPDATES - 2,
-            UPDATES - 1,
-        ] {
+        for nonce in [0, 1, 2, 1000, 65_535, 65_536, 524_287, UPDATES - 2, UPDATES - 1] {
             let secret = store.secret(nonce).expect("revealed");
-            assert_eq!(
-                secret,
-                chain.secret(nonce).expect("secret"),
-                "nonce {nonce}"
-            );
-            assert_eq!(
-                waiver_key(&secret).expect("key").address(),
-                chain.address(nonce).expect("addr")
-            );
+            assert_eq!(secret, chain.secret(nonce).expect("secret"), "nonce {nonce}");
+            assert_eq!(waiver_key(&secret).expect("key").address(), chain.address(nonce).expect("addr"));
         }
     }
 }

@@ -1,0 +1,53 @@
+//! Where the signing key comes from: an environment variable, a file, or an encrypted keystore.
+
+use std::path::PathBuf;
+
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+/// Key options; at most one source is used, in this order: keystore, key file, environment.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct KeyArgs {
+    /// Environment variable holding the hex private key.
+    #[arg(long, default_value = "VBANK_PRIVATE_KEY")]
+    private_key_env: String,
+    /// File holding the hex private key.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Encrypted JSON keystore (geth / foundry format).
+    #[arg(long)]
+    keystore: Option<PathBuf>,
+    /// Environment variable holding the keystore's password.
+    #[arg(long, default_value = "VBANK_KEYSTORE_PASSWORD")]
+    password_env: String,
+}
+
+fn parse_key(text: &str, origin: &str) -> Result<PrivateKeySigner> {
+    let t = text.trim();
+    t.parse::<PrivateKeySigner>().with_context(|| format!("{origin} does not hold a valid hex private key"))
+}
+
+impl KeyArgs {
+    /// The key, if any source is set.
+    pub(crate) fn load(&self) -> Result<Option<PrivateKeySigner>> {
+        if let Some(path) = &self.keystore {
+            let password = std::env::var(&self.password_env).with_context(|| {
+                format!("the keystore's password is read from ${}, which is not set", self.password_env)
+            })?;
+            let signer = PrivateKeySigner::decrypt_keystore(path, password)
+                .with_context(|| format!("cannot decrypt keystore {}", path.display()))?;
+            return Ok(Some(signer));
+        }
+        if let Some(path) = &self.key_file {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
+            return Ok(Some(parse_key(&text, &format!("key file {}", path.display()))?));
+        }
+        match std::env::var(&self.private_key_env) {
+            Ok(v) if !v.trim().is_empty() => Ok(Some(parse_key(&v, &format!("${}", self.private_key_env))?)),
+            Ok(_) => bail!("${} is empty", self.private_key_env),
+            Err(_) => Ok(None),
+        }
+    }
+}

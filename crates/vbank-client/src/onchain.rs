@@ -1,0 +1,357 @@
+//! One channel's contract: checked calls and decoded reverts.
+
+use alloy::{
+    primitives::{Address, Bytes, TxHash, U256},
+    providers::Provider,
+    rpc::types::TransactionReceipt,
+};
+use vbank_contracts::VirtualBank::{self, VirtualBankInstance};
+use vbank_core::{Amount, BalanceSheet, Close, LiquidationSheet, Sig, Waiver, domain, recover};
+
+use crate::{Chain, Error, Result};
+
+/// A mined transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxReport {
+    /// Its hash.
+    pub hash: TxHash,
+    /// Gas it used.
+    pub gas_used: u64,
+    /// The block it is in.
+    pub block: u64,
+}
+
+impl TxReport {
+    fn from_receipt(r: &TransactionReceipt) -> Result<Self> {
+        if !r.status() {
+            return Err(Error::Failed(r.transaction_hash.to_string()));
+        }
+        Ok(Self { hash: r.transaction_hash, gas_used: r.gas_used, block: r.block_number.unwrap_or_default() })
+    }
+}
+
+/// The contract's state, as `VirtualBank.State`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnChainState {
+    /// Waiting for deposits.
+    Funding,
+    /// Payments clear off-chain.
+    Running,
+    /// The master's balance is frozen.
+    Liquidating,
+    /// Everything is paid out.
+    Closed,
+}
+
+impl OnChainState {
+    fn from_u8(v: u8) -> Result<Self> {
+        Ok(match v {
+            0 => Self::Funding,
+            1 => Self::Running,
+            2 => Self::Liquidating,
+            3 => Self::Closed,
+            other => return Err(Error::Rpc(format!("unknown contract state {other}"))),
+        })
+    }
+}
+
+impl std::fmt::Display for OnChainState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The liquidation in progress or done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiquidationInfo {
+    /// The liquidating party.
+    pub master: Address,
+    /// The sheet's nonce.
+    pub nonce: u64,
+    /// The sheet's balances (zero once closed).
+    pub balances: [Amount; 2],
+    /// The sheet's waiver address.
+    pub waiver: Address,
+    /// When the master may withdraw.
+    pub unlock_time: u64,
+}
+
+/// What the contract says about the channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// The contract.
+    pub address: Address,
+    /// The state.
+    pub state: OnChainState,
+    /// Party 0 and party 1.
+    pub parties: [Address; 2],
+    /// The agreed deposits.
+    pub amounts: [Amount; 2],
+    /// Which deposits are in.
+    pub deposited: [bool; 2],
+    /// The lock period in seconds.
+    pub lock_period: u64,
+    /// The liquidation, if one was started.
+    pub liquidation: Option<LiquidationInfo>,
+    /// What the contract still owes (its balance).
+    pub outstanding: Amount,
+}
+
+impl ChannelInfo {
+    /// The index of `who` among the parties.
+    pub fn index_of(&self, who: Address) -> Option<usize> {
+        self.parties.iter().position(|p| *p == who)
+    }
+}
+
+fn amount(v: U256) -> Result<Amount> {
+    u128::try_from(v).map_err(|_| Error::Rpc(format!("amount {v} does not fit in 128 bits")))
+}
+
+fn u64_of(v: U256) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::Rpc(format!("value {v} does not fit in 64 bits")))
+}
+
+/// Deploys a VirtualBank between `parties` with agreed `amounts` and `lock_period` seconds.
+pub async fn deploy(
+    chain: &Chain,
+    parties: [Address; 2],
+    amounts: [Amount; 2],
+    lock_period: u64,
+) -> Result<(Address, TxReport)> {
+    if parties[0] == Address::ZERO || parties[1] == Address::ZERO {
+        return Err(Error::Precheck("a party is the zero address".into()));
+    }
+    if parties[0] == parties[1] {
+        return Err(Error::Precheck("the two parties are the same address".into()));
+    }
+    if amounts[0] == 0 && amounts[1] == 0 {
+        return Err(Error::Precheck("both deposits are zero".into()));
+    }
+    if amounts[0].checked_add(amounts[1]).is_none() {
+        return Err(Error::Precheck("deposits too large: the total must stay below 2^128 wei".into()));
+    }
+    if lock_period == 0 {
+        return Err(Error::Precheck("the lock period must be at least one second".into()));
+    }
+    let builder = VirtualBank::deploy_builder(
+        chain.provider().clone(),
+        parties,
+        [U256::from(amounts[0]), U256::from(amounts[1])],
+        lock_period,
+    );
+    let pending = builder.send().await.map_err(Error::from_contract)?;
+    let receipt = pending.get_receipt().await.map_err(|e| Error::Rpc(e.to_string()))?;
+    let report = TxReport::from_receipt(&receipt)?;
+    let address = receipt.contract_address.ok_or_else(|| Error::Failed("deployment made no contract".into()))?;
+    Ok((address, report))
+}
+
+/// One channel's contract, seen by one account.
+#[derive(Debug, Clone)]
+pub struct OnChain {
+    chain: Chain,
+    contract: VirtualBankInstance<alloy::providers::DynProvider>,
+    force: bool,
+}
+
+impl OnChain {
+    /// The channel at `address`, acting as `chain`'s signer.
+    pub fn new(chain: Chain, address: Address) -> Self {
+        let contract = VirtualBank::new(address, chain.provider().clone());
+        Self { chain, contract, force: false }
+    }
+
+    /// Skips the local checks and sends anyway (the contract's revert is then reported).
+    #[must_use]
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// The contract's address.
+    pub fn address(&self) -> Address {
+        *self.contract.address()
+    }
+
+    /// The chain connection.
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// Reads the channel's state from the contract.
+    pub async fn info(&self) -> Result<ChannelInfo> {
+        let c = &self.contract;
+        let code = self.chain.provider().get_code_at(self.address()).await.map_err(|e| Error::Rpc(e.to_string()))?;
+        if code.is_empty() {
+            return Err(Error::NotAChannel(self.address()));
+        }
+        let rpc = |e: alloy::contract::Error| Error::from_contract(e);
+        let state = OnChainState::from_u8(c.state().call().await.map_err(rpc)?)?;
+        let parties = c.parties().call().await.map_err(rpc)?;
+        let amounts = c.amounts().call().await.map_err(rpc)?;
+        let deposited = c.deposited().call().await.map_err(rpc)?;
+        let lock_period = c.lockPeriod().call().await.map_err(rpc)?;
+        let l = c.liquidation().call().await.map_err(rpc)?;
+        let outstanding = amount(c.outstanding().call().await.map_err(rpc)?)?;
+        let liquidation = if l.waiver == Address::ZERO {
+            None
+        } else {
+            Some(LiquidationInfo {
+                master: l.master,
+                nonce: u64_of(l.nonce)?,
+                balances: [amount(l.balances[0])?, amount(l.balances[1])?],
+                waiver: l.waiver,
+                unlock_time: u64_of(l.unlockTime)?,
+            })
+        };
+        Ok(ChannelInfo {
+            address: self.address(),
+            state,
+            parties,
+            amounts: [amount(amounts[0])?, amount(amounts[1])?],
+            deposited,
+            lock_period,
+            liquidation,
+            outstanding,
+        })
+    }
+
+    fn check(&self, ok: bool, why: impl FnOnce() -> String) -> Result<()> {
+        if ok || self.force { Ok(()) } else { Err(Error::Precheck(why())) }
+    }
+
+    fn me(&self, info: &ChannelInfo) -> Result<usize> {
+        let me = self.chain.address();
+        match info.index_of(me) {
+            Some(i) => Ok(i),
+            None if self.force => Ok(0),
+            None => Err(Error::Precheck(format!("{me} is not a party of channel {}", info.address))),
+        }
+    }
+
+    fn state_is(&self, info: &ChannelInfo, want: OnChainState) -> Result<()> {
+        self.check(info.state == want, || format!("the channel is {}, this needs it {want}", info.state))
+    }
+
+    async fn send(
+        &self,
+        call: alloy::contract::CallBuilder<
+            &alloy::providers::DynProvider,
+            std::marker::PhantomData<impl alloy::sol_types::SolCall>,
+        >,
+    ) -> Result<TxReport> {
+        let pending = call.send().await.map_err(Error::from_contract)?;
+        let receipt = pending.get_receipt().await.map_err(|e| Error::Rpc(e.to_string()))?;
+        TxReport::from_receipt(&receipt)
+    }
+
+    /// Pays this party's agreed deposit.
+    pub async fn deposit(&self) -> Result<TxReport> {
+        let info = self.info().await?;
+        let i = self.me(&info)?;
+        self.state_is(&info, OnChainState::Funding)?;
+        self.check(!info.deposited[i], || "this party's deposit is already in".into())?;
+        self.send(self.contract.deposit().value(U256::from(info.amounts[i]))).await
+    }
+
+    /// Aborts the setup; deposits made are refunded.
+    pub async fn cancel(&self) -> Result<TxReport> {
+        let info = self.info().await?;
+        self.me(&info)?;
+        self.state_is(&info, OnChainState::Funding)?;
+        self.send(self.contract.cancel()).await
+    }
+
+    /// Liquidates with this party's latest countersigned sheet.
+    pub async fn liquidate(&self, sheet: &LiquidationSheet) -> Result<TxReport> {
+        let info = self.info().await?;
+        let i = self.me(&info)?;
+        self.state_is(&info, OnChainState::Running)?;
+        let total = info.amounts[0] + info.amounts[1];
+        self.check(sheet.balances[0].checked_add(sheet.balances[1]) == Some(total), || {
+            format!(
+                "the sheet's balances add up to {:?}, the channel holds {total}",
+                sheet.balances[0].checked_add(sheet.balances[1])
+            )
+        })?;
+        self.check(sheet.waiver != Address::ZERO, || "the sheet's waiver address is zero".into())?;
+        let peer = info.parties[1 - i];
+        let d = domain(self.chain.chain_id(), self.address());
+        let signer = recover(&sheet.peer_signature, &BalanceSheet::new(sheet.nonce, sheet.balances, sheet.waiver), &d);
+        self.check(signer == Some(peer), || {
+            format!("the sheet is not countersigned by the peer {peer} (signed by {signer:?})")
+        })?;
+        let call = self.contract.liquidate(
+            U256::from(sheet.nonce),
+            [U256::from(sheet.balances[0]), U256::from(sheet.balances[1])],
+            sheet.waiver,
+            Bytes::copy_from_slice(sheet.peer_signature.as_bytes()),
+        );
+        self.send(call).await
+    }
+
+    /// Pays the master its frozen balance once the lock is over.
+    pub async fn withdraw_by_master(&self) -> Result<TxReport> {
+        let info = self.info().await?;
+        self.state_is(&info, OnChainState::Liquidating)?;
+        if let Some(l) = &info.liquidation {
+            let now = self.chain.timestamp().await?;
+            self.check(now >= l.unlock_time, || format!("lock period not over: {} s left", l.unlock_time - now))?;
+        }
+        self.send(self.contract.withdrawByMaster()).await
+    }
+
+    /// Punishes a liquidation with a revoked sheet: `signature` is the waiver key's `Waiver(nonce)`.
+    pub async fn withdraw_by_peer(&self, nonce: u64, signature: &Sig) -> Result<TxReport> {
+        let info = self.info().await?;
+        self.state_is(&info, OnChainState::Liquidating)?;
+        if let Some(l) = &info.liquidation {
+            self.check(l.nonce == nonce, || format!("the liquidated sheet has nonce {}, not {nonce}", l.nonce))?;
+            let d = domain(self.chain.chain_id(), self.address());
+            let signer = recover(signature, &Waiver { nonce: U256::from(nonce) }, &d);
+            self.check(signer == Some(l.waiver), || {
+                format!("the waiver signature is not by the sheet's waiver key {}", l.waiver)
+            })?;
+        }
+        self.send(self.contract.withdrawByPeer(U256::from(nonce), Bytes::copy_from_slice(signature.as_bytes()))).await
+    }
+
+    /// Closes with both parties' `Close` signatures (party 0's first).
+    pub async fn cooperative_close(
+        &self,
+        nonce: u64,
+        balances: [Amount; 2],
+        signatures: &[Sig; 2],
+    ) -> Result<TxReport> {
+        let info = self.info().await?;
+        self.state_is(&info, OnChainState::Running)?;
+        let total = info.amounts[0] + info.amounts[1];
+        self.check(balances[0].checked_add(balances[1]) == Some(total), || {
+            format!("the close pays out more or less than the {total} wei held")
+        })?;
+        let d = domain(self.chain.chain_id(), self.address());
+        let close = Close::new(nonce, balances);
+        for (k, sig) in signatures.iter().enumerate() {
+            let signer = recover(sig, &close, &d);
+            self.check(signer == Some(info.parties[k]), || {
+                format!("close signature {k} is not by party {k} {}", info.parties[k])
+            })?;
+        }
+        let call = self.contract.cooperativeClose(
+            U256::from(nonce),
+            [U256::from(balances[0]), U256::from(balances[1])],
+            Bytes::copy_from_slice(signatures[0].as_bytes()),
+            Bytes::copy_from_slice(signatures[1].as_bytes()),
+        );
+        self.send(call).await
+    }
+
+    /// Pulls what the contract owes this account (payouts it could not push) to `to`.
+    pub async fn claim(&self, to: Address) -> Result<TxReport> {
+        let owed = self.contract.owed(self.chain.address()).call().await.map_err(Error::from_contract)?;
+        self.check(!owed.is_zero(), || "nothing is owed to this account".into())?;
+        self.check(to != Address::ZERO, || "cannot claim to the zero address".into())?;
+        self.send(self.contract.claim(to)).await
+    }
+}
