@@ -1,1 +1,9 @@
-//! e2e
+//! End-to-end scenarios against real anvil processes; each test spawns its own chain, so they
+//! run in parallel.
+
+mod funding;
+mod lifecycle;
+mod punish;
+mod refuse;
+mod rpc;
+mod tamper;

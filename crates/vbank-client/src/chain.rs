@@ -11,6 +11,21 @@ use alloy::{
 
 use crate::{Error, Result};
 
+/// The provider stack: gas estimation, chain id, and simple nonce management: the nonce is read
+/// from the node for every transaction, so a transaction refused at gas estimation (a revert)
+/// leaves no gap that would stall the next one (alloy's cached nonce manager would).
+fn builder() -> ProviderBuilder<
+    alloy::providers::Identity,
+    impl alloy::providers::fillers::TxFiller<alloy::network::Ethereum>,
+    alloy::network::Ethereum,
+> {
+    ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
+}
+
 /// A provider that signs with one key, on a chain whose id was read from the node.
 #[derive(Debug, Clone)]
 pub struct Chain {
@@ -26,8 +41,7 @@ impl Chain {
     pub async fn connect(url: &str, signer: PrivateKeySigner, expected: Option<u64>) -> Result<Self> {
         let parsed =
             url.parse().map_err(|e| Error::Unreachable { url: url.into(), reason: format!("bad URL: {e}") })?;
-        let provider =
-            ProviderBuilder::new().wallet(EthereumWallet::from(signer.clone())).connect_http(parsed).erased();
+        let provider = builder().wallet(EthereumWallet::from(signer.clone())).connect_http(parsed).erased();
         let chain_id = tokio::time::timeout(Duration::from_secs(10), provider.get_chain_id())
             .await
             .map_err(|_| Error::Unreachable { url: url.into(), reason: "no answer within 10 s".into() })?
@@ -42,7 +56,7 @@ impl Chain {
 
     /// The same chain, signing with another key.
     pub fn with_signer(&self, signer: PrivateKeySigner) -> Self {
-        let provider = ProviderBuilder::new()
+        let provider = builder()
             .wallet(EthereumWallet::from(signer.clone()))
             .connect_provider(self.provider.root().clone())
             .erased();

@@ -10,6 +10,9 @@ use vbank_core::{Amount, BalanceSheet, Close, LiquidationSheet, Sig, Waiver, dom
 
 use crate::{Chain, Error, Result};
 
+/// How long to wait for a sent transaction's receipt before reporting an error.
+const RECEIPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// A mined transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxReport {
@@ -19,6 +22,8 @@ pub struct TxReport {
     pub gas_used: u64,
     /// The block it is in.
     pub block: u64,
+    /// What the sender paid for it, in wei (gas used × effective gas price).
+    pub fee: u128,
 }
 
 impl TxReport {
@@ -26,7 +31,12 @@ impl TxReport {
         if !r.status() {
             return Err(Error::Failed(r.transaction_hash.to_string()));
         }
-        Ok(Self { hash: r.transaction_hash, gas_used: r.gas_used, block: r.block_number.unwrap_or_default() })
+        Ok(Self {
+            hash: r.transaction_hash,
+            gas_used: r.gas_used,
+            block: r.block_number.unwrap_or_default(),
+            fee: u128::from(r.gas_used) * r.effective_gas_price,
+        })
     }
 }
 
@@ -140,7 +150,7 @@ pub async fn deploy(
         [U256::from(amounts[0]), U256::from(amounts[1])],
         lock_period,
     );
-    let pending = builder.send().await.map_err(Error::from_contract)?;
+    let pending = builder.send().await.map_err(Error::from_contract)?.with_timeout(Some(RECEIPT_TIMEOUT));
     let receipt = pending.get_receipt().await.map_err(|e| Error::Rpc(e.to_string()))?;
     let report = TxReport::from_receipt(&receipt)?;
     let address = receipt.contract_address.ok_or_else(|| Error::Failed("deployment made no contract".into()))?;
@@ -241,7 +251,7 @@ impl OnChain {
             std::marker::PhantomData<impl alloy::sol_types::SolCall>,
         >,
     ) -> Result<TxReport> {
-        let pending = call.send().await.map_err(Error::from_contract)?;
+        let pending = call.send().await.map_err(Error::from_contract)?.with_timeout(Some(RECEIPT_TIMEOUT));
         let receipt = pending.get_receipt().await.map_err(|e| Error::Rpc(e.to_string()))?;
         TxReport::from_receipt(&receipt)
     }
