@@ -104,7 +104,9 @@ fn deploy_to_an_rpc_url_served_by_the_anvil_script() {
 
 #[test]
 fn bad_input_gets_a_clear_error_and_exit_code_1() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    /// Arguments, environment, and what the error must say.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             &["deploy", "--rpc-url", "http://127.0.0.1:1", "--party1", ADDR1],
             &[("VBANK_PRIVATE_KEY", KEY0)],
