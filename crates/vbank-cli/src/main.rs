@@ -1,5 +1,6 @@
 //! `vbank`: compile and deploy VirtualBank channels, and run the demo.
 
+mod bench;
 mod demo;
 mod keys;
 mod units;
@@ -33,6 +34,8 @@ enum Command {
     Info(InfoArgs),
     /// Run the whole story on an embedded chain: open, 1,000 payments, a cheat, its punishment.
     Demo(demo::DemoArgs),
+    /// Measure the crypto bound, channel throughput, coalesced payments and gas (use --release).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -269,6 +272,7 @@ async fn main() {
         Command::Deploy(a) => deploy_cmd(a, json_mode).await,
         Command::Info(a) => info_cmd(a, json_mode).await,
         Command::Demo(a) => demo::run(a, json_mode).await,
+        Command::Bench(a) => bench::run(a, json_mode).await,
     };
     if let Err(e) = result {
         if json_mode {

@@ -91,7 +91,8 @@ impl fmt::Display for Revert {
             E::VirtualBankTransferFailed(e) => {
                 write!(f, "sending {} to {} failed", eth(e.amount), e.to)
             }
-            other => write!(f, "{other:?}"),
+            E::ReentrancyGuardReentrantCall(_) => write!(f, "re-entrant call refused"),
+            E::InvalidShortString(_) | E::StringTooLong(_) => write!(f, "invalid EIP-712 name or version string"),
         }
     }
 }
@@ -162,6 +163,9 @@ mod tests {
                 "the waiver is for nonce 6, but the liquidated sheet has nonce 7",
             ),
             (E::VirtualBankZeroRecipient(VB::VirtualBankZeroRecipient {}), "zero address"),
+            (E::ReentrancyGuardReentrantCall(VB::ReentrancyGuardReentrantCall {}), "re-entrant call refused"),
+            (E::InvalidShortString(VB::InvalidShortString {}), "invalid EIP-712"),
+            (E::StringTooLong(VB::StringTooLong { str: "x".into() }), "invalid EIP-712"),
             (E::VirtualBankNothingOwed(VB::VirtualBankNothingOwed { party: A }), "nothing is owed to"),
             (E::VirtualBankTransferFailed(VB::VirtualBankTransferFailed { to: A, amount: w(10) }), "sending 1 ETH"),
         ]

@@ -1,0 +1,305 @@
+//! `vbank bench`: the crypto bound, channel throughput, coalesced payments, and gas on anvil.
+//! Build with `--release` for meaningful figures.
+
+use std::time::{Duration, Instant};
+
+use alloy::{
+    primitives::{Address, B256, Signature, keccak256},
+    signers::{
+        SignerSync,
+        k256::ecdsa::{VerifyingKey, signature::hazmat::PrehashVerifier},
+        local::PrivateKeySigner,
+    },
+};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::{Value, json};
+use vbank_client::{Chain, LocalChain, OnChain, deploy, increase_time};
+use vbank_core::{Channel, ChannelParams, Event, Message, WaiverChain};
+
+#[derive(Args, Debug)]
+pub(crate) struct BenchArgs {
+    /// Seconds per throughput measurement.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Payments per coalesced state update.
+    #[arg(long, default_value_t = 4096)]
+    batch: u32,
+    /// Skip the gas measurement on anvil.
+    #[arg(long)]
+    no_gas: bool,
+}
+
+fn per_second(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-12)
+}
+
+/// Runs `f` repeatedly for about `secs` seconds; returns the mean time per call in seconds.
+fn time_op(secs: f64, mut f: impl FnMut(u64)) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        for _ in 0..16 {
+            f(n);
+            n += 1;
+        }
+    }
+    start.elapsed().as_secs_f64() / n as f64
+}
+
+fn key(n: u8) -> PrivateKeySigner {
+    PrivateKeySigner::from_bytes(&B256::with_last_byte(n)).expect("a valid constant key")
+}
+
+/// Two channels in one process with an in-memory store (the serialised state is kept per step).
+struct InProcess {
+    ch: [Channel; 2],
+    store: [Vec<u8>; 2],
+}
+
+impl InProcess {
+    fn new() -> Result<Self> {
+        let params = ChannelParams {
+            chain_id: 31337,
+            contract: Address::repeat_byte(0xcc),
+            parties: [key(1).address(), key(2).address()],
+            deposits: [u128::MAX / 8, u128::MAX / 8],
+        };
+        let a = Channel::new(params.clone(), 0, key(1), B256::repeat_byte(1))?;
+        let b = Channel::new(params, 1, key(2), B256::repeat_byte(2))?;
+        let mut s = Self { ch: [a, b], store: [Vec::new(), Vec::new()] };
+        let m = s.ch[0].open()?;
+        s.exchange(0, m)?;
+        Ok(s)
+    }
+
+    fn persist(&mut self, x: usize) -> Result<()> {
+        self.store[x] = self.ch[x].state().to_bytes()?;
+        Ok(())
+    }
+
+    /// Runs an exchange to its end; returns the number of payments acknowledged.
+    fn exchange(&mut self, from: usize, first: Message) -> Result<u64> {
+        self.persist(from)?;
+        let mut acked = 0;
+        let mut next = Some((1 - from, first));
+        while let Some((to, msg)) = next.take() {
+            let step = self.ch[to].handle(&msg)?;
+            self.persist(to)?;
+            for e in &step.events {
+                if let Event::PaymentsAcked { count, .. } = e {
+                    acked += count;
+                }
+            }
+            next = step.reply.map(|m| (1 - to, m));
+        }
+        Ok(acked)
+    }
+
+    fn update(&mut self, from: usize, payments: u32) -> Result<u64> {
+        for _ in 0..payments {
+            self.ch[from].pay(1)?;
+        }
+        let m = self.ch[from].propose()?.context("a proposal")?;
+        self.exchange(from, m)
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn gas(json_out: &mut Value) -> Result<Vec<(String, u64)>> {
+    let local = LocalChain::spawn().context("starting anvil")?;
+    let a = Chain::connect(&local.endpoint(), local.signer(0)?, None).await?;
+    let b = a.with_signer(local.signer(1)?);
+    let eth = 1_000_000_000_000_000_000u128;
+    let mut rows = Vec::new();
+    let mut life = |name: &str, gas: u64| rows.push((name.to_string(), gas));
+    for scenario in 0..3 {
+        let (addr, d) = deploy(&a, [a.address(), b.address()], [eth, eth], 3600).await?;
+        let params = ChannelParams {
+            chain_id: local.chain_id(),
+            contract: addr,
+            parties: [a.address(), b.address()],
+            deposits: [eth, eth],
+        };
+        let mut ca = Channel::new(params.clone(), 0, a.signer().clone(), PrivateKeySigner::random().to_bytes())?;
+        let mut cb = Channel::new(params, 1, b.signer().clone(), PrivateKeySigner::random().to_bytes())?;
+        let run = |from: usize, first: Message, ca: &mut Channel, cb: &mut Channel| -> Result<()> {
+            let mut next = Some((1 - from, first));
+            while let Some((to, m)) = next.take() {
+                let step = if to == 0 { ca.handle(&m)? } else { cb.handle(&m)? };
+                next = step.reply.map(|r| (1 - to, r));
+            }
+            Ok(())
+        };
+        let m = ca.open()?;
+        run(0, m, &mut ca, &mut cb)?;
+        let (oa, ob) = (OnChain::new(a.clone(), addr), OnChain::new(b.clone(), addr));
+        let d0 = oa.deposit().await?;
+        let d1 = ob.deposit().await?;
+        ca.pay(eth / 4)?;
+        let m = ca.propose()?.context("proposal")?;
+        run(0, m, &mut ca, &mut cb)?;
+        let open = d.gas_used + d0.gas_used + d1.gas_used;
+        match scenario {
+            0 => {
+                let req = ca.close()?.reply.context("close request")?;
+                let acc = cb.handle(&req)?.reply.context("close accept")?;
+                ca.handle(&acc)?;
+                let (n, bal, sigs) = ca.close_signatures().context("signatures")?;
+                let c = oa.cooperative_close(n, bal, &sigs).await?;
+                life("deploy", d.gas_used);
+                life("deposit (first)", d0.gas_used);
+                life("deposit (second, starts Running)", d1.gas_used);
+                life("cooperativeClose", c.gas_used);
+                life("life: open, fund, cooperative close", open + c.gas_used);
+            }
+            1 => {
+                let sheet = ca.latest().context("sheet")?.clone();
+                let l = oa.liquidate(&sheet).await?;
+                increase_time(&a, 3600).await?;
+                let w = oa.withdraw_by_master().await?;
+                life("liquidate", l.gas_used);
+                life("withdrawByMaster", w.gas_used);
+                life("life: open, fund, liquidate, withdraw", open + l.gas_used + w.gas_used);
+            }
+            _ => {
+                let stale = cb.latest().context("sheet")?.clone();
+                cb.pay(eth / 8)?;
+                let m = cb.propose()?.context("proposal")?;
+                run(1, m, &mut ca, &mut cb)?;
+                let l = ob.liquidate(&stale).await?;
+                let sig = ca.punishment(stale.nonce, stale.waiver).context("revoked")?;
+                let p = oa.withdraw_by_peer(stale.nonce, &sig).await?;
+                life("withdrawByPeer (punishment)", p.gas_used);
+                life("life: open, fund, stale liquidation, punishment", open + l.gas_used + p.gas_used);
+            }
+        }
+    }
+    json_out["gas"] = json!(rows.iter().map(|(k, v)| json!({ "step": k, "gas": v })).collect::<Vec<_>>());
+    Ok(rows)
+}
+
+pub(crate) async fn run(args: BenchArgs, json_mode: bool) -> Result<()> {
+    if args.seconds <= 0.0 || args.batch == 0 {
+        bail!("--seconds and --batch must be positive");
+    }
+    let mut out = json!({ "profile": if cfg!(debug_assertions) { "debug" } else { "release" } });
+    let say = |s: String| {
+        if !json_mode {
+            println!("{s}");
+        }
+    };
+    if cfg!(debug_assertions) {
+        say("note: a debug build; run `cargo run --release -p vbank-cli -- bench` for real figures".into());
+    }
+    let t = (args.seconds / 3.0).max(0.2);
+
+    // 1. The crypto bound.
+    let signer = key(7);
+    let hash = keccak256(b"vbank bench");
+    let sig: Signature = signer.sign_hash_sync(&hash)?;
+    let vk: VerifyingKey = *signer.credential().verifying_key();
+    let ksig = sig.to_k256()?;
+    let chain = WaiverChain::new(B256::repeat_byte(9));
+    let sign = time_op(t, |_| {
+        std::hint::black_box(signer.sign_hash_sync(&hash).ok());
+    });
+    let recover = time_op(t, |_| {
+        std::hint::black_box(sig.recover_address_from_prehash(&hash).ok());
+    });
+    let verify = time_op(t, |_| {
+        std::hint::black_box(vk.verify_prehash(hash.as_slice(), &ksig).is_ok());
+    });
+    let derive = time_op(t, |n| {
+        std::hint::black_box(chain.address(n % 1_000_000).ok());
+    });
+    // Per update, both parties together: 2 signatures, 2 recoveries, 4 waiver derivations.
+    let per_update = 2.0 * sign + 2.0 * recover + 4.0 * derive;
+    let bound = 1.0 / per_update;
+    say(format!(
+        "1. crypto bound: sign {:.1} µs, recover {:.1} µs, verify (known key) {:.1} µs, waiver derivation {:.1} µs\n   \
+         an update costs 2 sign + 2 recover + 4 derivations = {:.1} µs: at most {bound:.0} updates/s per channel on one core",
+        sign * 1e6,
+        recover * 1e6,
+        verify * 1e6,
+        derive * 1e6,
+        per_update * 1e6
+    ));
+    out["crypto"] = json!({
+        "sign_us": sign * 1e6, "recover_us": recover * 1e6, "verify_us": verify * 1e6,
+        "derive_us": derive * 1e6, "update_us": per_update * 1e6, "bound_updates_per_s": bound,
+    });
+
+    // 2. In-process channel throughput: one payment per update, directions alternating.
+    let mut ip = InProcess::new()?;
+    let start = Instant::now();
+    let mut updates = 0u64;
+    while start.elapsed().as_secs_f64() < args.seconds {
+        ip.update((updates % 2) as usize, 1)?;
+        updates += 1;
+    }
+    let rate = per_second(updates, start.elapsed());
+    say(format!(
+        "2. in-process (both parties, in-memory store): {rate:.0} updates/s = {:.2} of the bound ({updates} updates)",
+        rate / bound
+    ));
+    out["in_process"] = json!({ "updates": updates, "updates_per_s": rate, "ratio_to_bound": rate / bound });
+
+    // 3. Two processes over TCP with a durable store: needs the vbank node (issue 6).
+    say("3. two processes over loopback TCP with a durable store: not measured yet (needs `vbank node`)".into());
+    out["two_processes"] = Value::Null;
+
+    // 4. Coalesced payments: `batch` payments per update; latency = ack time - pay time.
+    let mut ip = InProcess::new()?;
+    let start = Instant::now();
+    let mut payments = 0u64;
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut weights: Vec<u64> = Vec::new();
+    while start.elapsed().as_secs_f64() < args.seconds {
+        let from = (payments / u64::from(args.batch) % 2) as usize;
+        let first_paid = Instant::now();
+        let acked = ip.update(from, args.batch)?;
+        let done = first_paid.elapsed().as_secs_f64();
+        if acked != u64::from(args.batch) {
+            bail!("{acked} payments acknowledged, {} sent", args.batch);
+        }
+        payments += acked;
+        latencies.push(done);
+        weights.push(acked);
+    }
+    let rate = per_second(payments, start.elapsed());
+    // every payment of a batch waits at most as long as the batch's first one
+    let mut sorted = latencies.clone();
+    sorted.sort_by(f64::total_cmp);
+    let p50 = percentile(&sorted, 0.5) * 1e3;
+    let p99 = percentile(&sorted, 0.99) * 1e3;
+    say(format!(
+        "4. coalesced: {rate:.0} payments/s with {} payments per update; acknowledgement latency p50 {p50:.2} ms, \
+         p99 {p99:.2} ms (worst payment of each batch); every ack follows the peer's revocation",
+        args.batch
+    ));
+    out["coalesced"] = json!({
+        "batch": args.batch, "payments": payments, "payments_per_s": rate, "p50_ms": p50, "p99_ms": p99,
+        "updates": latencies.len(),
+    });
+
+    // 5. Gas on anvil.
+    if !args.no_gas {
+        let rows = gas(&mut out).await?;
+        say("5. gas on anvil (from receipts):".into());
+        for (k, v) in &rows {
+            say(format!("   {k:<52} {v:>9}"));
+        }
+    }
+    if json_mode {
+        println!("{out}");
+    }
+    Ok(())
+}
