@@ -56,7 +56,7 @@ impl ChannelParams {
 
 /// Where the channel is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "phase", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// The opening handshake (sheet 0) is not complete on this side.
     Opening,
@@ -87,7 +87,7 @@ impl Phase {
 
 /// An update in flight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "flight", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Flight {
     Idle,
     /// I proposed sheet `nonce`; waiting for the peer's countersignature.

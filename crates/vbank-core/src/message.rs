@@ -9,7 +9,7 @@ use crate::{Amount, Sig};
 /// receiver R, takes four: `Propose` (P→R), `Countersign` (R→P), `Commit` (P→R), `Revoke` (R→P).
 /// Opening is the same flow at nonce 0, proposed by party 0, with nothing to revoke.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Message {
     /// P proposes sheet `nonce` with `balances`; `waiver` is P's waiver address for its own sheet.
     Propose {

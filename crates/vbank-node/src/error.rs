@@ -1,0 +1,43 @@
+//! Errors of the node.
+
+use alloy_primitives::Address;
+
+/// Errors of the node.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A frame's declared length is over the limit; nothing was read past the length.
+    #[error("frame of {0} bytes is over the {max} byte limit", max = crate::MAX_FRAME)]
+    Oversize(usize),
+    /// A frame's payload is not a valid message.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// The peer closed the connection.
+    #[error("connection closed by the peer")]
+    Closed,
+    /// An I/O error on the connection.
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer failed to prove control of the key it claims, or is not expected.
+    #[error("peer authentication failed: {0}")]
+    Auth(String),
+    /// A frame names a channel this node does not have.
+    #[error("unknown channel {0}")]
+    UnknownChannel(Address),
+    /// A frame for a channel came from someone who is not that channel's peer.
+    #[error("{from} is not the peer of channel {channel}")]
+    NotPeer {
+        /// The authenticated sender.
+        from: Address,
+        /// The channel named.
+        channel: Address,
+    },
+    /// The store failed; the state may not be durable, so nothing is sent.
+    #[error("store error: {0}")]
+    Store(String),
+    /// The protocol core refused the message (the channel state is unchanged).
+    #[error(transparent)]
+    Protocol(#[from] vbank_core::Error),
+}
+
+/// Result with the node's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+pub mod frame;
+mod handshake;
+mod node;
+mod store;
+
+pub use error::{Error, Result};
+pub use frame::{Frame, MAX_FRAME, read_frame, write_frame};
+pub use handshake::handshake;
+pub use node::{Node, serve};
+pub use store::{MemoryStore, RedbStore, Store};

@@ -1,0 +1,180 @@
+//! One party's channels: handle, store durably, then reply.
+
+use std::collections::BTreeMap;
+
+use alloy_primitives::Address;
+use alloy_signer_local::PrivateKeySigner;
+use vbank_core::{Channel, ChannelParams, Event, Message, Step};
+
+use crate::{Error, Frame, Result, Store};
+
+/// The channels of one party, with their store.
+pub struct Node<S: Store> {
+    signer: PrivateKeySigner,
+    store: S,
+    channels: BTreeMap<Address, Channel>,
+}
+
+impl<S: Store> std::fmt::Debug for Node<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("address", &self.signer.address()).field("channels", &self.channels.len()).finish()
+    }
+}
+
+impl<S: Store> Node<S> {
+    /// A node for `signer`, loading every channel in `store`.
+    pub fn open(signer: PrivateKeySigner, store: S) -> Result<Self> {
+        let mut channels = BTreeMap::new();
+        for id in store.list()? {
+            if let Some(state) = store.load(id)? {
+                channels.insert(id, Channel::restore(state, signer.clone())?);
+            }
+        }
+        Ok(Self { signer, store, channels })
+    }
+
+    /// This party's address.
+    pub fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    /// A channel by contract address.
+    pub fn channel(&self, id: Address) -> Option<&Channel> {
+        self.channels.get(&id)
+    }
+
+    /// The channels' contract addresses.
+    pub fn channel_ids(&self) -> Vec<Address> {
+        self.channels.keys().copied().collect()
+    }
+
+    /// True when `peer` is the other party of some channel here.
+    pub fn knows_peer(&self, peer: Address) -> bool {
+        self.channels.values().any(|c| c.params().parties[1 - c.me()] == peer)
+    }
+
+    fn persist(&self, id: Address) -> Result<()> {
+        let ch = self.channels.get(&id).ok_or(Error::UnknownChannel(id))?;
+        self.store.save(id, ch.state())
+    }
+
+    /// Adds a new channel (stored before it is used); returns the opening message for party 0.
+    pub fn add_channel(&mut self, params: ChannelParams, waiver_seed: alloy_primitives::B256) -> Result<Option<Frame>> {
+        let id = params.contract;
+        let me = params
+            .parties
+            .iter()
+            .position(|p| *p == self.address())
+            .ok_or(Error::NotPeer { from: self.address(), channel: id })?;
+        let mut ch = Channel::new(params, me as u8, self.signer.clone(), waiver_seed)?;
+        let first = if me == 0 { Some(ch.open()?) } else { None };
+        self.channels.insert(id, ch);
+        self.persist(id)?;
+        Ok(first.map(|message| Frame::Channel { channel: id, message }))
+    }
+
+    /// Queues a payment on a channel and proposes if the channel is idle. The returned frame
+    /// (if any) may be sent: its state is stored.
+    pub fn pay(&mut self, id: Address, amount: u128) -> Result<(u64, Option<Frame>)> {
+        let ch = self.channels.get_mut(&id).ok_or(Error::UnknownChannel(id))?;
+        let pid = ch.pay(amount)?;
+        let msg = ch.propose()?;
+        self.persist(id)?;
+        Ok((pid, msg.map(|message| Frame::Channel { channel: id, message })))
+    }
+
+    /// Proposes queued payments on a channel, if it is idle (after an update completed).
+    pub fn propose(&mut self, id: Address) -> Result<Option<Frame>> {
+        let ch = self.channels.get_mut(&id).ok_or(Error::UnknownChannel(id))?;
+        let msg = ch.propose()?;
+        if msg.is_some() {
+            self.persist(id)?;
+        }
+        Ok(msg.map(|message| Frame::Channel { channel: id, message }))
+    }
+
+    /// Handles a frame from the authenticated peer `from`. On success the channel's new state is
+    /// stored before this returns the reply and the events; on error nothing changed.
+    pub fn handle(&mut self, from: Address, frame: &Frame) -> Result<(Option<Frame>, Vec<Event>)> {
+        let Frame::Channel { channel, message } = frame else {
+            return Ok((None, Vec::new()));
+        };
+        let ch = self.channels.get_mut(channel).ok_or(Error::UnknownChannel(*channel))?;
+        if ch.params().parties[1 - ch.me()] != from {
+            return Err(Error::NotPeer { from, channel: *channel });
+        }
+        let Step { reply, events } = ch.handle(message)?;
+        if reply.is_some() || !events.is_empty() {
+            self.persist(*channel)?;
+        }
+        Ok((reply.map(|message| Frame::Channel { channel: *channel, message }), events))
+    }
+
+    /// The frames to send to `peer` after (re)connecting: every channel's retransmissions.
+    pub fn on_connect(&self, peer: Address) -> Result<Vec<Frame>> {
+        let mut out = Vec::new();
+        for (id, ch) in &self.channels {
+            if ch.params().parties[1 - ch.me()] == peer {
+                out.extend(
+                    ch.retransmit()?.into_iter().map(|message: Message| Frame::Channel { channel: *id, message }),
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Serves one authenticated connection to `peer`: retransmits what each shared channel is
+/// waiting on, then answers every frame (after storing the new state) until the peer hangs up.
+/// A refused frame is answered with [`Frame::Refused`] and the connection goes on; the channel
+/// stays at its last valid state. `on_event` sees every event.
+pub async fn serve<S, T>(
+    stream: &mut T,
+    node: &tokio::sync::Mutex<Node<S>>,
+    peer: Address,
+    mut on_event: impl FnMut(Address, &Event),
+) -> Result<()>
+where
+    S: Store,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    for f in node.lock().await.on_connect(peer)? {
+        crate::write_frame(stream, &f).await?;
+    }
+    loop {
+        let frame = match crate::read_frame(stream).await {
+            Ok(f) => f,
+            Err(Error::Closed) => return Ok(()),
+            Err(e @ (Error::Malformed(_) | Error::Oversize(_))) => {
+                // A bad frame: say so and hang up (the framing may be lost); state is untouched.
+                let _ = crate::write_frame(stream, &Frame::Refused { channel: None, reason: e.to_string() }).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let channel = match &frame {
+            Frame::Channel { channel, .. } => Some(*channel),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        {
+            let mut n = node.lock().await;
+            match n.handle(peer, &frame) {
+                Ok((reply, events)) => {
+                    out.extend(reply);
+                    if let Some(id) = channel {
+                        for e in &events {
+                            on_event(id, e);
+                        }
+                        out.extend(n.propose(id)?);
+                    }
+                }
+                Err(Error::Store(e)) => return Err(Error::Store(e)),
+                Err(e) => out.push(Frame::Refused { channel, reason: e.to_string() }),
+            }
+        }
+        for f in &out {
+            crate::write_frame(stream, f).await?;
+        }
+    }
+}

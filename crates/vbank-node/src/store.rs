@@ -1,0 +1,100 @@
+//! Crash-safe channel storage.
+
+use std::{collections::BTreeMap, path::Path, sync::Mutex};
+
+use alloy_primitives::Address;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use vbank_core::ChannelState;
+
+use crate::{Error, Result};
+
+/// Where a node keeps its channels. [`Store::save`] must not return before the state is durable:
+/// the node sends the message a transition produced only after `save` returned.
+pub trait Store: Send + Sync {
+    /// Stores a channel's state durably, replacing the previous one atomically.
+    fn save(&self, channel: Address, state: &ChannelState) -> Result<()>;
+    /// The stored state of a channel.
+    fn load(&self, channel: Address) -> Result<Option<ChannelState>>;
+    /// The channels stored.
+    fn list(&self) -> Result<Vec<Address>>;
+}
+
+const CHANNELS: TableDefinition<'_, &[u8; 20], &[u8]> = TableDefinition::new("channels");
+
+fn store_err(e: impl std::fmt::Display) -> Error {
+    Error::Store(e.to_string())
+}
+
+/// A [`Store`] in a redb file: each save is one write transaction committed with immediate
+/// durability (fsync), so a crash leaves either the old or the new state, never a mix.
+#[derive(Debug)]
+pub struct RedbStore {
+    db: Database,
+}
+
+impl RedbStore {
+    /// Opens or creates the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path).map_err(store_err)?;
+        let tx = db.begin_write().map_err(store_err)?;
+        tx.open_table(CHANNELS).map_err(store_err)?;
+        tx.commit().map_err(store_err)?;
+        Ok(Self { db })
+    }
+}
+
+impl Store for RedbStore {
+    fn save(&self, channel: Address, state: &ChannelState) -> Result<()> {
+        let bytes = state.to_bytes()?;
+        let mut tx = self.db.begin_write().map_err(store_err)?;
+        tx.set_durability(Durability::Immediate).map_err(store_err)?;
+        {
+            let mut t = tx.open_table(CHANNELS).map_err(store_err)?;
+            t.insert(&channel.0.0, bytes.as_slice()).map_err(store_err)?;
+        }
+        tx.commit().map_err(store_err)
+    }
+
+    fn load(&self, channel: Address) -> Result<Option<ChannelState>> {
+        let tx = self.db.begin_read().map_err(store_err)?;
+        let t = tx.open_table(CHANNELS).map_err(store_err)?;
+        match t.get(&channel.0.0).map_err(store_err)? {
+            Some(v) => Ok(Some(ChannelState::from_bytes(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<Address>> {
+        let tx = self.db.begin_read().map_err(store_err)?;
+        let t = tx.open_table(CHANNELS).map_err(store_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(store_err)? {
+            let (k, _) = row.map_err(store_err)?;
+            out.push(Address::from(*k.value()));
+        }
+        Ok(out)
+    }
+}
+
+/// A [`Store`] in memory (serialised states in a map): for tests and benchmarks, not durable.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    map: Mutex<BTreeMap<Address, Vec<u8>>>,
+}
+
+impl Store for MemoryStore {
+    fn save(&self, channel: Address, state: &ChannelState) -> Result<()> {
+        let bytes = state.to_bytes()?;
+        self.map.lock().map_err(store_err)?.insert(channel, bytes);
+        Ok(())
+    }
+
+    fn load(&self, channel: Address) -> Result<Option<ChannelState>> {
+        let map = self.map.lock().map_err(store_err)?;
+        map.get(&channel).map(|b| ChannelState::from_bytes(b).map_err(Error::from)).transpose()
+    }
+
+    fn list(&self) -> Result<Vec<Address>> {
+        Ok(self.map.lock().map_err(store_err)?.keys().copied().collect())
+    }
+}
