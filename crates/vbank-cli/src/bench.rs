@@ -16,6 +16,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use vbank_client::{Chain, LocalChain, OnChain, deploy, increase_time};
 use vbank_core::{Channel, ChannelParams, Event, Message, WaiverChain};
+use vbank_node::{Node, RedbStore, handshake, read_frame, serve, write_frame};
 
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
@@ -103,6 +104,108 @@ impl InProcess {
         let m = self.ch[from].propose()?.context("a proposal")?;
         self.exchange(from, m)
     }
+}
+
+/// The hidden `bench-peer` subcommand: Bob's node for the two-process measurement.
+#[derive(Args, Debug)]
+pub(crate) struct PeerArgs {
+    /// Bob's redb store.
+    #[arg(long)]
+    store: std::path::PathBuf,
+}
+
+fn bench_params() -> ChannelParams {
+    ChannelParams {
+        chain_id: 31337,
+        contract: Address::repeat_byte(0xbe),
+        parties: [key(1).address(), key(2).address()],
+        deposits: [u128::MAX / 8, u128::MAX / 8],
+    }
+}
+
+/// Serves one connection from Alice (prints the port first), then exits.
+pub(crate) async fn peer(args: PeerArgs) -> Result<()> {
+    let mut node = Node::open(key(2), RedbStore::open(&args.store)?)?;
+    node.add_channel(bench_params(), B256::repeat_byte(2))?;
+    let node = tokio::sync::Mutex::new(node);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("port {}", listener.local_addr()?.port());
+    let (mut s, _) = listener.accept().await?;
+    let alice = key(1).address();
+    let peer = handshake(&mut s, &key(2), |p| p == alice).await?;
+    serve(&mut s, &node, peer, |_, _| {}).await?;
+    Ok(())
+}
+
+struct TwoProcesses {
+    updates: u64,
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Alice here, Bob in a child process; one payment per update, each waited for (no pipelining).
+async fn two_processes(seconds: f64) -> Result<TwoProcesses> {
+    use tokio::io::AsyncBufReadExt;
+    let dir = std::env::temp_dir().join(format!("vbank-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["bench-peer", "--store"])
+        .arg(dir.join("bob.redb"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let mut line = String::new();
+    tokio::io::BufReader::new(stdout).read_line(&mut line).await?;
+    let port: u16 = line.trim().strip_prefix("port ").and_then(|p| p.parse().ok()).context("the peer's port")?;
+    let mut alice = Node::open(key(1), RedbStore::open(&dir.join("alice.redb"))?)?;
+    let id = bench_params().contract;
+    let open = alice.add_channel(bench_params(), B256::repeat_byte(1))?.context("the opening proposal")?;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.set_nodelay(true)?;
+    let bob = handshake(&mut s, &key(1), |p| p == key(2).address()).await?;
+    write_frame(&mut s, &open).await?;
+    // drives frames until `done` says so
+    async fn drive(
+        s: &mut tokio::net::TcpStream,
+        alice: &mut Node<RedbStore>,
+        bob: Address,
+        mut done: impl FnMut(&[Event]) -> bool,
+    ) -> Result<()> {
+        loop {
+            let f = read_frame(s).await?;
+            let (reply, events) = alice.handle(bob, &f)?;
+            if let Some(r) = reply {
+                write_frame(s, &r).await?;
+            }
+            if done(&events) {
+                return Ok(());
+            }
+        }
+    }
+    drive(&mut s, &mut alice, bob, |e| e.contains(&Event::Opened)).await?;
+    let mut latencies = Vec::new();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds {
+        let t = Instant::now();
+        let (_, frame) = alice.pay(id, 1)?;
+        write_frame(&mut s, &frame.context("a proposal")?).await?;
+        drive(&mut s, &mut alice, bob, |e| e.iter().any(|e| matches!(e, Event::PaymentsAcked { .. }))).await?;
+        latencies.push(t.elapsed().as_secs_f64());
+    }
+    let elapsed = start.elapsed();
+    drop(s);
+    let _ = child.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let updates = latencies.len() as u64;
+    latencies.sort_by(f64::total_cmp);
+    Ok(TwoProcesses {
+        updates,
+        rate: per_second(updates, elapsed),
+        p50_ms: percentile(&latencies, 0.5) * 1e3,
+        p99_ms: percentile(&latencies, 0.99) * 1e3,
+    })
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -252,9 +355,21 @@ pub(crate) async fn run(args: BenchArgs, json_mode: bool) -> Result<()> {
     ));
     out["in_process"] = json!({ "updates": updates, "updates_per_s": rate, "ratio_to_bound": rate / bound });
 
-    // 3. Two processes over TCP with a durable store: needs the vbank node (issue 6).
-    say("3. two processes over loopback TCP with a durable store: not measured yet (needs `vbank node`)".into());
-    out["two_processes"] = Value::Null;
+    // 3. Two processes over loopback TCP, each with a durable redb store (fsync per state).
+    let tp = two_processes(args.seconds).await.context("the two-process measurement")?;
+    say(format!(
+        "3. two processes over loopback TCP, redb stores (fsync per stored state): {:.0} updates/s = {:.2} of the bound; \
+         latency p50 {:.2} ms, p99 {:.2} ms ({} updates)",
+        tp.rate,
+        tp.rate / bound,
+        tp.p50_ms,
+        tp.p99_ms,
+        tp.updates
+    ));
+    out["two_processes"] = json!({
+        "updates": tp.updates, "updates_per_s": tp.rate, "ratio_to_bound": tp.rate / bound,
+        "p50_ms": tp.p50_ms, "p99_ms": tp.p99_ms,
+    });
 
     // 4. Coalesced payments: `batch` payments per update; latency = ack time - pay time.
     let mut ip = InProcess::new()?;

@@ -36,6 +36,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure the crypto bound, channel throughput, coalesced payments and gas (use --release).
     Bench(bench::BenchArgs),
+    /// The payee process of `vbank bench` (two processes over loopback TCP).
+    #[command(hide = true)]
+    BenchPeer(bench::PeerArgs),
 }
 
 #[derive(Args, Debug)]
@@ -273,6 +276,7 @@ async fn main() {
         Command::Info(a) => info_cmd(a, json_mode).await,
         Command::Demo(a) => demo::run(a, json_mode).await,
         Command::Bench(a) => bench::run(a, json_mode).await,
+        Command::BenchPeer(a) => bench::peer(a).await,
     };
     if let Err(e) = result {
         if json_mode {
