@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Amount, Error, Message, Result, RevocationStore, WaiverChain,
-    sheet::{BalanceSheet, Close, Sig, Waiver, domain, sign, verify},
+    sheet::{BalanceSheet, Close, PeerKey, Sig, Waiver, domain, sign},
     waiver::{MAX_UPDATES, waiver_key},
 };
 
@@ -238,6 +238,8 @@ pub struct Channel {
     /// The last waiver address derived (a scalar multiplication each): every update needs the
     /// same one two or three times.
     waiver_cache: std::cell::Cell<Option<(u64, Address)>>,
+    /// The peer's public key once seen: later signatures are verified, not recovered.
+    peer_key: PeerKey,
 }
 
 fn sum(b: [Amount; 2]) -> Option<Amount> {
@@ -277,7 +279,7 @@ impl Channel {
             return Err(Error::WrongKey { key: signer.address(), index: state.me, party });
         }
         let domain = state.params.domain();
-        Ok(Self { state, signer, domain, waiver_cache: std::cell::Cell::new(None) })
+        Ok(Self { state, signer, domain, waiver_cache: std::cell::Cell::new(None), peer_key: PeerKey::default() })
     }
 
     /// The state to persist.
@@ -641,7 +643,7 @@ impl Channel {
             return Err(Error::ZeroWaiver);
         }
         let mine = self.my_sheet(nonce, balances)?;
-        verify(signature, &mine, &self.domain, self.peer_address())?;
+        self.peer_key.verify(signature, &mine, &self.domain, self.peer_address())?;
         let my_signature = self.sign_sheet(nonce, balances, waiver)?;
         let revocation = if nonce == 0 { None } else { Some(self.state.chain.secret(nonce - 1)?) };
         // -- checks done; apply
@@ -699,7 +701,7 @@ impl Channel {
             return Err(Error::WrongNonce { expected: n, got: nonce });
         }
         let mine = self.my_sheet(nonce, balances)?;
-        verify(signature, &mine, &self.domain, self.peer_address())?;
+        self.peer_key.verify(signature, &mine, &self.domain, self.peer_address())?;
         match (nonce, revocation) {
             (0, None) => {}
             (0, Some(_)) | (_, None) => return Err(self.unexpected(msg)),
@@ -765,7 +767,7 @@ impl Channel {
         match &self.state.phase {
             // Both asked at once: keep the peer's signature, nothing to send.
             Phase::Closing { nonce: n, balances: b, mine, theirs: None } if *n == nonce && *b == balances => {
-                verify(sig, &close, &self.domain, self.peer_address())?;
+                self.peer_key.verify(sig, &close, &self.domain, self.peer_address())?;
                 let mine = *mine;
                 self.state.phase = Phase::Closing { nonce, balances, mine, theirs: Some(*sig) };
                 let (nonce, balances, signatures) = self.close_signatures().ok_or(Error::NotOpen("closing"))?;
@@ -783,7 +785,7 @@ impl Channel {
             Flight::Proposed { payments, .. } => Some(*payments),
             _ => return Err(self.unexpected(msg)),
         };
-        verify(sig, &close, &self.domain, self.peer_address())?;
+        self.peer_key.verify(sig, &close, &self.domain, self.peer_address())?;
         let mine = sign(&self.signer, &close, &self.domain)?;
         // -- checks done; apply
         let mut ids = cancelled.map(Payments::ids).unwrap_or_default();
@@ -809,7 +811,7 @@ impl Channel {
             return Ok(Step::default());
         }
         let (balances, mine) = (*balances, *mine);
-        verify(sig, &Close::new(nonce, balances), &self.domain, self.peer_address())?;
+        self.peer_key.verify(sig, &Close::new(nonce, balances), &self.domain, self.peer_address())?;
         self.state.phase = Phase::Closing { nonce, balances, mine, theirs: Some(*sig) };
         let (nonce, balances, signatures) = self.close_signatures().ok_or(Error::NotOpen("closing"))?;
         Ok(Step::default().with(Event::CloseReady { nonce, balances, signatures }))

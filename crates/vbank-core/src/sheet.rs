@@ -138,6 +138,70 @@ pub(crate) fn verify<T: SolStruct>(sig: &Sig, value: &T, domain: &Eip712Domain, 
     }
 }
 
+/// The peer's public key, learnt from its first valid signature, so that later signatures are
+/// verified (one double scalar multiplication) instead of recovered (a square root more).
+#[derive(Debug, Default)]
+pub(crate) struct PeerKey(std::cell::Cell<Option<(Address, k256::AffinePoint)>>);
+
+impl PeerKey {
+    /// Exactly [`verify`]'s verdict (including `v`: a signature whose `v` would make `ecrecover`
+    /// yield another address is refused), at the cost of a verification once the key is known.
+    pub(crate) fn verify<T: SolStruct>(&self, sig: &Sig, value: &T, domain: &Eip712Domain, expected: Address) -> Result<()> {
+        let hash = value.eip712_signing_hash(domain);
+        let Some(q) = self.0.get().and_then(|(a, q)| (a == expected).then_some(q)) else {
+            verify(sig, value, domain, expected)?;
+            // remember the key that signed
+            let parsed = Signature::from_raw(&sig.0).map_err(|e| Error::Decode(e.to_string()))?;
+            let vk = parsed.recover_from_prehash(&hash).map_err(|e| Error::Decode(e.to_string()))?;
+            self.0.set(Some((expected, *vk.as_affine())));
+            return Ok(());
+        };
+        if verify_known(sig, &hash, &q) {
+            Ok(())
+        } else {
+            // Say who did sign, as `verify` does (only on this error path).
+            Err(Error::BadSignature { expected, recovered: recover_hash(sig, &hash) })
+        }
+    }
+}
+
+/// ECDSA verification against a known key that also checks `v`: true exactly when `ecrecover`
+/// with this `v`, `r`, `s` (under the contract's rules) yields the key's address.
+fn verify_known(sig: &Sig, hash: &B256, q: &k256::AffinePoint) -> bool {
+    use k256::{
+        ProjectivePoint, Scalar,
+        elliptic_curve::{PrimeField, point::AffineCoordinates, ops::LinearCombination},
+    };
+    let b = &sig.0;
+    let v = b[64];
+    if v != 27 && v != 28 {
+        return false;
+    }
+    let s_u = U256::from_be_slice(&b[32..64]);
+    if s_u > HALF_ORDER || s_u.is_zero() {
+        return false;
+    }
+    let r_bytes = k256::FieldBytes::clone_from_slice(&b[..32]);
+    let (Some(r), Some(s)) = (
+        Option::<Scalar>::from(Scalar::from_repr(r_bytes)),
+        Option::<Scalar>::from(Scalar::from_repr(k256::FieldBytes::clone_from_slice(&b[32..64]))),
+    ) else {
+        return false;
+    };
+    if bool::from(r.is_zero()) {
+        return false;
+    }
+    let Some(s_inv) = Option::<Scalar>::from(s.invert()) else { return false };
+    let z = <Scalar as k256::elliptic_curve::ops::Reduce<k256::U256>>::reduce_bytes(k256::FieldBytes::from_slice(hash.as_slice()));
+    let point = ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &(z * s_inv), &ProjectivePoint::from(*q), &(r * s_inv));
+    let point = point.to_affine();
+    if point == k256::AffinePoint::IDENTITY {
+        return false;
+    }
+    // ecrecover with v ∈ {27, 28} takes R.x = r exactly (no overflow) and R.y's parity from v.
+    point.x() == r_bytes && bool::from(point.y_is_odd()) == (v == 28)
+}
+
 #[cfg(test)]
 mod tests {
     use alloy_primitives::{address, hex};
@@ -172,6 +236,30 @@ mod tests {
         // a different sheet
         let other = BalanceSheet::new(3, [11, 19], sheet.waiver);
         assert_ne!(recover(&sig, &other, &d), Some(k.address()));
+    }
+
+    #[test]
+    fn known_key_verification_agrees_with_recovery() {
+        let k = key(11);
+        let d = domain(5, Address::repeat_byte(3));
+        let cache = PeerKey::default();
+        for n in 0..64u64 {
+            let sheet = BalanceSheet::new(n, [u128::from(n), 7], Address::repeat_byte(n as u8));
+            let sig = sign(&k, &sheet, &d).expect("sign");
+            assert!(cache.verify(&sig, &sheet, &d, k.address()).is_ok(), "nonce {n}");
+            // every single-byte corruption, v flips included, gets the same verdict both ways
+            for i in [0usize, 17, 31, 32, 50, 63, 64] {
+                let mut bad = sig;
+                bad.0[i] ^= if i == 64 { 3 } else { 1 };
+                let slow = verify(&bad, &sheet, &d, k.address()).is_ok();
+                let fast = cache.verify(&bad, &sheet, &d, k.address()).is_ok();
+                assert_eq!(slow, fast, "nonce {n}, byte {i}");
+            }
+            let mut flipped = sig;
+            flipped.0[64] = if sig.0[64] == 27 { 28 } else { 27 };
+            assert!(cache.verify(&flipped, &sheet, &d, k.address()).is_err(), "a flipped v must be refused");
+            assert!(cache.verify(&sig, &sheet, &d, key(12).address()).is_err(), "another signer expected");
+        }
     }
 
     #[test]
