@@ -115,17 +115,17 @@ pub fn recover<T: SolStruct>(sig: &Sig, value: &T, domain: &Eip712Domain) -> Opt
     recover_hash(sig, &value.eip712_signing_hash(domain))
 }
 
+/// The contract's form rules: `v` ∈ {27, 28} and `0 < s ≤ n/2` (not malleable).
+fn well_formed(sig: &Sig) -> bool {
+    let s = U256::from_be_slice(&sig.0[32..64]);
+    matches!(sig.0[64], 27 | 28) && !s.is_zero() && s <= HALF_ORDER
+}
+
 pub(crate) fn recover_hash(sig: &Sig, hash: &B256) -> Option<Address> {
-    let b = &sig.0;
-    let v = b[64];
-    if v != 27 && v != 28 {
+    if !well_formed(sig) {
         return None;
     }
-    let s = U256::from_be_slice(&b[32..64]);
-    if s > HALF_ORDER || s.is_zero() {
-        return None;
-    }
-    let parsed = Signature::from_raw(b).ok()?;
+    let parsed = Signature::from_raw(&sig.0).ok()?;
     let addr = parsed.recover_address_from_prehash(hash).ok()?;
     (addr != Address::ZERO).then_some(addr)
 }
@@ -146,7 +146,13 @@ pub(crate) struct PeerKey(std::cell::Cell<Option<(Address, k256::AffinePoint)>>)
 impl PeerKey {
     /// Exactly [`verify`]'s verdict (including `v`: a signature whose `v` would make `ecrecover`
     /// yield another address is refused), at the cost of a verification once the key is known.
-    pub(crate) fn verify<T: SolStruct>(&self, sig: &Sig, value: &T, domain: &Eip712Domain, expected: Address) -> Result<()> {
+    pub(crate) fn verify<T: SolStruct>(
+        &self,
+        sig: &Sig,
+        value: &T,
+        domain: &Eip712Domain,
+        expected: Address,
+    ) -> Result<()> {
         let hash = value.eip712_signing_hash(domain);
         let Some(q) = self.0.get().and_then(|(a, q)| (a == expected).then_some(q)) else {
             verify(sig, value, domain, expected)?;
@@ -170,17 +176,13 @@ impl PeerKey {
 fn verify_known(sig: &Sig, hash: &B256, q: &k256::AffinePoint) -> bool {
     use k256::{
         ProjectivePoint, Scalar,
-        elliptic_curve::{PrimeField, point::AffineCoordinates, ops::LinearCombination},
+        elliptic_curve::{PrimeField, ops::LinearCombination, point::AffineCoordinates},
     };
+    if !well_formed(sig) {
+        return false;
+    }
     let b = &sig.0;
     let v = b[64];
-    if v != 27 && v != 28 {
-        return false;
-    }
-    let s_u = U256::from_be_slice(&b[32..64]);
-    if s_u > HALF_ORDER || s_u.is_zero() {
-        return false;
-    }
     let r_bytes = k256::FieldBytes::clone_from_slice(&b[..32]);
     let (Some(r), Some(s)) = (
         Option::<Scalar>::from(Scalar::from_repr(r_bytes)),
@@ -192,8 +194,11 @@ fn verify_known(sig: &Sig, hash: &B256, q: &k256::AffinePoint) -> bool {
         return false;
     }
     let Some(s_inv) = Option::<Scalar>::from(s.invert()) else { return false };
-    let z = <Scalar as k256::elliptic_curve::ops::Reduce<k256::U256>>::reduce_bytes(k256::FieldBytes::from_slice(hash.as_slice()));
-    let point = ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &(z * s_inv), &ProjectivePoint::from(*q), &(r * s_inv));
+    let z = <Scalar as k256::elliptic_curve::ops::Reduce<k256::U256>>::reduce_bytes(k256::FieldBytes::from_slice(
+        hash.as_slice(),
+    ));
+    let point =
+        ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &(z * s_inv), &ProjectivePoint::from(*q), &(r * s_inv));
     let point = point.to_affine();
     if point == k256::AffinePoint::IDENTITY {
         return false;
