@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod keys;
+mod node;
 mod units;
 
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure the crypto bound, channel throughput, coalesced payments and gas (use --release).
     Bench(bench::BenchArgs),
+    /// Serve this party's channels to their peers over TCP (state in a crash-safe store).
+    Node(node::NodeArgs),
     /// The payee process of `vbank bench` (two processes over loopback TCP).
     #[command(hide = true)]
     BenchPeer(bench::PeerArgs),
@@ -277,6 +280,7 @@ async fn main() {
         Command::Demo(a) => demo::run(a, json_mode).await,
         Command::Bench(a) => bench::run(a, json_mode).await,
         Command::BenchPeer(a) => bench::peer(a).await,
+        Command::Node(a) => node::run(a, json_mode).await,
     };
     if let Err(e) = result {
         if json_mode {

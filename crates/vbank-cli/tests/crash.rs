@@ -1,0 +1,200 @@
+//! Crash safety: Bob's `vbank node` is killed with SIGKILL at random points of a payment stream
+//! (50 times) and restarted from its store; no acknowledged payment is lost, his latest sheet is
+//! never one he revoked, and the channel still closes.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use alloy::{
+    primitives::{Address, B256},
+    signers::local::PrivateKeySigner,
+};
+use vbank_core::{Channel, ChannelParams, Close, Event, Phase, recover};
+use vbank_node::{Error, Node, RedbStore, Store, handshake, read_frame, write_frame};
+
+const BOB_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const CONTRACT: Address = Address::repeat_byte(0xcc);
+const DEPOSIT: u128 = 1_000_000_000;
+
+fn alice_key() -> PrivateKeySigner {
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80".parse().expect("key")
+}
+
+fn bob_key() -> PrivateKeySigner {
+    BOB_KEY.parse().expect("key")
+}
+
+/// Starts Bob's node; returns it and its port.
+fn start_bob(store: &std::path::Path, port: u16) -> (Child, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
+        .args(["node", "--store", store.to_str().expect("utf8"), "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--channel", &CONTRACT.to_string(), "--peer", &alice_key().address().to_string()])
+        .args(["--deposits", &format!("{DEPOSIT}wei,{DEPOSIT}wei"), "--index", "1"])
+        .env("VBANK_PRIVATE_KEY", BOB_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vbank node");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+    let port = line.split_whitespace().nth(2).and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse().ok());
+    (child, port.unwrap_or_else(|| panic!("no port in {line:?}")))
+}
+
+/// A tiny deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_sigkills_lose_no_acknowledged_payment() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bob_store = dir.path().join("bob.redb");
+    let mut alice =
+        Node::open(alice_key(), RedbStore::open(&dir.path().join("alice.redb")).expect("store")).expect("node");
+    let params = ChannelParams {
+        chain_id: 31337,
+        contract: CONTRACT,
+        parties: [alice_key().address(), bob_key().address()],
+        deposits: [DEPOSIT, DEPOSIT],
+    };
+    alice.add_channel(params, B256::repeat_byte(0xa1)).expect("add");
+    let bob = bob_key().address();
+    let mut rng = Rng(0x5eed);
+    let (mut child, port) = start_bob(&bob_store, 0);
+    let mut acked = 0u128;
+    let mut paid = 0u128;
+    let mut kills = 0;
+    while kills < 50 {
+        // connect (Bob may still be starting) and authenticate
+        let mut s = loop {
+            if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        if handshake(&mut s, &alice_key(), |p| p == bob).await.is_err() {
+            continue;
+        }
+        let mut alive = true;
+        for f in alice.on_connect(bob).expect("retransmit").into_iter().chain(alice.propose(CONTRACT).expect("propose"))
+        {
+            alive &= write_frame(&mut s, &f).await.is_ok();
+        }
+        // stream payments; kill Bob after a random number of frames
+        let kill_after = rng.next(12);
+        let mut frames = 0;
+        while alive {
+            let ch = alice.channel(CONTRACT).expect("channel");
+            if *ch.phase() == Phase::Open && ch.queued() == 0 && ch.spendable() > 1000 {
+                let amount = 1 + u128::from(rng.next(1000));
+                let (_, f) = alice.pay(CONTRACT, amount).expect("pay");
+                paid += amount;
+                if let Some(f) = f {
+                    alive &= write_frame(&mut s, &f).await.is_ok();
+                }
+            }
+            if frames == kill_after {
+                child.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
+                child.wait().expect("reaped");
+                kills += 1;
+                break;
+            }
+            let f = match tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s)).await {
+                Ok(Ok(f)) => f,
+                _ => break,
+            };
+            frames += 1;
+            match alice.handle(bob, &f) {
+                Ok((reply, events)) => {
+                    for e in &events {
+                        if let Event::PaymentsAcked { amount, .. } = e {
+                            acked += amount;
+                        }
+                    }
+                    for r in reply.into_iter().chain(alice.propose(CONTRACT).expect("propose")) {
+                        alive &= write_frame(&mut s, &r).await.is_ok();
+                    }
+                }
+                Err(Error::Protocol(e)) if e.severity() == vbank_core::Severity::Ignore => {}
+                Err(e) => panic!("alice refused {f:?}: {e}"),
+            }
+        }
+        if kills < 50 || child.try_wait().expect("status").is_some() {
+            let (c, _) = start_bob(&bob_store, port);
+            child = c;
+        }
+    }
+    // let everything settle on a last connection
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    handshake(&mut s, &alice_key(), |p| p == bob).await.expect("auth");
+    for f in alice.on_connect(bob).expect("retransmit").into_iter().chain(alice.propose(CONTRACT).expect("propose")) {
+        write_frame(&mut s, &f).await.expect("write");
+    }
+    loop {
+        let ch = alice.channel(CONTRACT).expect("channel");
+        if *ch.phase() == Phase::Open && ch.is_idle() && ch.queued() == 0 {
+            break;
+        }
+        let Ok(f) = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s)).await else {
+            child.kill().expect("stop bob");
+            child.wait().expect("reaped");
+            let st = RedbStore::open(&bob_store).expect("bob's store").load(CONTRACT).expect("load");
+            panic!("stuck: alice {:?}\nbob {:?}", alice.channel(CONTRACT).map(|c| c.state()), st);
+        };
+        let f = f.expect("frame");
+        match alice.handle(bob, &f) {
+            Ok((reply, events)) => {
+                for e in &events {
+                    if let Event::PaymentsAcked { amount, .. } = e {
+                        acked += amount;
+                    }
+                }
+                for r in reply.into_iter().chain(alice.propose(CONTRACT).expect("propose")) {
+                    write_frame(&mut s, &r).await.expect("write");
+                }
+            }
+            Err(Error::Protocol(e)) if e.severity() == vbank_core::Severity::Ignore => {}
+            Err(e) => panic!("alice refused {f:?}: {e}"),
+        }
+    }
+    drop(s);
+    child.kill().expect("stop bob");
+    child.wait().expect("reaped");
+
+    // Bob's stored state, as his node would restart with it.
+    let stored = RedbStore::open(&bob_store).expect("bob's store").load(CONTRACT).expect("load").expect("channel");
+    let bob_ch = Channel::restore(stored, bob_key()).expect("restore");
+    let alice_ch = alice.channel(CONTRACT).expect("channel");
+    assert_eq!(kills, 50);
+    assert!(alice_ch.nonce() >= 50, "a real payment stream ran across the kills: {} updates", alice_ch.nonce());
+    assert!(acked <= paid);
+    assert_eq!(alice_ch.balances(), [DEPOSIT - acked, DEPOSIT + acked], "alice: exactly the acknowledged payments");
+    assert_eq!(bob_ch.balances(), alice_ch.balances(), "bob lost nothing acknowledged");
+    assert_eq!(bob_ch.nonce(), alice_ch.nonce());
+    // Bob's latest sheet is countersigned and not revoked: he would never liquidate with a revoked one.
+    let latest = bob_ch.latest().expect("latest");
+    assert!(!alice_ch.is_revoked_by_peer(latest.nonce), "bob's latest sheet was revoked");
+    assert!(alice_ch.punishment(latest.nonce, latest.waiver).is_none());
+    assert!(alice_ch.is_revoked_by_peer(latest.nonce - 1), "and every older one is");
+    // The channel still closes cooperatively.
+    let mut a = Channel::restore(alice_ch.state().clone(), alice_key()).expect("alice");
+    let mut b = bob_ch;
+    let req = a.close().expect("close").reply.expect("request");
+    let acc = b.handle(&req).expect("bob signs").reply.expect("accept");
+    a.handle(&acc).expect("alice gets it");
+    let (nonce, balances, sigs) = a.close_signatures().expect("both");
+    let d = a.params().domain();
+    assert_eq!(recover(&sigs[0], &Close::new(nonce, balances), &d), Some(a.params().parties[0]));
+    assert_eq!(recover(&sigs[1], &Close::new(nonce, balances), &d), Some(a.params().parties[1]));
+}
