@@ -158,19 +158,18 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
             "{} payments cleared off-chain, each a new balance sheet countersigned by the other and the older one waived \
              ({:.0} updates/s, no gas)",
             a.nonce(),
-            f64::from(a.nonce() as u32) / elapsed.as_secs_f64().max(1e-9)
+            a.nonce() as f64 / elapsed.as_secs_f64().max(1e-9)
         ),
         alice: format_eth(bal[0]),
         bob: format_eth(bal[1]),
         gas: None,
     });
-    let mut stale = stale.context("no payment was made")?;
+    let stale = stale.context("no payment was made")?;
     if stale.nonce == a.nonce() {
         // Alice's best sheet is the latest: make one more payment so that it is revoked.
         a.pay(1)?;
         let m = a.propose()?.context("a proposal")?;
         exchange(&mut [&mut a, &mut b], 0, m)?;
-        stale = stale.clone();
     }
 
     // 6. Bob's watcher, then Alice cheats with the revoked sheet.
@@ -226,7 +225,7 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
             "{}",
             json!({
                 "contract": address, "chain_id": local.chain_id(), "compile": note,
-                "updates": a.nonce(), "updates_per_second": f64::from(a.nonce() as u32) / elapsed.as_secs_f64().max(1e-9),
+                "updates": a.nonce(), "updates_per_second": a.nonce() as f64 / elapsed.as_secs_f64().max(1e-9),
                 "final_state": info.state.to_string(),
                 "eth_change": { "alice": eth_delta(end[0], start[0]), "bob": eth_delta(end[1], start[1]) },
                 "steps": rows.iter().map(|r| json!({

@@ -183,10 +183,14 @@ fn verify_known(sig: &Sig, hash: &B256, q: &k256::AffinePoint) -> bool {
     }
     let b = &sig.0;
     let v = b[64];
-    let r_bytes = k256::FieldBytes::clone_from_slice(&b[..32]);
+    let mut r_arr = [0u8; 32];
+    let mut s_arr = [0u8; 32];
+    r_arr.copy_from_slice(&b[..32]);
+    s_arr.copy_from_slice(&b[32..64]);
+    let r_bytes = k256::FieldBytes::from(r_arr);
     let (Some(r), Some(s)) = (
         Option::<Scalar>::from(Scalar::from_repr(r_bytes)),
-        Option::<Scalar>::from(Scalar::from_repr(k256::FieldBytes::clone_from_slice(&b[32..64]))),
+        Option::<Scalar>::from(Scalar::from_repr(k256::FieldBytes::from(s_arr))),
     ) else {
         return false;
     };
@@ -194,9 +198,7 @@ fn verify_known(sig: &Sig, hash: &B256, q: &k256::AffinePoint) -> bool {
         return false;
     }
     let Some(s_inv) = Option::<Scalar>::from(s.invert()) else { return false };
-    let z = <Scalar as k256::elliptic_curve::ops::Reduce<k256::U256>>::reduce_bytes(k256::FieldBytes::from_slice(
-        hash.as_slice(),
-    ));
+    let z = <Scalar as k256::elliptic_curve::ops::Reduce<k256::U256>>::reduce_bytes(&k256::FieldBytes::from(hash.0));
     let point =
         ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &(z * s_inv), &ProjectivePoint::from(*q), &(r * s_inv));
     let point = point.to_affine();

@@ -47,7 +47,7 @@ pub fn waiver_key(secret: &B256) -> Result<PrivateKeySigner> {
     data.extend_from_slice(WAIVER_TAG);
     data.extend_from_slice(secret.as_slice());
     let digest = keccak256(&data);
-    let scalar = <Scalar as Reduce<KU256>>::reduce_bytes(FieldBytes::from_slice(digest.as_slice()));
+    let scalar = <Scalar as Reduce<KU256>>::reduce_bytes(&FieldBytes::from(digest.0));
     let key: CtOption<k256::NonZeroScalar> = k256::NonZeroScalar::new(scalar);
     let key = Option::<k256::NonZeroScalar>::from(key).ok_or(Error::Decode("waiver key is zero".into()))?;
     let signing = k256::ecdsa::SigningKey::from(key);
