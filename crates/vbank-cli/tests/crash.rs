@@ -13,7 +13,7 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use vbank_core::{Channel, ChannelParams, Close, Event, Phase, recover};
-use vbank_node::{Error, Node, RedbStore, Store, handshake, read_frame, write_frame};
+use vbank_node::{Error, Frame, Node, RedbStore, Store, handshake, read_frame, write_frame};
 
 const BOB_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 const CONTRACT: Address = Address::repeat_byte(0xcc);
@@ -42,6 +42,25 @@ fn start_bob(store: &std::path::Path, port: u16) -> (Child, u16) {
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
     let port = line.split_whitespace().nth(2).and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse().ok());
     (child, port.unwrap_or_else(|| panic!("no port in {line:?}")))
+}
+
+/// Alice handles one frame from Bob: the frames to send back (her reply, then a proposal of
+/// whatever is queued) and the wei newly acknowledged. Duplicates after a reconnect are ignored.
+fn alice_handles(alice: &mut Node<RedbStore>, bob: Address, f: &Frame) -> (Vec<Frame>, u128) {
+    match alice.handle(bob, f) {
+        Ok((reply, events)) => {
+            let acked = events
+                .iter()
+                .map(|e| match e {
+                    Event::PaymentsAcked { amount, .. } => *amount,
+                    _ => 0,
+                })
+                .sum();
+            (reply.into_iter().chain(alice.propose(CONTRACT).expect("propose")).collect(), acked)
+        }
+        Err(Error::Protocol(e)) if e.severity() == vbank_core::Severity::Ignore => (Vec::new(), 0),
+        Err(e) => panic!("alice refused {f:?}: {e}"),
+    }
 }
 
 /// A tiny deterministic generator (xorshift).
@@ -115,19 +134,10 @@ async fn fifty_sigkills_lose_no_acknowledged_payment() {
                 _ => break,
             };
             frames += 1;
-            match alice.handle(bob, &f) {
-                Ok((reply, events)) => {
-                    for e in &events {
-                        if let Event::PaymentsAcked { amount, .. } = e {
-                            acked += amount;
-                        }
-                    }
-                    for r in reply.into_iter().chain(alice.propose(CONTRACT).expect("propose")) {
-                        alive &= write_frame(&mut s, &r).await.is_ok();
-                    }
-                }
-                Err(Error::Protocol(e)) if e.severity() == vbank_core::Severity::Ignore => {}
-                Err(e) => panic!("alice refused {f:?}: {e}"),
+            let (out, newly) = alice_handles(&mut alice, bob, &f);
+            acked += newly;
+            for r in out {
+                alive &= write_frame(&mut s, &r).await.is_ok();
             }
         }
         if kills < 50 || child.try_wait().expect("status").is_some() {
@@ -152,20 +162,10 @@ async fn fifty_sigkills_lose_no_acknowledged_payment() {
             let st = RedbStore::open(&bob_store).expect("bob's store").load(CONTRACT).expect("load");
             panic!("stuck: alice {:?}\nbob {:?}", alice.channel(CONTRACT).map(|c| c.state()), st);
         };
-        let f = f.expect("frame");
-        match alice.handle(bob, &f) {
-            Ok((reply, events)) => {
-                for e in &events {
-                    if let Event::PaymentsAcked { amount, .. } = e {
-                        acked += amount;
-                    }
-                }
-                for r in reply.into_iter().chain(alice.propose(CONTRACT).expect("propose")) {
-                    write_frame(&mut s, &r).await.expect("write");
-                }
-            }
-            Err(Error::Protocol(e)) if e.severity() == vbank_core::Severity::Ignore => {}
-            Err(e) => panic!("alice refused {f:?}: {e}"),
+        let (out, newly) = alice_handles(&mut alice, bob, &f.expect("frame"));
+        acked += newly;
+        for r in out {
+            write_frame(&mut s, &r).await.expect("write");
         }
     }
     drop(s);
