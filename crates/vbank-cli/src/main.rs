@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod keys;
 mod node;
+mod party;
 mod units;
 
 use std::path::PathBuf;
@@ -39,6 +40,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve this party's channels to their peers over TCP (state in a crash-safe store).
     Node(node::NodeArgs),
+    /// Pay the peer over a channel kept in this party's store, through the peer's node.
+    Pay(party::PayArgs),
+    /// Show the channels in this party's store.
+    Status(party::StatusArgs),
     /// The payee process of `vbank bench` (two processes over loopback TCP).
     #[command(hide = true)]
     BenchPeer(bench::PeerArgs),
@@ -281,6 +286,8 @@ async fn main() {
         Command::Bench(a) => bench::run(a, json_mode).await,
         Command::BenchPeer(a) => bench::peer(a).await,
         Command::Node(a) => node::run(a, json_mode).await,
+        Command::Pay(a) => party::pay(a, json_mode).await,
+        Command::Status(a) => party::status(a, json_mode),
     };
     if let Err(e) = result {
         if json_mode {

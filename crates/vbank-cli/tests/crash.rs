@@ -198,3 +198,87 @@ async fn fifty_sigkills_lose_no_acknowledged_payment() {
     assert_eq!(recover(&sigs[0], &Close::new(nonce, balances), &d), Some(a.params().parties[0]));
     assert_eq!(recover(&sigs[1], &Close::new(nonce, balances), &d), Some(a.params().parties[1]));
 }
+
+/// `vbank pay` and `vbank status` as a person uses them against a running `vbank node`.
+#[test]
+fn pay_and_status_through_the_peers_node() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut bob, port) = start_bob(&dir.path().join("bob.redb"), 0);
+    let alice_store = dir.path().join("alice.redb");
+    let alice_env = [("VBANK_PRIVATE_KEY", "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")];
+    let vbank = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vbank"));
+        cmd.args(args);
+        for (k, v) in alice_env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run vbank")
+    };
+    let store = alice_store.to_str().expect("utf8");
+    let connect = format!("127.0.0.1:{port}");
+    let channel = CONTRACT.to_string();
+    let bob_addr = bob_key().address().to_string();
+    let deposits = format!("{DEPOSIT}wei,{DEPOSIT}wei");
+    // the first payment also opens the channel (sheet 0 both ways)
+    let o = vbank(&[
+        "--json",
+        "pay",
+        "--store",
+        store,
+        "--connect",
+        &connect,
+        "--channel",
+        &channel,
+        "--amount",
+        "7wei",
+        "--count",
+        "3",
+        "--peer",
+        &bob_addr,
+        "--deposits",
+        &deposits,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["acknowledged"], 3, "{v}");
+    // a second command picks the channel up from the store
+    let o = vbank(&["pay", "--store", store, "--connect", &connect, "--channel", &channel, "--amount", "9wei"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = vbank(&["--json", "status", "--store", store]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let c = &v["channels"][0];
+    assert_eq!(c["balances"][0], (DEPOSIT - 30).to_string(), "{v}");
+    assert_eq!(c["phase"], "open");
+    // an overdraft is refused locally, an unreachable peer is a clear error; nothing is lost
+    let o = vbank(&["pay", "--store", store, "--connect", &connect, "--channel", &channel, "--amount", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("insufficient balance"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    bob.kill().expect("stop bob");
+    bob.wait().expect("reaped");
+    let o = vbank(&[
+        "pay",
+        "--store",
+        store,
+        "--connect",
+        &connect,
+        "--channel",
+        &channel,
+        "--amount",
+        "1wei",
+        "--timeout",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot reach the peer's node"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = vbank(&["--json", "status", "--store", store]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["channels"][0]["balances"][0], (DEPOSIT - 30).to_string(), "{v}");
+}

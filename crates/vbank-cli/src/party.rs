@@ -1,0 +1,199 @@
+//! `vbank pay` and `vbank status`: a party's side of a channel kept in its store, talking to the
+//! peer's `vbank node` for the length of one command.
+
+use std::{path::PathBuf, time::Duration};
+
+use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::json;
+use vbank_core::{Event, Phase, Severity};
+use vbank_node::{Error, Frame, Node, RedbStore, handshake, read_frame, write_frame};
+
+use crate::{
+    keys::KeyArgs,
+    units::{format_eth, parse_amount},
+};
+
+#[derive(Args, Debug)]
+pub(crate) struct PayArgs {
+    /// This party's store (a redb file; created if missing).
+    #[arg(long)]
+    store: PathBuf,
+    /// The peer's node, host:port.
+    #[arg(long)]
+    connect: String,
+    /// The channel's contract address.
+    #[arg(long)]
+    channel: Address,
+    /// Amount per payment: "0.01", "5gwei", "1000wei".
+    #[arg(long)]
+    amount: String,
+    /// How many payments (coalesced into as few state updates as the protocol allows).
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// Create the channel in the store if missing: the peer's address.
+    #[arg(long, requires = "deposits")]
+    peer: Option<Address>,
+    /// With --peer: the agreed deposits of party 0 and party 1, "1,2".
+    #[arg(long)]
+    deposits: Option<String>,
+    /// With --peer: the chain id.
+    #[arg(long, default_value_t = 31337)]
+    chain_id: u64,
+    /// Seconds to wait for the peer before giving up (nothing is lost: the payments stay queued).
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StatusArgs {
+    /// The party's store.
+    #[arg(long)]
+    store: PathBuf,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+fn open_node(store: &std::path::Path, key: &KeyArgs) -> Result<(Node<RedbStore>, PrivateKeySigner)> {
+    let signer = key.load()?.context("a signing key is needed: $VBANK_PRIVATE_KEY, --key-file or --keystore")?;
+    let store =
+        RedbStore::open(store).with_context(|| format!("opening store {} (is a node using it?)", store.display()))?;
+    Ok((Node::open(signer.clone(), store).context("loading channels")?, signer))
+}
+
+pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
+    let amount = parse_amount(&args.amount)?;
+    if amount == 0 || args.count == 0 {
+        bail!("--amount and --count must be more than zero");
+    }
+    let (mut node, signer) = open_node(&args.store, &args.key)?;
+    if node.channel(args.channel).is_none() {
+        let (Some(peer), Some(deposits)) = (args.peer, &args.deposits) else {
+            bail!(
+                "channel {} is not in {}; pass --peer and --deposits to create it",
+                args.channel,
+                args.store.display()
+            );
+        };
+        let (a, b) = deposits.split_once(',').context("--deposits takes two amounts: \"1,2\"")?;
+        let params = vbank_core::ChannelParams {
+            chain_id: args.chain_id,
+            contract: args.channel,
+            parties: [node.address(), peer],
+            deposits: [parse_amount(a)?, parse_amount(b)?],
+        };
+        let seed = PrivateKeySigner::random().to_bytes();
+        node.add_channel(params, seed)?;
+    }
+    let peer = {
+        let ch = node.channel(args.channel).context("channel")?;
+        ch.params().parties[1 - ch.me()]
+    };
+    let deadline = Duration::from_secs(args.timeout);
+    let mut s = tokio::time::timeout(deadline, tokio::net::TcpStream::connect(&args.connect))
+        .await
+        .with_context(|| format!("no answer from {} within {} s", args.connect, args.timeout))?
+        .with_context(|| format!("cannot reach the peer's node at {}", args.connect))?;
+    let proven = tokio::time::timeout(deadline, handshake(&mut s, &signer, |p| p == peer))
+        .await
+        .context("the peer's handshake timed out")??;
+    let mut out: Vec<Frame> = node.on_connect(proven)?;
+    // payments are queued once the channel is open (the opening may happen in this very command)
+    let mut queued = false;
+    let mut acked = 0u64;
+    let mut acked_wei = 0u128;
+    loop {
+        let ch = node.channel(args.channel).context("channel")?;
+        if *ch.phase() == Phase::Open && !queued {
+            queued = true;
+            for _ in 0..args.count {
+                let (_, f) = node.pay(args.channel, amount)?;
+                out.extend(f);
+            }
+        }
+        out.extend(node.propose(args.channel)?);
+        for f in out.drain(..) {
+            write_frame(&mut s, &f).await?;
+        }
+        let ch = node.channel(args.channel).context("channel")?;
+        if queued && ch.is_idle() && ch.queued() == 0 {
+            break;
+        }
+        let f = tokio::time::timeout(deadline, read_frame(&mut s))
+            .await
+            .context("the peer stopped answering; the payments stay queued in the store")??;
+        if let Frame::Refused { reason, .. } = &f {
+            bail!("the peer refused: {reason}");
+        }
+        match node.handle(proven, &f) {
+            Ok((reply, events)) => {
+                out.extend(reply);
+                for e in events {
+                    if let Event::PaymentsAcked { count, amount, .. } = e {
+                        acked += count;
+                        acked_wei += amount;
+                    }
+                }
+            }
+            Err(Error::Protocol(e)) if e.severity() == Severity::Ignore => {}
+            Err(e) => return Err(e).context("the peer sent a message this party refuses"),
+        }
+    }
+    let ch = node.channel(args.channel).context("channel")?;
+    let b = ch.balances();
+    if json_mode {
+        println!(
+            "{}",
+            json!({ "channel": args.channel, "acknowledged": acked, "amount": acked_wei.to_string(), "nonce": ch.nonce(),
+                    "balances": [b[0].to_string(), b[1].to_string()] })
+        );
+    } else {
+        println!(
+            "{acked} payment(s) of {} acknowledged (sheet {}); balances: party 0 {}, party 1 {}",
+            format_eth(amount),
+            ch.nonce(),
+            format_eth(b[0]),
+            format_eth(b[1])
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
+    let (node, _) = open_node(&args.store, &args.key)?;
+    let mut rows = Vec::new();
+    for id in node.channel_ids() {
+        let ch = node.channel(id).context("channel")?;
+        let b = ch.balances();
+        let phase = match ch.phase() {
+            Phase::Opening => "opening",
+            Phase::Open => "open",
+            Phase::Closing { .. } => "closing",
+        };
+        rows.push(json!({
+            "channel": id, "me": ch.me(), "peer": ch.params().parties[1 - ch.me()], "phase": phase,
+            "nonce": ch.nonce(), "balances": [b[0].to_string(), b[1].to_string()],
+            "spendable": ch.spendable().to_string(), "idle": ch.is_idle(), "queued": ch.queued(),
+        }));
+        if !json_mode {
+            println!(
+                "channel {id} ({phase}): party {} of 2, sheet {}, balances {} / {}, spendable {}{}",
+                ch.me(),
+                ch.nonce(),
+                format_eth(b[0]),
+                format_eth(b[1]),
+                format_eth(ch.spendable()),
+                if ch.is_idle() { "" } else { ", an update is in flight" }
+            );
+        }
+    }
+    if json_mode {
+        println!("{}", json!({ "address": node.address(), "channels": rows }));
+    } else if rows.is_empty() {
+        println!("no channels in {}", args.store.display());
+    }
+    Ok(())
+}
