@@ -104,9 +104,9 @@ impl<S: Store> Node<S> {
             return Err(Error::NotPeer { from, channel: *channel });
         }
         let Step { reply, events } = ch.handle(message)?;
-        if reply.is_some() || !events.is_empty() {
-            self.persist(*channel)?;
-        }
+        // Every accepted message is stored, whether or not it produced a reply or an event: the
+        // core may have moved (a re-queued proposal, a recorded signature).
+        self.persist(*channel)?;
         Ok((reply.map(|message| Frame::Channel { channel: *channel, message }), events))
     }
 
