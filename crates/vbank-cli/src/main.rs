@@ -44,6 +44,10 @@ enum Command {
     Pay(party::PayArgs),
     /// Show the channels in this party's store.
     Status(party::StatusArgs),
+    /// Pay this party's agreed deposit into a channel.
+    Deposit(party::DepositArgs),
+    /// Close a channel: cooperatively through the peer's node, else by liquidating.
+    Close(party::CloseArgs),
     /// The payee process of `vbank bench` (two processes over loopback TCP).
     #[command(hide = true)]
     BenchPeer(bench::PeerArgs),
@@ -288,6 +292,8 @@ async fn main() {
         Command::Node(a) => node::run(a, json_mode).await,
         Command::Pay(a) => party::pay(a, json_mode).await,
         Command::Status(a) => party::status(a, json_mode),
+        Command::Deposit(a) => party::deposit(a, json_mode).await,
+        Command::Close(a) => party::close(a, json_mode).await,
     };
     if let Err(e) = result {
         if json_mode {

@@ -197,3 +197,143 @@ pub(crate) fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub(crate) struct CloseArgs {
+    /// This party's store.
+    #[arg(long)]
+    store: PathBuf,
+    /// The channel's contract address.
+    #[arg(long)]
+    channel: Address,
+    /// The peer's node, host:port, for a cooperative close; without it, or if the peer does not
+    /// answer, the channel is liquidated with this party's latest sheet.
+    #[arg(long)]
+    connect: Option<String>,
+    /// Seconds to wait for the peer.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// The chain's JSON-RPC endpoint.
+    #[arg(long)]
+    rpc_url: String,
+    /// Refuse to act unless the node reports this chain id.
+    #[arg(long)]
+    chain_id: Option<u64>,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+/// Asks the peer's node for its `Close` signature; returns both signatures.
+async fn cooperative(
+    node: &mut Node<RedbStore>,
+    signer: &PrivateKeySigner,
+    id: Address,
+    connect: &str,
+    deadline: Duration,
+) -> Result<(u64, [u128; 2], [vbank_core::Sig; 2])> {
+    let peer = {
+        let ch = node.channel(id).context("channel")?;
+        ch.params().parties[1 - ch.me()]
+    };
+    let mut s = tokio::time::timeout(deadline, tokio::net::TcpStream::connect(connect))
+        .await
+        .context("no answer")?
+        .context("unreachable")?;
+    let proven =
+        tokio::time::timeout(deadline, handshake(&mut s, signer, |p| p == peer)).await.context("timeout")??;
+    let mut out = node.on_connect(proven)?;
+    let mut asked = false;
+    loop {
+        let ch = node.channel(id).context("channel")?;
+        if let Some(sigs) = ch.close_signatures() {
+            return Ok(sigs);
+        }
+        if !asked && ch.is_idle() && matches!(ch.phase(), Phase::Open) {
+            asked = true;
+            out.push(node.close(id)?);
+        }
+        for f in out.drain(..) {
+            write_frame(&mut s, &f).await?;
+        }
+        let f = tokio::time::timeout(deadline, read_frame(&mut s)).await.context("the peer stopped answering")??;
+        if let Frame::Refused { reason, .. } = &f {
+            bail!("the peer refused: {reason}");
+        }
+        match node.handle(proven, &f) {
+            Ok((reply, _)) => out.extend(reply),
+            Err(Error::Protocol(e)) if e.severity() == Severity::Ignore => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
+    let (mut node, signer) = open_node(&args.store, &args.key)?;
+    let chain = vbank_client::Chain::connect(&args.rpc_url, signer.clone(), args.chain_id)
+        .await
+        .with_context(|| format!("connecting to {}", args.rpc_url))?;
+    let onchain = vbank_client::OnChain::new(chain, args.channel);
+    let deadline = Duration::from_secs(args.timeout);
+    let coop = match &args.connect {
+        Some(c) => match cooperative(&mut node, &signer, args.channel, c, deadline).await {
+            Ok(sigs) => Some(sigs),
+            Err(e) => {
+                eprintln!("cooperative close failed ({e:#}); liquidating with the latest sheet instead");
+                None
+            }
+        },
+        None => None,
+    };
+    let (kind, report, detail) = match coop {
+        Some((nonce, balances, sigs)) => {
+            let r = onchain.cooperative_close(nonce, balances, &sigs).await.context("submitting cooperativeClose")?;
+            (
+                "cooperative",
+                r,
+                format!("both paid at once: party 0 {}, party 1 {}", format_eth(balances[0]), format_eth(balances[1])),
+            )
+        }
+        None => {
+            let sheet =
+                node.channel(args.channel).context("channel")?.latest().context("no countersigned sheet")?.clone();
+            let r = onchain.liquidate(&sheet).await.context("liquidating")?;
+            let info = onchain.info().await?;
+            let unlock = info.liquidation.map_or(0, |l| l.unlock_time);
+            ("unilateral", r, format!("liquidated with sheet {}; withdraw after unix time {unlock}", sheet.nonce))
+        }
+    };
+    if json_mode {
+        println!(
+            "{}",
+            json!({ "channel": args.channel, "close": kind, "tx": report.hash, "gas_used": report.gas_used, "detail": detail })
+        );
+    } else {
+        println!("{kind} close of {}: {detail} (tx {}, gas {})", args.channel, report.hash, report.gas_used);
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DepositArgs {
+    /// The channel's contract address.
+    #[arg(long)]
+    channel: Address,
+    /// The chain's JSON-RPC endpoint.
+    #[arg(long)]
+    rpc_url: String,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+/// Pays this party's agreed deposit.
+pub(crate) async fn deposit(args: DepositArgs, json_mode: bool) -> Result<()> {
+    let signer = args.key.load()?.context("a signing key is needed")?;
+    let chain = vbank_client::Chain::connect(&args.rpc_url, signer, None).await?;
+    let r = vbank_client::OnChain::new(chain, args.channel).deposit().await.context("depositing")?;
+    if json_mode {
+        println!("{}", json!({ "channel": args.channel, "tx": r.hash, "gas_used": r.gas_used }));
+    } else {
+        println!("deposited into {} (tx {}, gas {})", args.channel, r.hash, r.gas_used);
+    }
+    Ok(())
+}

@@ -27,12 +27,17 @@ fn bob_key() -> PrivateKeySigner {
     BOB_KEY.parse().expect("key")
 }
 
-/// Starts Bob's node; returns it and its port.
+/// Starts Bob's node with the test channel; returns it and its port.
 fn start_bob(store: &std::path::Path, port: u16) -> (Child, u16) {
+    start_bob_with(store, port, CONTRACT, &format!("{DEPOSIT}wei,{DEPOSIT}wei"))
+}
+
+/// Starts Bob's node, adding `channel` with `deposits` if its store lacks it.
+fn start_bob_with(store: &std::path::Path, port: u16, channel: Address, deposits: &str) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
         .args(["node", "--store", store.to_str().expect("utf8"), "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--channel", &CONTRACT.to_string(), "--peer", &alice_key().address().to_string()])
-        .args(["--deposits", &format!("{DEPOSIT}wei,{DEPOSIT}wei"), "--index", "1"])
+        .args(["--channel", &channel.to_string(), "--peer", &alice_key().address().to_string()])
+        .args(["--deposits", deposits, "--index", "1"])
         .env("VBANK_PRIVATE_KEY", BOB_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -281,4 +286,105 @@ fn pay_and_status_through_the_peers_node() {
     let o = vbank(&["--json", "status", "--store", store]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["channels"][0]["balances"][0], (DEPOSIT - 30).to_string(), "{v}");
+}
+
+/// The whole life through the CLI on a real chain: deploy, open and pay through Bob's node, both
+/// deposit, close cooperatively; then a second channel whose peer is gone closes unilaterally.
+#[test]
+fn deploy_pay_deposit_close_through_the_cli() {
+    let local = vbank_client::LocalChain::spawn().expect("anvil");
+    let url = local.endpoint();
+    let dir = tempfile::tempdir().expect("tmp");
+    let alice_store = dir.path().join("alice.redb");
+    let store = alice_store.to_str().expect("utf8").to_string();
+    let bob_store = dir.path().join("bob.redb");
+    let alice_env = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+    let run = |key: &str, args: &[&str]| -> serde_json::Value {
+        let o = Command::new(env!("CARGO_BIN_EXE_vbank"))
+            .arg("--json")
+            .args(args)
+            .env("VBANK_PRIVATE_KEY", key)
+            .output()
+            .expect("run vbank");
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    let bob_addr = bob_key().address().to_string();
+    let deploy = |run: &dyn Fn(&str, &[&str]) -> serde_json::Value| -> Address {
+        let v = run(alice_env, &["deploy", "--rpc-url", &url, "--party1", &bob_addr, "--lock", "600"]);
+        v["address"].as_str().expect("address").parse().expect("address")
+    };
+    let info = |run: &dyn Fn(&str, &[&str]) -> serde_json::Value, c: &str| {
+        run(alice_env, &["info", "--rpc-url", &url, "--channel", c])
+    };
+
+    // channel 1: cooperative
+    let c1 = deploy(&run);
+    let (mut bob, port) = start_bob_with(&bob_store, 0, c1, "1,1");
+    let connect = format!("127.0.0.1:{port}");
+    let c1s = c1.to_string();
+    let v = run(
+        alice_env,
+        &[
+            "pay",
+            "--store",
+            &store,
+            "--connect",
+            &connect,
+            "--channel",
+            &c1s,
+            "--amount",
+            "0.25",
+            "--peer",
+            &bob_addr,
+            "--deposits",
+            "1,1",
+        ],
+    );
+    assert_eq!(v["acknowledged"], 1);
+    run(alice_env, &["deposit", "--channel", &c1s, "--rpc-url", &url]);
+    run(BOB_KEY, &["deposit", "--channel", &c1s, "--rpc-url", &url]);
+    assert_eq!(info(&run, &c1s)["state"], "Running");
+    let v = run(alice_env, &["close", "--store", &store, "--channel", &c1s, "--connect", &connect, "--rpc-url", &url]);
+    assert_eq!(v["close"], "cooperative", "{v}");
+    let i = info(&run, &c1s);
+    assert_eq!((i["state"].as_str(), i["outstanding"].as_str()), (Some("Closed"), Some("0")), "{i}");
+
+    // channel 2: Bob's node goes away before the close
+    bob.kill().expect("stop bob");
+    bob.wait().expect("reaped");
+    let c2 = deploy(&run);
+    let (mut bob, port) = start_bob_with(&bob_store, 0, c2, "1,1");
+    let connect = format!("127.0.0.1:{port}");
+    let c2s = c2.to_string();
+    run(
+        alice_env,
+        &[
+            "pay",
+            "--store",
+            &store,
+            "--connect",
+            &connect,
+            "--channel",
+            &c2s,
+            "--amount",
+            "0.5",
+            "--peer",
+            &bob_addr,
+            "--deposits",
+            "1,1",
+        ],
+    );
+    run(alice_env, &["deposit", "--channel", &c2s, "--rpc-url", &url]);
+    run(BOB_KEY, &["deposit", "--channel", &c2s, "--rpc-url", &url]);
+    bob.kill().expect("stop bob");
+    bob.wait().expect("reaped");
+    let v = run(
+        alice_env,
+        &["close", "--store", &store, "--channel", &c2s, "--connect", &connect, "--rpc-url", &url, "--timeout", "2"],
+    );
+    assert_eq!(v["close"], "unilateral", "{v}");
+    let i = info(&run, &c2s);
+    assert_eq!(i["state"], "Liquidating", "{i}");
+    assert_eq!(i["liquidation"]["balances"][0], "500000000000000000", "alice's latest sheet: 1 - 0.5 ETH");
 }

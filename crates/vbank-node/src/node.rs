@@ -93,6 +93,15 @@ impl<S: Store> Node<S> {
         Ok(msg.map(|message| Frame::Channel { channel: id, message }))
     }
 
+    /// Signs a cooperative close of a channel at its current sheet (stored before it is returned).
+    pub fn close(&mut self, id: Address) -> Result<Frame> {
+        let ch = self.channels.get_mut(&id).ok_or(Error::UnknownChannel(id))?;
+        let step = ch.close()?;
+        self.persist(id)?;
+        let message = step.reply.ok_or(Error::Store("close produced no request".into()))?;
+        Ok(Frame::Channel { channel: id, message })
+    }
+
     /// Handles a frame from the authenticated peer `from`. On success the channel's new state is
     /// stored before this returns the reply and the events; on error nothing changed.
     pub fn handle(&mut self, from: Address, frame: &Frame) -> Result<(Option<Frame>, Vec<Event>)> {
