@@ -37,6 +37,18 @@ pub(crate) struct NodeArgs {
     /// The channel's chain id.
     #[arg(long, default_value_t = 31337)]
     chain_id: u64,
+    /// Watch every channel on this chain and punish a liquidation with a revoked sheet.
+    #[arg(long)]
+    rpc_url: Option<String>,
+    /// Watcher polling interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    poll_ms: u64,
+}
+
+/// Prints a line to stdout, ignoring a closed pipe (a node must not die because nobody reads).
+fn say(line: String) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
@@ -70,6 +82,30 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
         println!("listening on {local} as {} with {} channel(s)", signer.address(), node.channel_ids().len());
     }
     let node = Arc::new(Mutex::new(node));
+    let mut watchers = Vec::new();
+    if let Some(url) = &args.rpc_url {
+        let chain = vbank_client::Chain::connect(url, signer.clone(), Some(args.chain_id))
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        let ids = node.lock().await.channel_ids();
+        for id in ids {
+            let shared = Arc::clone(&node);
+            // The watcher asks the node for a punishment from its (multi-threaded) runtime.
+            let punisher: vbank_client::Punisher = Arc::new(move |nonce, waiver| {
+                tokio::task::block_in_place(|| {
+                    shared.blocking_lock().channel(id).and_then(|c| c.punishment(nonce, waiver))
+                })
+            });
+            let onchain = vbank_client::OnChain::new(chain.clone(), id);
+            let mut handle =
+                vbank_client::Watcher::new(onchain, punisher, std::time::Duration::from_millis(args.poll_ms)).spawn();
+            watchers.push(tokio::spawn(async move {
+                while let Some(e) = handle.next().await {
+                    say(format!("watch {id}: {e:?}"));
+                }
+            }));
+        }
+    }
     loop {
         let (mut stream, from) = match listener.accept().await {
             Ok(c) => c,

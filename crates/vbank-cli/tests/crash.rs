@@ -29,15 +29,22 @@ fn bob_key() -> PrivateKeySigner {
 
 /// Starts Bob's node with the test channel; returns it and its port.
 fn start_bob(store: &std::path::Path, port: u16) -> (Child, u16) {
-    start_bob_with(store, port, CONTRACT, &format!("{DEPOSIT}wei,{DEPOSIT}wei"))
+    start_bob_with(store, port, CONTRACT, &format!("{DEPOSIT}wei,{DEPOSIT}wei"), &[])
 }
 
 /// Starts Bob's node, adding `channel` with `deposits` if its store lacks it.
-fn start_bob_with(store: &std::path::Path, port: u16, channel: Address, deposits: &str) -> (Child, u16) {
+fn start_bob_with(
+    store: &std::path::Path,
+    port: u16,
+    channel: Address,
+    deposits: &str,
+    extra: &[&str],
+) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
         .args(["node", "--store", store.to_str().expect("utf8"), "--listen", &format!("127.0.0.1:{port}")])
         .args(["--channel", &channel.to_string(), "--peer", &alice_key().address().to_string()])
         .args(["--deposits", deposits, "--index", "1"])
+        .args(extra)
         .env("VBANK_PRIVATE_KEY", BOB_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -320,7 +327,7 @@ fn deploy_pay_deposit_close_through_the_cli() {
 
     // channel 1: cooperative
     let c1 = deploy(&run);
-    let (mut bob, port) = start_bob_with(&bob_store, 0, c1, "1,1");
+    let (mut bob, port) = start_bob_with(&bob_store, 0, c1, "1,1", &[]);
     let connect = format!("127.0.0.1:{port}");
     let c1s = c1.to_string();
     let v = run(
@@ -354,7 +361,7 @@ fn deploy_pay_deposit_close_through_the_cli() {
     bob.kill().expect("stop bob");
     bob.wait().expect("reaped");
     let c2 = deploy(&run);
-    let (mut bob, port) = start_bob_with(&bob_store, 0, c2, "1,1");
+    let (mut bob, port) = start_bob_with(&bob_store, 0, c2, "1,1", &[]);
     let connect = format!("127.0.0.1:{port}");
     let c2s = c2.to_string();
     run(
@@ -387,4 +394,52 @@ fn deploy_pay_deposit_close_through_the_cli() {
     let i = info(&run, &c2s);
     assert_eq!(i["state"], "Liquidating", "{i}");
     assert_eq!(i["liquidation"]["balances"][0], "500000000000000000", "alice's latest sheet: 1 - 0.5 ETH");
+
+    // channel 3: Bob's node watches the chain; Alice liquidates with a sheet she revoked
+    let c3 = deploy(&run);
+    let c3s = c3.to_string();
+    let (mut bob, port) = start_bob_with(&bob_store, 0, c3, "1,1", &["--rpc-url", &url, "--poll-ms", "100"]);
+    let connect = format!("127.0.0.1:{port}");
+    run(
+        alice_env,
+        &[
+            "pay",
+            "--store",
+            &store,
+            "--connect",
+            &connect,
+            "--channel",
+            &c3s,
+            "--amount",
+            "0.1",
+            "--peer",
+            &bob_addr,
+            "--deposits",
+            "1,1",
+        ],
+    );
+    let stale = {
+        let state = RedbStore::open(&alice_store).expect("alice's store").load(c3).expect("load").expect("channel");
+        Channel::restore(state, alice_key()).expect("restore").latest().expect("sheet").clone()
+    };
+    run(alice_env, &["pay", "--store", &store, "--connect", &connect, "--channel", &c3s, "--amount", "0.6"]);
+    run(alice_env, &["deposit", "--channel", &c3s, "--rpc-url", &url]);
+    run(BOB_KEY, &["deposit", "--channel", &c3s, "--rpc-url", &url]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let chain = vbank_client::Chain::connect(&url, alice_key(), None).await.expect("connect");
+        vbank_client::OnChain::new(chain, c3).liquidate(&stale).await.expect("alice cheats");
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let closed = loop {
+        let i = info(&run, &c3s);
+        if i["state"] == "Closed" {
+            break i;
+        }
+        assert!(std::time::Instant::now() < deadline, "bob's node did not punish: {i}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(closed["outstanding"], "0", "{closed}");
+    bob.kill().expect("stop bob");
+    bob.wait().expect("reaped");
 }
