@@ -324,33 +324,38 @@ fn deploy_pay_deposit_close_through_the_cli() {
     let info = |run: &dyn Fn(&str, &[&str]) -> serde_json::Value, c: &str| {
         run(alice_env, &["info", "--rpc-url", &url, "--channel", c])
     };
+    // Alice opens the channel through Bob's node (sheet 0 both ways) and pays `amount`.
+    let open_pay = |run: &dyn Fn(&str, &[&str]) -> serde_json::Value, connect: &str, c: &str, amount: &str| {
+        let args = [
+            "pay",
+            "--store",
+            &store,
+            "--connect",
+            connect,
+            "--channel",
+            c,
+            "--amount",
+            amount,
+            "--peer",
+            &bob_addr,
+            "--deposits",
+            "1,1",
+        ];
+        run(alice_env, &args)
+    };
+    let deposit_both = |run: &dyn Fn(&str, &[&str]) -> serde_json::Value, c: &str| {
+        run(alice_env, &["deposit", "--channel", c, "--rpc-url", &url]);
+        run(BOB_KEY, &["deposit", "--channel", c, "--rpc-url", &url]);
+    };
 
     // channel 1: cooperative
     let c1 = deploy(&run);
     let (mut bob, port) = start_bob_with(&bob_store, 0, c1, "1,1", &[]);
     let connect = format!("127.0.0.1:{port}");
     let c1s = c1.to_string();
-    let v = run(
-        alice_env,
-        &[
-            "pay",
-            "--store",
-            &store,
-            "--connect",
-            &connect,
-            "--channel",
-            &c1s,
-            "--amount",
-            "0.25",
-            "--peer",
-            &bob_addr,
-            "--deposits",
-            "1,1",
-        ],
-    );
+    let v = open_pay(&run, &connect, &c1s, "0.25");
     assert_eq!(v["acknowledged"], 1);
-    run(alice_env, &["deposit", "--channel", &c1s, "--rpc-url", &url]);
-    run(BOB_KEY, &["deposit", "--channel", &c1s, "--rpc-url", &url]);
+    deposit_both(&run, &c1s);
     assert_eq!(info(&run, &c1s)["state"], "Running");
     let v = run(alice_env, &["close", "--store", &store, "--channel", &c1s, "--connect", &connect, "--rpc-url", &url]);
     assert_eq!(v["close"], "cooperative", "{v}");
@@ -364,26 +369,8 @@ fn deploy_pay_deposit_close_through_the_cli() {
     let (mut bob, port) = start_bob_with(&bob_store, 0, c2, "1,1", &[]);
     let connect = format!("127.0.0.1:{port}");
     let c2s = c2.to_string();
-    run(
-        alice_env,
-        &[
-            "pay",
-            "--store",
-            &store,
-            "--connect",
-            &connect,
-            "--channel",
-            &c2s,
-            "--amount",
-            "0.5",
-            "--peer",
-            &bob_addr,
-            "--deposits",
-            "1,1",
-        ],
-    );
-    run(alice_env, &["deposit", "--channel", &c2s, "--rpc-url", &url]);
-    run(BOB_KEY, &["deposit", "--channel", &c2s, "--rpc-url", &url]);
+    open_pay(&run, &connect, &c2s, "0.5");
+    deposit_both(&run, &c2s);
     bob.kill().expect("stop bob");
     bob.wait().expect("reaped");
     let v = run(
@@ -400,31 +387,13 @@ fn deploy_pay_deposit_close_through_the_cli() {
     let c3s = c3.to_string();
     let (mut bob, port) = start_bob_with(&bob_store, 0, c3, "1,1", &["--rpc-url", &url, "--poll-ms", "100"]);
     let connect = format!("127.0.0.1:{port}");
-    run(
-        alice_env,
-        &[
-            "pay",
-            "--store",
-            &store,
-            "--connect",
-            &connect,
-            "--channel",
-            &c3s,
-            "--amount",
-            "0.1",
-            "--peer",
-            &bob_addr,
-            "--deposits",
-            "1,1",
-        ],
-    );
+    open_pay(&run, &connect, &c3s, "0.1");
     let stale = {
         let state = RedbStore::open(&alice_store).expect("alice's store").load(c3).expect("load").expect("channel");
         Channel::restore(state, alice_key()).expect("restore").latest().expect("sheet").clone()
     };
     run(alice_env, &["pay", "--store", &store, "--connect", &connect, "--channel", &c3s, "--amount", "0.6"]);
-    run(alice_env, &["deposit", "--channel", &c3s, "--rpc-url", &url]);
-    run(BOB_KEY, &["deposit", "--channel", &c3s, "--rpc-url", &url]);
+    deposit_both(&run, &c3s);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let chain = vbank_client::Chain::connect(&url, alice_key(), None).await.expect("connect");
