@@ -90,15 +90,7 @@ pub async fn open_channel(local: LocalChain, deposits: [u128; 2], lock: u64, fun
 
 /// Runs an exchange to its end, starting with `first` sent by party `from`; returns the events.
 pub fn exchange(a: &mut Channel, b: &mut Channel, from: usize, first: Message) -> Vec<Event> {
-    let mut events = Vec::new();
-    let mut next = Some((1 - from, first));
-    while let Some((to, msg)) = next.take() {
-        let ch = if to == 0 { &mut *a } else { &mut *b };
-        let step = ch.handle(&msg).unwrap_or_else(|e| panic!("party {to} refused {}: {e}", msg.kind()));
-        events.extend(step.events);
-        next = step.reply.map(|m| (1 - to, m));
-    }
-    events
+    vbank_core::exchange(a, b, from, first).unwrap_or_else(|e| panic!("an honest exchange was refused: {e}"))
 }
 
 impl Net {

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 use vbank_client::{Chain, LocalChain, OnChain, deploy, increase_time};
-use vbank_core::{Channel, ChannelParams, Event, Message, WaiverChain};
+use vbank_core::{Channel, ChannelParams, Event, Message, WaiverChain, exchange};
 use vbank_node::{Node, RedbStore, handshake, read_frame, serve, write_frame};
 
 #[derive(Args, Debug)]
@@ -233,22 +233,14 @@ async fn gas(json_out: &mut Value) -> Result<Vec<(String, u64)>> {
         };
         let mut ca = Channel::new(params.clone(), 0, a.signer().clone(), PrivateKeySigner::random().to_bytes())?;
         let mut cb = Channel::new(params, 1, b.signer().clone(), PrivateKeySigner::random().to_bytes())?;
-        let run = |from: usize, first: Message, ca: &mut Channel, cb: &mut Channel| -> Result<()> {
-            let mut next = Some((1 - from, first));
-            while let Some((to, m)) = next.take() {
-                let step = if to == 0 { ca.handle(&m)? } else { cb.handle(&m)? };
-                next = step.reply.map(|r| (1 - to, r));
-            }
-            Ok(())
-        };
         let m = ca.open()?;
-        run(0, m, &mut ca, &mut cb)?;
+        exchange(&mut ca, &mut cb, 0, m)?;
         let (oa, ob) = (OnChain::new(a.clone(), addr), OnChain::new(b.clone(), addr));
         let d0 = oa.deposit().await?;
         let d1 = ob.deposit().await?;
         ca.pay(eth / 4)?;
         let m = ca.propose()?.context("proposal")?;
-        run(0, m, &mut ca, &mut cb)?;
+        exchange(&mut ca, &mut cb, 0, m)?;
         let open = d.gas_used + d0.gas_used + d1.gas_used;
         match scenario {
             0 => {
@@ -276,7 +268,7 @@ async fn gas(json_out: &mut Value) -> Result<Vec<(String, u64)>> {
                 let stale = cb.latest().context("sheet")?.clone();
                 cb.pay(eth / 8)?;
                 let m = cb.propose()?.context("proposal")?;
-                run(1, m, &mut ca, &mut cb)?;
+                exchange(&mut ca, &mut cb, 1, m)?;
                 let l = ob.liquidate(&stale).await?;
                 let sig = ca.punishment(stale.nonce, stale.waiver).context("revoked")?;
                 let p = oa.withdraw_by_peer(stale.nonce, &sig).await?;

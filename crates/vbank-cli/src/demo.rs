@@ -12,7 +12,7 @@ use clap::Args;
 use serde_json::json;
 use vbank_client::{Chain, LocalChain, OnChain, WatchEvent, Watcher, deploy};
 use vbank_contracts::{Compiler, find_contracts_dir};
-use vbank_core::{Channel, ChannelParams, LiquidationSheet, Message};
+use vbank_core::{Channel, ChannelParams, LiquidationSheet, exchange};
 
 use crate::units::{format_eth, parse_amount};
 
@@ -35,16 +35,6 @@ struct Row {
     alice: String,
     bob: String,
     gas: Option<u64>,
-}
-
-/// Delivers `first` from `from` and every reply after it until the exchange ends.
-fn exchange(parties: &mut [&mut Channel; 2], from: usize, first: Message) -> Result<()> {
-    let mut next = Some((1 - from, first));
-    while let Some((to, msg)) = next.take() {
-        let step = parties[to].handle(&msg).with_context(|| format!("party {to} refused a {} message", msg.kind()))?;
-        next = step.reply.map(|m| (1 - to, m));
-    }
-    Ok(())
 }
 
 fn seed() -> B256 {
@@ -113,7 +103,7 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     let mut a = Channel::new(params.clone(), 0, alice_key.clone(), seed())?;
     let mut b = Channel::new(params, 1, bob_key.clone(), seed())?;
     let open = a.open()?;
-    exchange(&mut [&mut a, &mut b], 0, open)?;
+    exchange(&mut a, &mut b, 0, open).context("opening")?;
     let on_a = OnChain::new(alice_chain.clone(), address);
     let on_b = OnChain::new(bob_chain.clone(), address);
     let da = on_a.deposit().await.context("Alice's deposit")?;
@@ -137,14 +127,13 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
         rng ^= rng << 17;
         let payer = (i % 2) as usize;
         let amount = unit.max(1) * u128::from(1 + rng % 20);
-        let (p, q) = if payer == 0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
+        let p = if payer == 0 { &mut a } else { &mut b };
         if p.spendable() < amount {
             continue;
         }
         p.pay(amount)?;
         let m = p.propose()?.context("a proposal")?;
-        let mut parties = if payer == 0 { [p, q] } else { [q, p] };
-        exchange(&mut parties, payer, m)?;
+        exchange(&mut a, &mut b, payer, m).context("a payment")?;
         let latest = a.latest().context("Alice's sheet")?;
         if stale.as_ref().is_none_or(|s| latest.balances[0] > s.balances[0]) {
             stale = Some(latest.clone());
@@ -169,7 +158,7 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
         // Alice's best sheet is the latest: make one more payment so that it is revoked.
         a.pay(1)?;
         let m = a.propose()?.context("a proposal")?;
-        exchange(&mut [&mut a, &mut b], 0, m)?;
+        exchange(&mut a, &mut b, 0, m).context("a payment")?;
     }
 
     // 6. Bob's watcher, then Alice cheats with the revoked sheet.

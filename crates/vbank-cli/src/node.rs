@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 use vbank_core::ChannelParams;
 use vbank_node::{Node, RedbStore, handshake, serve};
 
-use crate::{keys::KeyArgs, units::parse_amount};
+use crate::{keys::KeyArgs, units::parse_pair};
 
 #[derive(Args, Debug)]
 pub(crate) struct NodeArgs {
@@ -59,8 +59,7 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
     if let (Some(contract), Some(peer), Some(deposits)) = (args.channel, args.peer, &args.deposits)
         && node.channel(contract).is_none()
     {
-        let (a, b) = deposits.split_once(',').context("--deposits takes two amounts: \"1,2\"")?;
-        let deposits = [parse_amount(a)?, parse_amount(b)?];
+        let deposits = parse_pair(deposits).context("--deposits")?;
         let parties = match args.index {
             0 => [signer.address(), peer],
             1 => [peer, signer.address()],
@@ -82,7 +81,6 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
         println!("listening on {local} as {} with {} channel(s)", signer.address(), node.channel_ids().len());
     }
     let node = Arc::new(Mutex::new(node));
-    let mut watchers = Vec::new();
     if let Some(url) = &args.rpc_url {
         let chain = vbank_client::Chain::connect(url, signer.clone(), Some(args.chain_id))
             .await
@@ -99,11 +97,11 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             let onchain = vbank_client::OnChain::new(chain.clone(), id);
             let mut handle =
                 vbank_client::Watcher::new(onchain, punisher, std::time::Duration::from_millis(args.poll_ms)).spawn();
-            watchers.push(tokio::spawn(async move {
+            tokio::spawn(async move {
                 while let Some(e) = handle.next().await {
                     say(format!("watch {id}: {e:?}"));
                 }
-            }));
+            });
         }
     }
     loop {
@@ -118,13 +116,7 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
         let signer = signer.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let known: Vec<Address> = {
-                let n = node.lock().await;
-                n.channel_ids()
-                    .into_iter()
-                    .filter_map(|id| n.channel(id).map(|c| c.params().parties[1 - c.me()]))
-                    .collect()
-            };
+            let known = node.lock().await.peers();
             let peer = match handshake(&mut stream, &signer, |p| known.contains(&p)).await {
                 Ok(p) => p,
                 Err(e) => {

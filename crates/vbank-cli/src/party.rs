@@ -12,7 +12,7 @@ use vbank_node::{Error, Frame, Node, RedbStore, handshake, read_frame, write_fra
 
 use crate::{
     keys::KeyArgs,
-    units::{format_eth, parse_amount},
+    units::{format_eth, parse_amount, parse_pair},
 };
 
 #[derive(Args, Debug)]
@@ -57,6 +57,38 @@ pub(crate) struct StatusArgs {
     key: KeyArgs,
 }
 
+/// Connects to the node at `addr` and authenticates it as the peer of channel `id`, within `deadline`.
+async fn connect_peer(
+    node: &Node<RedbStore>,
+    signer: &PrivateKeySigner,
+    id: Address,
+    addr: &str,
+    deadline: Duration,
+) -> Result<(tokio::net::TcpStream, Address)> {
+    let peer = node.channel(id).context("channel")?.peer_address();
+    let mut s = tokio::time::timeout(deadline, tokio::net::TcpStream::connect(addr))
+        .await
+        .with_context(|| format!("no answer from {addr} within {} s", deadline.as_secs()))?
+        .with_context(|| format!("cannot reach the peer's node at {addr}"))?;
+    let proven = tokio::time::timeout(deadline, handshake(&mut s, signer, |p| p == peer))
+        .await
+        .context("the peer's handshake timed out")??;
+    Ok((s, proven))
+}
+
+/// Handles a frame from the peer: the reply and events; a duplicate (severity `Ignore`) gives
+/// neither; a refusal by the peer or a message this party refuses ends the command.
+fn answer(node: &mut Node<RedbStore>, peer: Address, f: &Frame) -> Result<(Option<Frame>, Vec<Event>)> {
+    if let Frame::Refused { reason, .. } = f {
+        bail!("the peer refused: {reason}");
+    }
+    match node.handle(peer, f) {
+        Ok(r) => Ok(r),
+        Err(Error::Protocol(e)) if e.severity() == Severity::Ignore => Ok((None, Vec::new())),
+        Err(e) => Err(e).context("the peer sent a message this party refuses"),
+    }
+}
+
 fn open_node(store: &std::path::Path, key: &KeyArgs) -> Result<(Node<RedbStore>, PrivateKeySigner)> {
     let signer = key.load()?.context("a signing key is needed: $VBANK_PRIVATE_KEY, --key-file or --keystore")?;
     let store =
@@ -78,28 +110,17 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
                 args.store.display()
             );
         };
-        let (a, b) = deposits.split_once(',').context("--deposits takes two amounts: \"1,2\"")?;
         let params = vbank_core::ChannelParams {
             chain_id: args.chain_id,
             contract: args.channel,
             parties: [node.address(), peer],
-            deposits: [parse_amount(a)?, parse_amount(b)?],
+            deposits: parse_pair(deposits).context("--deposits")?,
         };
         let seed = PrivateKeySigner::random().to_bytes();
         node.add_channel(params, seed)?;
     }
-    let peer = {
-        let ch = node.channel(args.channel).context("channel")?;
-        ch.params().parties[1 - ch.me()]
-    };
     let deadline = Duration::from_secs(args.timeout);
-    let mut s = tokio::time::timeout(deadline, tokio::net::TcpStream::connect(&args.connect))
-        .await
-        .with_context(|| format!("no answer from {} within {} s", args.connect, args.timeout))?
-        .with_context(|| format!("cannot reach the peer's node at {}", args.connect))?;
-    let proven = tokio::time::timeout(deadline, handshake(&mut s, &signer, |p| p == peer))
-        .await
-        .context("the peer's handshake timed out")??;
+    let (mut s, proven) = connect_peer(&node, &signer, args.channel, &args.connect, deadline).await?;
     let mut out: Vec<Frame> = node.on_connect(proven)?;
     // payments are queued once the channel is open (the opening may happen in this very command)
     let mut queued = false;
@@ -125,21 +146,13 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
         let f = tokio::time::timeout(deadline, read_frame(&mut s))
             .await
             .context("the peer stopped answering; the payments stay queued in the store")??;
-        if let Frame::Refused { reason, .. } = &f {
-            bail!("the peer refused: {reason}");
-        }
-        match node.handle(proven, &f) {
-            Ok((reply, events)) => {
-                out.extend(reply);
-                for e in events {
-                    if let Event::PaymentsAcked { count, amount, .. } = e {
-                        acked += count;
-                        acked_wei += amount;
-                    }
-                }
+        let (reply, events) = answer(&mut node, proven, &f)?;
+        out.extend(reply);
+        for e in events {
+            if let Event::PaymentsAcked { count, amount, .. } = e {
+                acked += count;
+                acked_wei += amount;
             }
-            Err(Error::Protocol(e)) if e.severity() == Severity::Ignore => {}
-            Err(e) => return Err(e).context("the peer sent a message this party refuses"),
         }
     }
     let ch = node.channel(args.channel).context("channel")?;
@@ -174,7 +187,7 @@ pub(crate) fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             Phase::Closing { .. } => "closing",
         };
         rows.push(json!({
-            "channel": id, "me": ch.me(), "peer": ch.params().parties[1 - ch.me()], "phase": phase,
+            "channel": id, "me": ch.me(), "peer": ch.peer_address(), "phase": phase,
             "nonce": ch.nonce(), "balances": [b[0].to_string(), b[1].to_string()],
             "spendable": ch.spendable().to_string(), "idle": ch.is_idle(), "queued": ch.queued(),
         }));
@@ -231,16 +244,7 @@ async fn cooperative(
     connect: &str,
     deadline: Duration,
 ) -> Result<(u64, [u128; 2], [vbank_core::Sig; 2])> {
-    let peer = {
-        let ch = node.channel(id).context("channel")?;
-        ch.params().parties[1 - ch.me()]
-    };
-    let mut s = tokio::time::timeout(deadline, tokio::net::TcpStream::connect(connect))
-        .await
-        .context("no answer")?
-        .context("unreachable")?;
-    let proven =
-        tokio::time::timeout(deadline, handshake(&mut s, signer, |p| p == peer)).await.context("timeout")??;
+    let (mut s, proven) = connect_peer(node, signer, id, connect, deadline).await?;
     let mut out = node.on_connect(proven)?;
     let mut asked = false;
     loop {
@@ -256,14 +260,7 @@ async fn cooperative(
             write_frame(&mut s, &f).await?;
         }
         let f = tokio::time::timeout(deadline, read_frame(&mut s)).await.context("the peer stopped answering")??;
-        if let Frame::Refused { reason, .. } = &f {
-            bail!("the peer refused: {reason}");
-        }
-        match node.handle(proven, &f) {
-            Ok((reply, _)) => out.extend(reply),
-            Err(Error::Protocol(e)) if e.severity() == Severity::Ignore => {}
-            Err(e) => return Err(e.into()),
-        }
+        out.extend(answer(node, proven, &f)?.0);
     }
 }
 

@@ -23,6 +23,12 @@ pub(crate) fn parse_amount(s: &str) -> Result<u128> {
     u128::try_from(v).with_context(|| format!("amount {s:?} is too large"))
 }
 
+/// Parses two amounts separated by a comma ("1,2", "1000wei,5wei"): the deposits of a channel.
+pub(crate) fn parse_pair(s: &str) -> Result<[u128; 2]> {
+    let (a, b) = s.split_once(',').context("two amounts are expected, separated by a comma: \"1,2\"")?;
+    Ok([parse_amount(a)?, parse_amount(b)?])
+}
+
 /// Formats wei as ETH.
 pub(crate) fn format_eth(wei: u128) -> String {
     let s = format_ether(alloy::primitives::U256::from(wei));
@@ -44,6 +50,8 @@ mod tests {
         assert_eq!(format_eth(0), "0 ETH");
         assert_eq!(format_eth(10_000_000_000_000_000_000), "10 ETH");
         assert_eq!(format_eth(1), "0.000000000000000001 ETH");
+        assert_eq!(parse_pair("1000wei,5wei").expect("pair"), [1000, 5]);
+        assert!(parse_pair("1").is_err() && parse_pair("1,x").is_err());
         for bad in ["", "eth", "-1", "1.2.3", "abc", "1e999999"] {
             assert!(parse_amount(bad).is_err(), "{bad:?} must be refused");
         }

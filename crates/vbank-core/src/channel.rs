@@ -301,7 +301,8 @@ impl Channel {
         1 - self.me()
     }
 
-    fn peer_address(&self) -> Address {
+    /// The other party's address.
+    pub fn peer_address(&self) -> Address {
         self.state.params.parties[self.peer()]
     }
 
@@ -816,6 +817,20 @@ impl Channel {
         let (nonce, balances, signatures) = self.close_signatures().ok_or(Error::NotOpen("closing"))?;
         Ok(Step::default().with(Event::CloseReady { nonce, balances, signatures }))
     }
+}
+
+/// Runs one exchange between two parties living in the same process: delivers `first` (sent by
+/// party `from`) and every reply after it until the exchange ends; returns the events of both.
+/// Nothing is persisted between the steps: for tests, demos and benchmarks, not for a node.
+pub fn exchange(a: &mut Channel, b: &mut Channel, from: usize, first: Message) -> Result<Vec<Event>> {
+    let mut events = Vec::new();
+    let mut next = Some((1 - from, first));
+    while let Some((to, msg)) = next.take() {
+        let step = if to == 0 { a.handle(&msg)? } else { b.handle(&msg)? };
+        events.extend(step.events);
+        next = step.reply.map(|m| (1 - to, m));
+    }
+    Ok(events)
 }
 
 impl ChannelState {

@@ -8,7 +8,9 @@ mod sheet;
 mod tests;
 mod waiver;
 
-pub use channel::{Channel, ChannelParams, ChannelState, Event, LiquidationSheet, Phase, STATE_VERSION, Step};
+pub use channel::{
+    Channel, ChannelParams, ChannelState, Event, LiquidationSheet, Phase, STATE_VERSION, Step, exchange,
+};
 pub use error::{Error, Result, Severity};
 pub use message::Message;
 pub use sheet::{BalanceSheet, Close, Sig, Waiver, domain, recover, sign};

@@ -48,9 +48,9 @@ impl<S: Store> Node<S> {
         self.channels.keys().copied().collect()
     }
 
-    /// True when `peer` is the other party of some channel here.
-    pub fn knows_peer(&self, peer: Address) -> bool {
-        self.channels.values().any(|c| c.params().parties[1 - c.me()] == peer)
+    /// The other parties of the channels here: who may connect.
+    pub fn peers(&self) -> Vec<Address> {
+        self.channels.values().map(Channel::peer_address).collect()
     }
 
     fn persist(&self, id: Address) -> Result<()> {
@@ -109,7 +109,7 @@ impl<S: Store> Node<S> {
             return Ok((None, Vec::new()));
         };
         let ch = self.channels.get_mut(channel).ok_or(Error::UnknownChannel(*channel))?;
-        if ch.params().parties[1 - ch.me()] != from {
+        if ch.peer_address() != from {
             return Err(Error::NotPeer { from, channel: *channel });
         }
         let Step { reply, events } = ch.handle(message)?;
@@ -123,7 +123,7 @@ impl<S: Store> Node<S> {
     pub fn on_connect(&self, peer: Address) -> Result<Vec<Frame>> {
         let mut out = Vec::new();
         for (id, ch) in &self.channels {
-            if ch.params().parties[1 - ch.me()] == peer {
+            if ch.peer_address() == peer {
                 out.extend(
                     ch.retransmit()?.into_iter().map(|message: Message| Frame::Channel { channel: *id, message }),
                 );
