@@ -34,6 +34,35 @@ pub enum Error {
     /// The store failed; the state may not be durable, so nothing is sent.
     #[error("store error: {0}")]
     Store(String),
+    /// The peer's node cannot be reached.
+    #[error("cannot reach the peer's node at {addr}: {reason}")]
+    Unreachable {
+        /// host:port.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// A request needs a link to a peer that is not connected; nothing changed.
+    #[error("peer {0} is not connected; nothing was done")]
+    NotConnected(Address),
+    /// The peer's link dropped while a request waited; what was sent is stored and is sent
+    /// again when the peer reconnects.
+    #[error("the link to {peer} dropped ({reason}); the request stays stored and resumes when it reconnects")]
+    PeerGone {
+        /// The peer.
+        peer: Address,
+        /// Why.
+        reason: String,
+    },
+    /// The peer refused this node's frame.
+    #[error("the peer refused: {0}")]
+    RefusedByPeer(String),
+    /// A request did not complete in time; what was sent stays stored.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// Payments were cancelled because the channel is closing.
+    #[error("payments on channel {0} were cancelled: it is closing")]
+    Cancelled(Address),
     /// The protocol core refused the message (the channel state is unchanged).
     #[error(transparent)]
     Protocol(#[from] vbank_core::Error),

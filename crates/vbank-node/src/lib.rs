@@ -4,10 +4,12 @@ mod error;
 pub mod frame;
 mod handshake;
 mod node;
+mod service;
 mod store;
 
 pub use error::{Error, Result};
 pub use frame::{Frame, MAX_FRAME, read_frame, write_frame};
 pub use handshake::handshake;
 pub use node::{Node, serve};
+pub use service::{Admission, CloseSignatures, Notice, Paid, Service};
 pub use store::{MemoryStore, RedbStore, Store};

@@ -119,6 +119,29 @@ impl<S: Store> Node<S> {
         Ok((reply.map(|message| Frame::Channel { channel: *channel, message }), events))
     }
 
+    /// Answers a frame from the authenticated `peer`: the frames to send back (the reply, the
+    /// next proposal of queued payments, or a [`Frame::Refused`] saying why the frame was
+    /// refused) and the events. A duplicate (severity `Ignore`) gets no answer. Only a store
+    /// failure is an error: then nothing may be sent.
+    pub fn respond(&mut self, peer: Address, frame: &Frame) -> Result<(Vec<Frame>, Vec<Event>)> {
+        let channel = match frame {
+            Frame::Channel { channel, .. } => Some(*channel),
+            _ => None,
+        };
+        match self.handle(peer, frame) {
+            Ok((reply, events)) => {
+                let mut out: Vec<Frame> = reply.into_iter().collect();
+                if let Some(id) = channel {
+                    out.extend(self.propose(id)?);
+                }
+                Ok((out, events))
+            }
+            Err(e @ Error::Store(_)) => Err(e),
+            Err(Error::Protocol(e)) if e.severity() == vbank_core::Severity::Ignore => Ok((Vec::new(), Vec::new())),
+            Err(e) => Ok((vec![Frame::Refused { channel, reason: e.to_string() }], Vec::new())),
+        }
+    }
+
     /// The frames to send to `peer` after (re)connecting: every channel's retransmissions.
     pub fn on_connect(&self, peer: Address) -> Result<Vec<Frame>> {
         let mut out = Vec::new();
@@ -165,21 +188,10 @@ where
             Frame::Channel { channel, .. } => Some(*channel),
             _ => None,
         };
-        let mut out = Vec::new();
-        {
-            let mut n = node.lock().await;
-            match n.handle(peer, &frame) {
-                Ok((reply, events)) => {
-                    out.extend(reply);
-                    if let Some(id) = channel {
-                        for e in &events {
-                            on_event(id, e);
-                        }
-                        out.extend(n.propose(id)?);
-                    }
-                }
-                Err(Error::Store(e)) => return Err(Error::Store(e)),
-                Err(e) => out.push(Frame::Refused { channel, reason: e.to_string() }),
+        let (out, events) = node.lock().await.respond(peer, &frame)?;
+        if let Some(id) = channel {
+            for e in &events {
+                on_event(id, e);
             }
         }
         for f in &out {

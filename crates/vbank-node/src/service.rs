@@ -1,0 +1,544 @@
+//! A running node: authenticated links to peers over TCP, admission of channels that peers open,
+//! and requests that wait for the protocol to finish (open, pay, close).
+//!
+//! Every state change goes through [`Node`], which stores it before anything is sent. Frames to
+//! a peer are queued on its link while the node's lock is held, so each channel's messages leave
+//! in the order the core produced them. A request whose peer is not connected fails before it
+//! changes anything.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use alloy_primitives::{Address, B256};
+use alloy_signer_local::PrivateKeySigner;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{Mutex, broadcast, mpsc},
+};
+use vbank_core::{Amount, ChannelParams, Event, Phase, Sig};
+
+use crate::{Error, Frame, Node, Result, Store, handshake, read_frame, write_frame};
+
+/// Decides whether to join a channel that an authenticated peer opens: given the channel id and
+/// the peer, the channel's parameters (checked, e.g. against the contract on chain), or why not.
+pub type Admission =
+    Arc<dyn Fn(Address, Address) -> Pin<Box<dyn Future<Output = Result<ChannelParams, String>> + Send>> + Send + Sync>;
+
+/// What happened on a running node, for logs and waiting requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A peer is linked (after the handshake).
+    Connected(Address),
+    /// A peer's link ended.
+    Disconnected {
+        /// The peer.
+        peer: Address,
+        /// Why.
+        reason: String,
+    },
+    /// A peer opened a channel that admission accepted; it is stored.
+    Admitted {
+        /// The channel.
+        channel: Address,
+        /// The peer.
+        peer: Address,
+    },
+    /// A protocol event on a channel.
+    Event {
+        /// The channel.
+        channel: Address,
+        /// The event.
+        event: Event,
+    },
+    /// The peer refused a frame this node sent (its state is unchanged).
+    RefusedByPeer {
+        /// The peer.
+        peer: Address,
+        /// The channel, if the frame named one.
+        channel: Option<Address>,
+        /// The peer's reason.
+        reason: String,
+    },
+    /// This node refused a frame from the peer.
+    Refused {
+        /// The peer.
+        peer: Address,
+        /// The channel, if the frame named one.
+        channel: Option<Address>,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a completed payment request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paid {
+    /// Payments acknowledged.
+    pub count: u64,
+    /// Their total, in wei.
+    pub amount: Amount,
+    /// The sheet that covers the last of them.
+    pub nonce: u64,
+}
+
+/// Both signatures of a cooperative close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseSignatures {
+    /// The final sheet's nonce.
+    pub nonce: u64,
+    /// The payouts of party 0 and party 1.
+    pub balances: [Amount; 2],
+    /// Party 0's and party 1's signatures.
+    pub signatures: [Sig; 2],
+}
+
+struct Link {
+    id: u64,
+    tx: mpsc::UnboundedSender<Frame>,
+}
+
+struct Inner<S: Store> {
+    node: Mutex<Node<S>>,
+    signer: PrivateKeySigner,
+    links: std::sync::Mutex<HashMap<Address, Link>>,
+    next_link: AtomicU64,
+    notices: broadcast::Sender<Notice>,
+    admission: Option<Admission>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// A node serving its channels: cheap to clone, all clones share one node.
+pub struct Service<S: Store> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: Store> Clone for Service<S> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<S: Store> std::fmt::Debug for Service<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("address", &self.inner.signer.address()).finish_non_exhaustive()
+    }
+}
+
+/// How long a connect or a handshake may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl<S: Store + Send + 'static> Service<S> {
+    /// Serves `node`, whose party key is `signer`. Without admission, only the peers of stored
+    /// channels may connect and unknown channels are refused.
+    pub fn new(node: Node<S>, signer: PrivateKeySigner, admission: Option<Admission>) -> Self {
+        let (notices, _) = broadcast::channel(4096);
+        Self {
+            inner: Arc::new(Inner {
+                node: Mutex::new(node),
+                signer,
+                links: std::sync::Mutex::new(HashMap::new()),
+                next_link: AtomicU64::new(0),
+                notices,
+                admission,
+                tasks: std::sync::Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The node, for reading channels or acting on them directly.
+    pub fn node(&self) -> &Mutex<Node<S>> {
+        &self.inner.node
+    }
+
+    /// This party's address.
+    pub fn address(&self) -> Address {
+        self.inner.signer.address()
+    }
+
+    /// Every notice from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.inner.notices.subscribe()
+    }
+
+    /// The peers linked now.
+    pub fn connected(&self) -> Vec<Address> {
+        self.links().keys().copied().collect()
+    }
+
+    fn links(&self) -> std::sync::MutexGuard<'_, HashMap<Address, Link>> {
+        // A panic while holding this lock cannot leave the map inconsistent: use it anyway.
+        self.inner.links.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn notify(&self, n: Notice) {
+        let _ = self.inner.notices.send(n);
+    }
+
+    /// Queues frames to `peer`'s link; false if it is not linked (the frames' states are stored
+    /// and are sent again when it links).
+    fn send(&self, peer: Address, frames: impl IntoIterator<Item = Frame>) -> bool {
+        let links = self.links();
+        let Some(link) = links.get(&peer) else { return false };
+        frames.into_iter().all(|f| link.tx.send(f).is_ok())
+    }
+
+    /// Runs the handshake; `dialed` is the peer this node called (else any peer of a stored
+    /// channel, or anyone if channels may be admitted).
+    async fn authenticate(&self, stream: &mut TcpStream, dialed: Option<Address>) -> Result<Address> {
+        let _ = stream.set_nodelay(true);
+        let known = self.inner.node.lock().await.peers();
+        let open = self.inner.admission.is_some();
+        let expected = |p: Address| match dialed {
+            Some(d) => p == d,
+            None => open || known.contains(&p),
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, handshake(stream, &self.inner.signer, expected))
+            .await
+            .map_err(|_| Error::Auth("the handshake timed out".into()))?
+    }
+
+    fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
+        let h = tokio::spawn(f);
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(h);
+    }
+
+    /// Stops listening and drops every link (the peers see a hang-up), and waits until the
+    /// tasks are gone. The store is released when the last clone of this service is dropped.
+    pub async fn shutdown(&self) {
+        let tasks: Vec<_> =
+            self.inner.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..).collect();
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.links().clear();
+    }
+
+    /// Accepts peers on `listener` until [`Service::shutdown`].
+    pub fn listen(&self, listener: TcpListener) {
+        let this = self.clone();
+        self.spawn(async move {
+            loop {
+                let Ok((mut stream, from)) = listener.accept().await else { continue };
+                let that = this.clone();
+                this.spawn(async move {
+                    let this = that;
+                    match this.authenticate(&mut stream, None).await {
+                        Ok(peer) => this.link(stream, peer).await,
+                        Err(e) => {
+                            this.notify(Notice::Disconnected { peer: Address::ZERO, reason: format!("{from}: {e}") })
+                        }
+                    }
+                });
+            }
+        })
+    }
+
+    /// Connects to `peer`'s node at `addr` and links it once it proved to be `peer`. The link
+    /// runs in a task until either side hangs up.
+    pub async fn connect(&self, addr: &str, peer: Address) -> Result<()> {
+        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::Unreachable { addr: addr.into(), reason: "no answer within 10 s".into() })?
+            .map_err(|e| Error::Unreachable { addr: addr.into(), reason: e.to_string() })?;
+        self.authenticate(&mut stream, Some(peer)).await?;
+        let this = self.clone();
+        // Register before returning so that a request right after `connect` finds the link.
+        let (id, rx) = self.register(peer);
+        self.spawn(async move { this.run_link(stream, peer, id, rx).await });
+        Ok(())
+    }
+
+    fn register(&self, peer: Address) -> (u64, mpsc::UnboundedReceiver<Frame>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.inner.next_link.fetch_add(1, Ordering::Relaxed);
+        // A newer link replaces an older one; the older one's writer stops with its sender.
+        self.links().insert(peer, Link { id, tx });
+        (id, rx)
+    }
+
+    async fn link(&self, stream: TcpStream, peer: Address) {
+        let (id, rx) = self.register(peer);
+        self.run_link(stream, peer, id, rx).await;
+    }
+
+    async fn run_link(&self, stream: TcpStream, peer: Address, id: u64, mut rx: mpsc::UnboundedReceiver<Frame>) {
+        let (mut rd, mut wr) = stream.into_split();
+        let writer = tokio::spawn(async move {
+            while let Some(f) = rx.recv().await {
+                if write_frame(&mut wr, &f).await.is_err() {
+                    break;
+                }
+            }
+        });
+        self.notify(Notice::Connected(peer));
+        let reason = match self.read_loop(&mut rd, peer).await {
+            Ok(()) => "hung up".to_string(),
+            Err(e) => e.to_string(),
+        };
+        {
+            let mut links = self.links();
+            if links.get(&peer).is_some_and(|l| l.id == id) {
+                links.remove(&peer);
+            }
+        }
+        // Let the writer flush what is queued (a refusal, say), then stop.
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+        self.notify(Notice::Disconnected { peer, reason });
+    }
+
+    async fn read_loop(&self, rd: &mut tokio::net::tcp::OwnedReadHalf, peer: Address) -> Result<()> {
+        {
+            let node = self.inner.node.lock().await;
+            let mut out = node.on_connect(peer)?;
+            drop(node);
+            let mut node = self.inner.node.lock().await;
+            for id in node.channel_ids() {
+                if node.channel(id).is_some_and(|c| c.peer_address() == peer) {
+                    out.extend(node.propose(id)?);
+                }
+            }
+            self.send(peer, out);
+        }
+        loop {
+            let frame = match read_frame(rd).await {
+                Ok(f) => f,
+                Err(Error::Closed) => return Ok(()),
+                Err(e @ (Error::Malformed(_) | Error::Oversize(_))) => {
+                    self.send(peer, [Frame::Refused { channel: None, reason: e.to_string() }]);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
+            match &frame {
+                Frame::Refused { channel, reason } => {
+                    self.notify(Notice::RefusedByPeer { peer, channel: *channel, reason: reason.clone() });
+                    continue;
+                }
+                Frame::Channel { channel, .. } => self.admit(peer, *channel).await?,
+                _ => {}
+            }
+            let channel = match &frame {
+                Frame::Channel { channel, .. } => Some(*channel),
+                _ => None,
+            };
+            let mut node = self.inner.node.lock().await;
+            let (out, events) = node.respond(peer, &frame)?;
+            for f in &out {
+                if let Frame::Refused { channel, reason } = f {
+                    self.notify(Notice::Refused { peer, channel: *channel, reason: reason.clone() });
+                }
+            }
+            self.send(peer, out);
+            drop(node);
+            if let Some(channel) = channel {
+                for event in events {
+                    self.notify(Notice::Event { channel, event });
+                }
+            }
+        }
+    }
+
+    /// Adds a channel unknown here that `peer` writes about, if admission accepts it. A refusal
+    /// is left to [`Node::respond`], which answers "unknown channel".
+    async fn admit(&self, peer: Address, channel: Address) -> Result<()> {
+        let Some(admission) = &self.inner.admission else { return Ok(()) };
+        if self.inner.node.lock().await.channel(channel).is_some() {
+            return Ok(());
+        }
+        let params = match admission(channel, peer).await {
+            Ok(p) => p,
+            Err(reason) => {
+                let reason = format!("channel {channel} not admitted: {reason}");
+                self.notify(Notice::Refused { peer, channel: Some(channel), reason: reason.clone() });
+                self.send(peer, [Frame::Refused { channel: Some(channel), reason }]);
+                return Ok(());
+            }
+        };
+        if params.contract != channel || params.parties != [peer, self.address()] {
+            let reason = format!("channel {channel} not admitted: its parties are not [{peer}, {}]", self.address());
+            self.send(peer, [Frame::Refused { channel: Some(channel), reason }]);
+            return Ok(());
+        }
+        let mut node = self.inner.node.lock().await;
+        if node.channel(channel).is_none() {
+            let seed: B256 = PrivateKeySigner::random().to_bytes();
+            node.add_channel(params, seed)?;
+            drop(node);
+            self.notify(Notice::Admitted { channel, peer });
+        }
+        Ok(())
+    }
+
+    /// Waits until `check` (run on the node now and after every notice) gives an answer, for
+    /// at most `timeout`.
+    async fn wait_for<T>(
+        &self,
+        rx: &mut broadcast::Receiver<Notice>,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut(&Node<S>, Option<&Notice>) -> Option<Result<T>>,
+    ) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut notice = None;
+        loop {
+            if let Some(r) = check(&*self.inner.node.lock().await, notice.as_ref()) {
+                return r;
+            }
+            notice = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => return Err(Error::Timeout(format!("{what} after {} s", timeout.as_secs()))),
+                Ok(Ok(n)) => Some(n),
+                // Missed notices: the state is checked again anyway.
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => None,
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(Error::Closed),
+            };
+        }
+    }
+
+    fn require_link(&self, peer: Address) -> Result<()> {
+        if self.links().contains_key(&peer) { Ok(()) } else { Err(Error::NotConnected(peer)) }
+    }
+
+    /// Party 0 opens a new channel with its linked peer: stores it, sends sheet 0, and waits
+    /// until both hold sheet 0 countersigned (the deposits may then be paid).
+    pub async fn open(&self, params: ChannelParams, waiver_seed: B256, timeout: Duration) -> Result<()> {
+        let id = params.contract;
+        let peer = params.parties[1];
+        if params.parties[0] != self.address() {
+            return Err(Error::Protocol(vbank_core::Error::InvalidParams("party 0 opens the channel")));
+        }
+        self.require_link(peer)?;
+        let mut rx = self.subscribe();
+        {
+            let mut node = self.inner.node.lock().await;
+            if node.channel(id).is_none() {
+                let first = node.add_channel(params, waiver_seed)?;
+                self.send(peer, first);
+            }
+        }
+        self.wait_for(&mut rx, timeout, "the peer did not countersign sheet 0", |node, n| {
+            let ch = node.channel(id)?;
+            if *ch.phase() != Phase::Opening {
+                return Some(Ok(()));
+            }
+            refusal(node, n, id).map(Err)
+        })
+        .await
+    }
+
+    /// Pays `count` payments of `amount` each over channel `id` and waits until all are
+    /// acknowledged. Nothing is queued if the peer is not linked or the balance does not cover
+    /// them all.
+    pub async fn pay(&self, id: Address, amount: Amount, count: u64, timeout: Duration) -> Result<Paid> {
+        let mut rx = self.subscribe();
+        let (first, last) = {
+            let mut node = self.inner.node.lock().await;
+            let ch = node.channel(id).ok_or(Error::UnknownChannel(id))?;
+            let peer = ch.peer_address();
+            self.require_link(peer)?;
+            let total = amount.checked_mul(Amount::from(count)).filter(|t| *t > 0);
+            let available = ch.spendable();
+            match total {
+                Some(t) if t <= available => {}
+                _ => {
+                    return Err(Error::Protocol(vbank_core::Error::InsufficientBalance {
+                        available,
+                        requested: total.unwrap_or(Amount::MAX),
+                    }));
+                }
+            }
+            let mut ids = (0, 0);
+            let mut out = Vec::new();
+            for i in 0..count {
+                let (pid, frame) = node.pay(id, amount)?;
+                if i == 0 {
+                    ids.0 = pid;
+                }
+                ids.1 = pid;
+                out.extend(frame);
+            }
+            self.send(peer, out);
+            ids
+        };
+        let mut paid = Paid { count: 0, amount: 0, nonce: 0 };
+        self.wait_for(&mut rx, timeout, "the payments are queued but not acknowledged", |node, n| match n {
+            Some(Notice::Event { channel, event: Event::PaymentsAcked { first: f, count: c, nonce, .. } })
+                if *channel == id =>
+            {
+                let (lo, hi) = ((*f).max(first), (f + c).min(last + 1));
+                if lo < hi {
+                    paid.count += hi - lo;
+                    paid.amount += amount * Amount::from(hi - lo);
+                    paid.nonce = *nonce;
+                }
+                (f + c > last).then_some(Ok(paid))
+            }
+            Some(Notice::Event { channel, event: Event::PaymentsCancelled { ids } })
+                if *channel == id && ids.iter().any(|p| (first..=last).contains(p)) =>
+            {
+                Some(Err(Error::Cancelled(id)))
+            }
+            other => refusal(node, other, id).map(Err),
+        })
+        .await
+    }
+
+    /// Agrees a cooperative close of channel `id` with its linked peer at the current sheet
+    /// (after the update in flight, if any) and returns both signatures.
+    pub async fn close(&self, id: Address, timeout: Duration) -> Result<CloseSignatures> {
+        let mut rx = self.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let peer = self.inner.node.lock().await.channel(id).ok_or(Error::UnknownChannel(id))?.peer_address();
+        self.require_link(peer)?;
+        self.wait_for(&mut rx, timeout, "the update in flight did not finish", |node, n| {
+            let ch = node.channel(id)?;
+            if ch.is_idle() || *ch.phase() != Phase::Open {
+                return Some(Ok(()));
+            }
+            refusal(node, n, id).map(Err)
+        })
+        .await?;
+        {
+            let mut node = self.inner.node.lock().await;
+            let ch = node.channel(id).ok_or(Error::UnknownChannel(id))?;
+            if ch.close_signatures().is_none() && *ch.phase() == Phase::Open {
+                let f = node.close(id)?;
+                self.send(peer, [f]);
+            }
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.wait_for(&mut rx, left, "the peer did not sign the close", |node, n| {
+            if let Some((nonce, balances, signatures)) = node.channel(id)?.close_signatures() {
+                return Some(Ok(CloseSignatures { nonce, balances, signatures }));
+            }
+            refusal(node, n, id).map(Err)
+        })
+        .await
+    }
+}
+
+/// The error a waiting request on channel `id` ends with, if notice `n` is fatal to it: the
+/// peer refused a frame of this channel, or the peer's link dropped.
+fn refusal<S: Store>(node: &Node<S>, n: Option<&Notice>, id: Address) -> Option<Error> {
+    match n? {
+        Notice::RefusedByPeer { channel: Some(c), reason, .. } if *c == id => {
+            Some(Error::RefusedByPeer(reason.clone()))
+        }
+        Notice::Disconnected { peer, reason } if node.channel(id).is_some_and(|c| c.peer_address() == *peer) => {
+            Some(Error::PeerGone { peer: *peer, reason: reason.clone() })
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,137 @@
+//! Two running services over loopback TCP with redb stores: a channel opened by one and admitted
+//! by the other, payments both ways, a cooperative close, and the requests' failure modes.
+
+use std::{sync::Arc, time::Duration};
+
+use alloy_primitives::{Address, B256};
+use alloy_signer_local::PrivateKeySigner;
+use tokio::net::TcpListener;
+use vbank_core::ChannelParams;
+use vbank_node::{Admission, Error, Node, Notice, RedbStore, Service};
+
+const T: Duration = Duration::from_secs(30);
+
+fn key(n: u8) -> PrivateKeySigner {
+    PrivateKeySigner::from_bytes(&B256::with_last_byte(n)).expect("key")
+}
+
+fn params(contract: u8) -> ChannelParams {
+    ChannelParams {
+        chain_id: 31337,
+        contract: Address::repeat_byte(contract),
+        parties: [key(1).address(), key(2).address()],
+        deposits: [1_000_000, 1_000_000],
+    }
+}
+
+/// Admits channels 1..=9 with the test parameters (standing in for the on-chain check).
+fn admission() -> Admission {
+    Arc::new(|channel: Address, _peer: Address| {
+        Box::pin(async move {
+            let n = channel.0[0];
+            if channel == Address::repeat_byte(n) && (1..=9).contains(&n) {
+                Ok(params(n))
+            } else {
+                Err("no such contract".to_string())
+            }
+        })
+    })
+}
+
+fn service(dir: &std::path::Path, n: u8, admission: Option<Admission>) -> Service<RedbStore> {
+    let store = RedbStore::open(&dir.join(format!("{n}.redb"))).expect("store");
+    Service::new(Node::open(key(n), store).expect("node"), key(n), admission)
+}
+
+async fn listen(s: &Service<RedbStore>) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    s.listen(l);
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_pay_both_ways_and_close() {
+    let dir = tempfile::tempdir().expect("dir");
+    let alice = service(dir.path(), 1, None);
+    let bob = service(dir.path(), 2, Some(admission()));
+    let addr = listen(&bob).await;
+    let mut notices = bob.subscribe();
+    alice.connect(&addr, key(2).address()).await.expect("connect");
+    let id = params(3).contract;
+    alice.open(params(3), B256::repeat_byte(9), T).await.expect("open");
+    // Bob admitted it and stored it.
+    let admitted = loop {
+        match notices.recv().await.expect("notice") {
+            Notice::Admitted { channel, peer } => break (channel, peer),
+            _ => continue,
+        }
+    };
+    assert_eq!(admitted, (id, key(1).address()));
+
+    let paid = alice.pay(id, 1_000, 10, T).await.expect("alice pays");
+    assert_eq!((paid.count, paid.amount), (10, 10_000));
+    // Bob pays back over the link Alice opened, concurrently with Alice paying more.
+    let (a, b) = tokio::join!(alice.pay(id, 7, 5, T), bob.pay(id, 100, 3, T));
+    assert_eq!(a.expect("alice").amount, 35);
+    assert_eq!(b.expect("bob").amount, 300);
+    let expect = [1_000_000 - 10_035 + 300, 1_000_000 + 10_035 - 300];
+    assert_eq!(alice.node().lock().await.channel(id).expect("ch").balances(), expect);
+    assert_eq!(bob.node().lock().await.channel(id).expect("ch").balances(), expect);
+
+    // An overdraft changes nothing.
+    let e = alice.pay(id, 600_000, 2, T).await.expect_err("overdraft");
+    assert!(matches!(e, Error::Protocol(vbank_core::Error::InsufficientBalance { .. })), "{e}");
+    assert_eq!(alice.node().lock().await.channel(id).expect("ch").queued(), 0);
+
+    let sigs = bob.close(id, T).await.expect("close");
+    assert_eq!(sigs.balances, expect);
+    let a = alice.node().lock().await.channel(id).expect("ch").close_signatures().expect("alice has both");
+    assert_eq!(a.2, sigs.signatures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_fail_cleanly() {
+    let dir = tempfile::tempdir().expect("dir");
+    let alice = service(dir.path(), 1, None);
+    // Nobody listens: a clear error.
+    let e = alice.connect("127.0.0.1:1", key(2).address()).await.expect_err("unreachable");
+    assert!(matches!(e, Error::Unreachable { .. }), "{e}");
+    // Not linked: nothing is stored.
+    let e = alice.open(params(4), B256::ZERO, T).await.expect_err("not linked");
+    assert!(matches!(e, Error::NotConnected(_)), "{e}");
+    assert!(alice.node().lock().await.channel_ids().is_empty());
+
+    // A node without admission refuses Alice before any channel frame.
+    let closed = service(dir.path(), 2, None);
+    let addr = listen(&closed).await;
+    assert!(matches!(alice.connect(&addr, key(2).address()).await, Err(Error::Auth(_) | Error::Closed)));
+
+    // Admission says no: the open fails with the peer's reason and Bob stores nothing.
+    let dir2 = tempfile::tempdir().expect("dir");
+    let bob = service(dir2.path(), 2, Some(admission()));
+    let addr = listen(&bob).await;
+    alice.connect(&addr, key(2).address()).await.expect("connect");
+    let mut p = params(0x42);
+    p.contract = Address::repeat_byte(0x42);
+    let e = alice.open(p, B256::ZERO, T).await.expect_err("refused");
+    assert!(matches!(e, Error::RefusedByPeer(ref r) if r.contains("no such contract")), "{e}");
+    assert!(bob.node().lock().await.channel_ids().is_empty());
+
+    // Bob's node goes away: a request fails at once and queues nothing; Bob restarts from his
+    // store, Alice links again and pays.
+    alice.open(params(5), B256::repeat_byte(5), T).await.expect("open");
+    let id = params(5).contract;
+    let mut notices = alice.subscribe();
+    bob.shutdown().await;
+    drop(bob);
+    while !matches!(notices.recv().await.expect("notice"), Notice::Disconnected { .. }) {}
+    let e = alice.pay(id, 1, 1, T).await.expect_err("not linked");
+    assert!(matches!(e, Error::NotConnected(_)), "{e}");
+    assert_eq!(alice.node().lock().await.channel(id).expect("ch").queued(), 0);
+    let bob = service(dir2.path(), 2, Some(admission()));
+    let addr = listen(&bob).await;
+    alice.connect(&addr, key(2).address()).await.expect("reconnect");
+    assert_eq!(alice.pay(id, 5, 2, T).await.expect("pay").amount, 10);
+    assert_eq!(bob.node().lock().await.channel(id).expect("ch").balances(), [999_990, 1_000_010]);
+}
