@@ -8,3 +8,4 @@ mod punish;
 mod refuse;
 mod rpc;
 mod tamper;
+mod verify;

@@ -46,6 +46,9 @@ pub enum Error {
     /// No contract at the address, or not a VirtualBank.
     #[error("no VirtualBank at {0}")]
     NotAChannel(Address),
+    /// The contract at the address is not the VirtualBank this build embeds.
+    #[error("the contract at {0} is not a genuine VirtualBank (its code or domain differs from the embedded artifact)")]
+    NotGenuine(Address),
     /// A protocol-core error.
     #[error(transparent)]
     Protocol(#[from] vbank_core::Error),

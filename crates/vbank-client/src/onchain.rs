@@ -227,6 +227,43 @@ impl OnChain {
         })
     }
 
+    /// Checks that the contract is a genuine VirtualBank, before trusting anything it reports:
+    /// its runtime code must be exactly what the embedded artifact's constructor makes of the
+    /// parties, amounts and lock period it reports (simulated with `eth_call`), except the two
+    /// EIP-712 immutables that depend on the contract's own address, and its domain separator
+    /// must be the one computed here for this chain and address. Returns its state.
+    pub async fn verify(&self) -> Result<ChannelInfo> {
+        let info = self.info().await?;
+        let provider = self.chain.provider();
+        let code = provider.get_code_at(self.address()).await.map_err(|e| Error::Rpc(e.to_string()))?;
+        let amounts = [U256::from(info.amounts[0]), U256::from(info.amounts[1])];
+        let mut expected = Vec::new();
+        for from in [Address::with_last_byte(0xa1), Address::with_last_byte(0xa2)] {
+            let creation = VirtualBank::deploy_builder(provider.clone(), info.parties, amounts, info.lock_period)
+                .from(from)
+                .call_raw()
+                .await
+                .map_err(Error::from_contract)?;
+            expected.push(creation);
+        }
+        let fake = || Error::NotGenuine(self.address());
+        if code.len() != expected[0].len() || expected[0].len() != expected[1].len() {
+            return Err(fake());
+        }
+        let differs =
+            code.iter().zip(expected[0].iter().zip(expected[1].iter())).filter(|(c, (a, b))| a == b && c != a).count();
+        let address_dependent = expected[0].iter().zip(expected[1].iter()).filter(|(a, b)| a != b).count();
+        // The cached `address(this)` and domain separator: at most 20 + 32 bytes may differ.
+        if differs != 0 || address_dependent > 52 {
+            return Err(fake());
+        }
+        let separator = self.contract.domainSeparator().call().await.map_err(Error::from_contract)?;
+        if separator != domain(self.chain.chain_id(), self.address()).separator() {
+            return Err(fake());
+        }
+        Ok(info)
+    }
+
     fn check(&self, ok: bool, why: impl FnOnce() -> String) -> Result<()> {
         if ok || self.force { Ok(()) } else { Err(Error::Precheck(why())) }
     }
