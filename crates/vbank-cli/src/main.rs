@@ -4,7 +4,9 @@ mod bench;
 mod demo;
 mod keys;
 mod node;
+mod open;
 mod party;
+mod progress;
 mod units;
 
 use std::path::PathBuf;
@@ -40,6 +42,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve this party's channels to their peers over TCP (state in a crash-safe store).
     Node(node::NodeArgs),
+    /// Open a channel in one go: deploy, agree sheet 0 with the peer's node, deposit, wait for the peer's deposit.
+    Open(open::OpenArgs),
     /// Pay the peer over a channel kept in this party's store, through the peer's node.
     Pay(party::PayArgs),
     /// Show the channels in this party's store.
@@ -48,6 +52,8 @@ enum Command {
     Deposit(party::DepositArgs),
     /// Close a channel: cooperatively through the peer's node, else by liquidating.
     Close(party::CloseArgs),
+    /// Watch this party's channels and punish a liquidation with a revoked sheet (without serving peers).
+    Watch(node::WatchArgs),
     /// The payee process of `vbank bench` (two processes over loopback TCP).
     #[command(hide = true)]
     BenchPeer(bench::PeerArgs),
@@ -290,6 +296,8 @@ async fn main() {
         Command::Bench(a) => bench::run(a, json_mode).await,
         Command::BenchPeer(a) => bench::peer(a).await,
         Command::Node(a) => node::run(a, json_mode).await,
+        Command::Open(a) => open::open(a, json_mode).await,
+        Command::Watch(a) => node::watch_cmd(a, json_mode).await,
         Command::Pay(a) => party::pay(a, json_mode).await,
         Command::Status(a) => party::status(a, json_mode),
         Command::Deposit(a) => party::deposit(a, json_mode).await,

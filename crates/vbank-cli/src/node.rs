@@ -1,16 +1,21 @@
-//! `vbank node`: a party's node serving its channels to their peers over TCP.
+//! `vbank node` and `vbank watch`: a party's node serving its channels to their peers over TCP,
+//! admitting channels that peers open, and watching the chain to punish stale liquidations.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use tokio::sync::Mutex;
-use vbank_core::ChannelParams;
-use vbank_node::{Node, RedbStore, handshake, serve};
+use serde_json::json;
+use vbank_client::{Chain, OnChain, OnChainState, Punisher, WatchEvent, Watcher, WatcherHandle};
+use vbank_core::{Amount, ChannelParams, Event};
+use vbank_node::{Admission, Node, Notice, RedbStore, Service};
 
-use crate::{keys::KeyArgs, units::parse_pair};
+use crate::{
+    keys::KeyArgs,
+    units::{format_eth, parse_amount, parse_pair},
+};
 
 #[derive(Args, Debug)]
 pub(crate) struct NodeArgs {
@@ -43,91 +48,294 @@ pub(crate) struct NodeArgs {
     /// Watcher polling interval in milliseconds.
     #[arg(long, default_value_t = 1000)]
     poll_ms: u64,
+    /// Join channels that peers open (`vbank open`) once their contract is verified on chain: a
+    /// genuine VirtualBank, still funding, between the peer (party 0) and this node (party 1).
+    #[arg(long, requires = "rpc_url")]
+    accept_channels: bool,
+    /// With --accept-channels: the shortest lock period accepted, in seconds (the time this
+    /// node has to punish a stale liquidation).
+    #[arg(long, default_value_t = 3600)]
+    min_lock: u64,
+    /// Pay this node's deposit into a channel as soon as sheet 0 is countersigned, if it is at
+    /// most this amount ("1", "0.5eth", "1000wei").
+    #[arg(long, requires = "rpc_url")]
+    auto_deposit: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct WatchArgs {
+    /// The party's store (not used by a running node: `vbank node --rpc-url` watches itself).
+    #[arg(long)]
+    store: PathBuf,
+    /// The chain's JSON-RPC endpoint.
+    #[arg(long)]
+    rpc_url: String,
+    /// Refuse to act unless the endpoint serves this chain id.
+    #[arg(long)]
+    chain_id: Option<u64>,
+    /// Polling interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    poll_ms: u64,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 /// Prints a line to stdout, ignoring a closed pipe (a node must not die because nobody reads).
-fn say(line: String) {
+pub(crate) fn say(line: String) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
-pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
-    let signer: PrivateKeySigner =
-        args.key.load()?.context("a signing key is needed: $VBANK_PRIVATE_KEY, --key-file or --keystore")?;
-    let store = RedbStore::open(&args.store).with_context(|| format!("opening store {}", args.store.display()))?;
-    let mut node = Node::open(signer.clone(), store).context("loading channels")?;
-    if let (Some(contract), Some(peer), Some(deposits)) = (args.channel, args.peer, &args.deposits)
-        && node.channel(contract).is_none()
-    {
-        let deposits = parse_pair(deposits).context("--deposits")?;
-        let parties = match args.index {
-            0 => [signer.address(), peer],
-            1 => [peer, signer.address()],
-            _ => bail!("--index must be 0 or 1"),
+/// Admission of channels opened by peers, checked against the chain `chain` reads.
+pub(crate) fn admission(chain: Chain, min_lock: u64) -> Admission {
+    Arc::new(move |channel: Address, peer: Address| {
+        let chain = chain.clone();
+        Box::pin(async move {
+            let info = OnChain::new(chain.clone(), channel).verify().await.map_err(|e| e.to_string())?;
+            let me = chain.address();
+            if info.parties != [peer, me] {
+                return Err(format!(
+                    "its parties are {} and {}, not {peer} and {me}",
+                    info.parties[0], info.parties[1]
+                ));
+            }
+            if info.state != OnChainState::Funding {
+                return Err(format!("it is {}, not Funding", info.state));
+            }
+            if info.lock_period < min_lock {
+                return Err(format!(
+                    "its lock period of {} s is shorter than this node's minimum of {min_lock} s",
+                    info.lock_period
+                ));
+            }
+            Ok(ChannelParams {
+                chain_id: chain.chain_id(),
+                contract: channel,
+                parties: info.parties,
+                deposits: info.amounts,
+            })
+        })
+    })
+}
+
+/// Watches channel `id` for the party of `service`, punishing with the waiver keys in its store.
+pub(crate) fn watch(service: &Service<RedbStore>, chain: &Chain, id: Address, poll: Duration) -> WatcherHandle {
+    let svc = service.clone();
+    // The watcher asks the node for a punishment from its (multi-threaded) runtime.
+    let punisher: Punisher = Arc::new(move |nonce, waiver| {
+        tokio::task::block_in_place(|| svc.node().blocking_lock().channel(id).and_then(|c| c.punishment(nonce, waiver)))
+    });
+    Watcher::new(OnChain::new(chain.clone(), id), punisher, poll).spawn()
+}
+
+/// Forwards a watcher's events to stdout.
+fn log_watch(id: Address, mut handle: WatcherHandle, json_mode: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(e) = handle.next().await {
+            say(describe_watch(id, &e, json_mode));
+        }
+    })
+}
+
+fn describe_watch(id: Address, e: &WatchEvent, json_mode: bool) -> String {
+    if json_mode {
+        let (kind, detail) = match e {
+            WatchEvent::Warning(w) => ("warning", json!(w)),
+            WatchEvent::HonestLiquidation { nonce } => ("honest_liquidation", json!({ "nonce": nonce })),
+            WatchEvent::Punished { nonce, report } => {
+                ("punished", json!({ "nonce": nonce, "tx": report.hash, "gas_used": report.gas_used }))
+            }
+            WatchEvent::RpcError(e) => ("rpc_error", json!(e)),
+            WatchEvent::Closed => ("closed", json!(null)),
         };
-        let params = ChannelParams { chain_id: args.chain_id, contract, parties, deposits };
-        let seed: B256 = PrivateKeySigner::random().to_bytes();
-        node.add_channel(params, seed).context("adding the channel")?;
+        return json!({ "watch": id, "event": kind, "detail": detail }).to_string();
+    }
+    match e {
+        WatchEvent::Warning(w) => format!("watch {id}: warning: {w}"),
+        WatchEvent::HonestLiquidation { nonce } => {
+            format!("watch {id}: the peer liquidated with sheet {nonce}, its latest: nothing to punish")
+        }
+        WatchEvent::Punished { nonce, report } => format!(
+            "watch {id}: the peer liquidated with revoked sheet {nonce}: punished, its frozen balance is ours (tx {}, gas {})",
+            report.hash, report.gas_used
+        ),
+        WatchEvent::RpcError(e) => format!("watch {id}: RPC error, retrying: {e}"),
+        WatchEvent::Closed => format!("watch {id}: the channel is closed"),
+    }
+}
+
+fn describe_notice(n: &Notice, json_mode: bool) -> Option<String> {
+    let text = match n {
+        Notice::Connected(p) => format!("peer {p} connected"),
+        Notice::Disconnected { peer, reason } if *peer == Address::ZERO => format!("refused a connection: {reason}"),
+        Notice::Disconnected { peer, reason } => format!("peer {peer} disconnected: {reason}"),
+        Notice::Admitted { channel, peer } => format!("channel {channel} opened by {peer}: verified on chain, joined"),
+        Notice::Event { channel, event } => match event {
+            Event::Opened => format!("channel {channel}: sheet 0 countersigned, the deposits may be paid"),
+            Event::PaymentsAcked { count, amount, nonce, .. } => {
+                format!(
+                    "channel {channel}: {count} payment(s) of ours, {} in all, cleared in sheet {nonce}",
+                    format_eth(*amount)
+                )
+            }
+            Event::Received { amount, nonce } => {
+                format!("channel {channel}: received {} in sheet {nonce}", format_eth(*amount))
+            }
+            Event::PaymentsCancelled { ids } => format!("channel {channel}: {} queued payment(s) cancelled", ids.len()),
+            Event::CloseReady { nonce, .. } => {
+                format!("channel {channel}: cooperative close at sheet {nonce} signed by both")
+            }
+        },
+        Notice::RefusedByPeer { peer, reason, .. } => format!("peer {peer} refused: {reason}"),
+        Notice::Refused { peer, reason, .. } => format!("refused a frame from {peer}: {reason}"),
+    };
+    if json_mode {
+        // Payments are too many to log one by one in JSON; the rest is useful to a supervisor.
+        if matches!(n, Notice::Event { event: Event::PaymentsAcked { .. } | Event::Received { .. }, .. }) {
+            return None;
+        }
+        return Some(json!({ "notice": text }).to_string());
+    }
+    Some(text)
+}
+
+/// Pays this party's deposit into `id` if it is due and at most `max`.
+async fn auto_deposit(chain: Chain, id: Address, max: Amount) -> String {
+    let onchain = OnChain::new(chain.clone(), id);
+    let info = match onchain.info().await {
+        Ok(i) => i,
+        Err(e) => return format!("channel {id}: cannot read it to deposit: {e}"),
+    };
+    let Some(i) = info.index_of(chain.address()) else { return format!("channel {id}: not a party") };
+    if info.state != OnChainState::Funding || info.deposited[i] {
+        return format!("channel {id}: no deposit due");
+    }
+    if info.amounts[i] > max {
+        return format!(
+            "channel {id}: the deposit of {} is over --auto-deposit {}: pay it with `vbank deposit`",
+            format_eth(info.amounts[i]),
+            format_eth(max)
+        );
+    }
+    match onchain.deposit().await {
+        Ok(r) => format!("channel {id}: deposited {} (tx {}, gas {})", format_eth(info.amounts[i]), r.hash, r.gas_used),
+        Err(e) => format!("channel {id}: deposit failed: {e}"),
+    }
+}
+
+/// This party's node on its store.
+pub(crate) fn open_node(store: &std::path::Path, key: &KeyArgs) -> Result<Node<RedbStore>> {
+    let signer = load_key(key)?;
+    let db = RedbStore::open(store)
+        .with_context(|| format!("opening store {} (is a vbank node using it?)", store.display()))?;
+    Node::open(signer, db).context("loading channels")
+}
+
+/// This party's node on its store, ready to link to peers.
+pub(crate) fn open_service(
+    store: &std::path::Path,
+    key: &KeyArgs,
+    admission: Option<Admission>,
+) -> Result<Service<RedbStore>> {
+    Ok(Service::new(open_node(store, key)?, load_key(key)?, admission))
+}
+
+pub(crate) fn load_key(key: &KeyArgs) -> Result<PrivateKeySigner> {
+    key.load()?.context("a signing key is needed: $VBANK_PRIVATE_KEY, --key-file or --keystore")
+}
+
+pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
+    let signer = load_key(&args.key)?;
+    let chain = match &args.rpc_url {
+        Some(url) => Some(
+            Chain::connect(url, signer.clone(), Some(args.chain_id))
+                .await
+                .with_context(|| format!("connecting to {url}"))?,
+        ),
+        None => None,
+    };
+    let auto_deposit_max = args.auto_deposit.as_deref().map(parse_amount).transpose().context("--auto-deposit")?;
+    let admit = match (&chain, args.accept_channels) {
+        (Some(c), true) => Some(admission(c.clone(), args.min_lock)),
+        _ => None,
+    };
+    let service = open_service(&args.store, &args.key, admit)?;
+    if let (Some(contract), Some(peer), Some(deposits)) = (args.channel, args.peer, &args.deposits) {
+        let mut node = service.node().lock().await;
+        if node.channel(contract).is_none() {
+            let deposits = parse_pair(deposits).context("--deposits")?;
+            let parties = match args.index {
+                0 => [signer.address(), peer],
+                1 => [peer, signer.address()],
+                _ => bail!("--index must be 0 or 1"),
+            };
+            let params = ChannelParams { chain_id: args.chain_id, contract, parties, deposits };
+            let seed: B256 = PrivateKeySigner::random().to_bytes();
+            node.add_channel(params, seed).context("adding the channel")?;
+        }
     }
     let listener =
         tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
+    let ids = service.node().lock().await.channel_ids();
     if json_mode {
-        println!(
-            "{}",
-            serde_json::json!({ "listening": local.to_string(), "address": signer.address(), "channels": node.channel_ids() })
-        );
+        say(json!({ "listening": local.to_string(), "address": signer.address(), "channels": ids }).to_string());
     } else {
-        println!("listening on {local} as {} with {} channel(s)", signer.address(), node.channel_ids().len());
+        say(format!("listening on {local} as {} with {} channel(s)", signer.address(), ids.len()));
     }
-    let node = Arc::new(Mutex::new(node));
-    if let Some(url) = &args.rpc_url {
-        let chain = vbank_client::Chain::connect(url, signer.clone(), Some(args.chain_id))
-            .await
-            .with_context(|| format!("connecting to {url}"))?;
-        let ids = node.lock().await.channel_ids();
+    let mut notices = service.subscribe();
+    service.listen(listener);
+    let poll = Duration::from_millis(args.poll_ms);
+    if let Some(chain) = &chain {
         for id in ids {
-            let shared = Arc::clone(&node);
-            // The watcher asks the node for a punishment from its (multi-threaded) runtime.
-            let punisher: vbank_client::Punisher = Arc::new(move |nonce, waiver| {
-                tokio::task::block_in_place(|| {
-                    shared.blocking_lock().channel(id).and_then(|c| c.punishment(nonce, waiver))
-                })
-            });
-            let onchain = vbank_client::OnChain::new(chain.clone(), id);
-            let mut handle =
-                vbank_client::Watcher::new(onchain, punisher, std::time::Duration::from_millis(args.poll_ms)).spawn();
-            tokio::spawn(async move {
-                while let Some(e) = handle.next().await {
-                    say(format!("watch {id}: {e:?}"));
-                }
-            });
+            log_watch(id, watch(&service, chain, id, poll), json_mode);
         }
     }
     loop {
-        let (mut stream, from) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("accept failed: {e}");
+        let n = match notices.recv().await {
+            Ok(n) => n,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {
+                say(format!("({k} notices not shown)"));
                 continue;
             }
+            Err(_) => return Ok(()),
         };
-        let node = Arc::clone(&node);
-        let signer = signer.clone();
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            let known = node.lock().await.peers();
-            let peer = match handshake(&mut stream, &signer, |p| known.contains(&p)).await {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("{from}: {e}");
-                    return;
-                }
-            };
-            let result = serve(&mut stream, &node, peer, |_, _| {}).await;
-            if let Err(e) = result {
-                eprintln!("{peer}: {e}");
+        if let Some(line) = describe_notice(&n, json_mode) {
+            say(line);
+        }
+        let Some(chain) = &chain else { continue };
+        match n {
+            Notice::Admitted { channel, .. } => {
+                log_watch(channel, watch(&service, chain, channel, poll), json_mode);
             }
-        });
+            Notice::Event { channel, event: Event::Opened } => {
+                if let Some(max) = auto_deposit_max {
+                    let chain = chain.clone();
+                    tokio::spawn(async move { say(auto_deposit(chain, channel, max).await) });
+                }
+            }
+            _ => {}
+        }
     }
+}
+
+pub(crate) async fn watch_cmd(args: WatchArgs, json_mode: bool) -> Result<()> {
+    let signer = load_key(&args.key)?;
+    let chain = Chain::connect(&args.rpc_url, signer, args.chain_id)
+        .await
+        .with_context(|| format!("connecting to {}", args.rpc_url))?;
+    let service = open_service(&args.store, &args.key, None)?;
+    let ids = service.node().lock().await.channel_ids();
+    if ids.is_empty() {
+        bail!("no channels in {}", args.store.display());
+    }
+    if !json_mode {
+        say(format!("watching {} channel(s) on chain {}; stops when all are closed", ids.len(), chain.chain_id()));
+    }
+    let poll = Duration::from_millis(args.poll_ms);
+    let tasks: Vec<_> = ids.iter().map(|id| log_watch(*id, watch(&service, &chain, *id, poll), json_mode)).collect();
+    for t in tasks {
+        t.await.context("a watcher task failed")?;
+    }
+    Ok(())
 }

@@ -7,11 +7,13 @@ use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
-use vbank_core::{Event, Phase, Severity};
-use vbank_node::{Error, Frame, Node, RedbStore, handshake, read_frame, write_frame};
+use vbank_client::{Chain, OnChain, OnChainState, TxReport};
+use vbank_core::{ChannelParams, Phase};
 
 use crate::{
     keys::KeyArgs,
+    node::{load_key, open_node, open_service},
+    progress::{countdown, unix_now, waiting},
     units::{format_eth, parse_amount, parse_pair},
 };
 
@@ -57,115 +59,52 @@ pub(crate) struct StatusArgs {
     key: KeyArgs,
 }
 
-/// Connects to the node at `addr` and authenticates it as the peer of channel `id`, within `deadline`.
-async fn connect_peer(
-    node: &Node<RedbStore>,
-    signer: &PrivateKeySigner,
-    id: Address,
-    addr: &str,
-    deadline: Duration,
-) -> Result<(tokio::net::TcpStream, Address)> {
-    let peer = node.channel(id).context("channel")?.peer_address();
-    let mut s = tokio::time::timeout(deadline, tokio::net::TcpStream::connect(addr))
-        .await
-        .with_context(|| format!("no answer from {addr} within {} s", deadline.as_secs()))?
-        .with_context(|| format!("cannot reach the peer's node at {addr}"))?;
-    let proven = tokio::time::timeout(deadline, handshake(&mut s, signer, |p| p == peer))
-        .await
-        .context("the peer's handshake timed out")??;
-    Ok((s, proven))
-}
-
-/// Handles a frame from the peer: the reply and events; a duplicate (severity `Ignore`) gives
-/// neither; a refusal by the peer or a message this party refuses ends the command.
-fn answer(node: &mut Node<RedbStore>, peer: Address, f: &Frame) -> Result<(Option<Frame>, Vec<Event>)> {
-    if let Frame::Refused { reason, .. } = f {
-        bail!("the peer refused: {reason}");
-    }
-    match node.handle(peer, f) {
-        Ok(r) => Ok(r),
-        Err(Error::Protocol(e)) if e.severity() == Severity::Ignore => Ok((None, Vec::new())),
-        Err(e) => Err(e).context("the peer sent a message this party refuses"),
-    }
-}
-
-fn open_node(store: &std::path::Path, key: &KeyArgs) -> Result<(Node<RedbStore>, PrivateKeySigner)> {
-    let signer = key.load()?.context("a signing key is needed: $VBANK_PRIVATE_KEY, --key-file or --keystore")?;
-    let store =
-        RedbStore::open(store).with_context(|| format!("opening store {} (is a node using it?)", store.display()))?;
-    Ok((Node::open(signer.clone(), store).context("loading channels")?, signer))
-}
-
 pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
     let amount = parse_amount(&args.amount)?;
     if amount == 0 || args.count == 0 {
         bail!("--amount and --count must be more than zero");
     }
-    let (mut node, signer) = open_node(&args.store, &args.key)?;
-    if node.channel(args.channel).is_none() {
-        let (Some(peer), Some(deposits)) = (args.peer, &args.deposits) else {
-            bail!(
-                "channel {} is not in {}; pass --peer and --deposits to create it",
-                args.channel,
-                args.store.display()
-            );
-        };
-        let params = vbank_core::ChannelParams {
-            chain_id: args.chain_id,
-            contract: args.channel,
-            parties: [node.address(), peer],
-            deposits: parse_pair(deposits).context("--deposits")?,
-        };
-        let seed = PrivateKeySigner::random().to_bytes();
-        node.add_channel(params, seed)?;
-    }
+    let service = open_service(&args.store, &args.key, None)?;
+    let me = service.address();
+    let known = service.node().lock().await.channel(args.channel).map(|c| (c.peer_address(), c.params().clone()));
+    let (peer, params) = match (known, args.peer, &args.deposits) {
+        (Some(k), _, _) => k,
+        (None, Some(peer), Some(deposits)) => {
+            let deposits = parse_pair(deposits).context("--deposits")?;
+            (peer, ChannelParams { chain_id: args.chain_id, contract: args.channel, parties: [me, peer], deposits })
+        }
+        _ => bail!(
+            "channel {} is not in {}; pass --peer and --deposits to create it",
+            args.channel,
+            args.store.display()
+        ),
+    };
     let deadline = Duration::from_secs(args.timeout);
-    let (mut s, proven) = connect_peer(&node, &signer, args.channel, &args.connect, deadline).await?;
-    let mut out: Vec<Frame> = node.on_connect(proven)?;
-    // payments are queued once the channel is open (the opening may happen in this very command)
-    let mut queued = false;
-    let mut acked = 0u64;
-    let mut acked_wei = 0u128;
-    loop {
-        let ch = node.channel(args.channel).context("channel")?;
-        if *ch.phase() == Phase::Open && !queued {
-            queued = true;
-            for _ in 0..args.count {
-                let (_, f) = node.pay(args.channel, amount)?;
-                out.extend(f);
-            }
-        }
-        out.extend(node.propose(args.channel)?);
-        for f in out.drain(..) {
-            write_frame(&mut s, &f).await?;
-        }
-        let ch = node.channel(args.channel).context("channel")?;
-        if queued && ch.is_idle() && ch.queued() == 0 {
-            break;
-        }
-        let f = tokio::time::timeout(deadline, read_frame(&mut s))
-            .await
-            .context("the peer stopped answering; the payments stay queued in the store")??;
-        let (reply, events) = answer(&mut node, proven, &f)?;
-        out.extend(reply);
-        for e in events {
-            if let Event::PaymentsAcked { count, amount, .. } = e {
-                acked += count;
-                acked_wei += amount;
-            }
-        }
+    service.connect(&args.connect, peer).await?;
+    let opening = service.node().lock().await.channel(args.channel).is_none_or(|c| *c.phase() == Phase::Opening);
+    if opening {
+        let seed = PrivateKeySigner::random().to_bytes();
+        waiting("opening the channel with the peer", service.open(params, seed, deadline)).await.context("opening")?;
     }
+    let paid = waiting(
+        "waiting for the peer's countersignatures",
+        service.pay(args.channel, amount, args.count.into(), deadline),
+    )
+    .await
+    .context("paying")?;
+    let node = service.node().lock().await;
     let ch = node.channel(args.channel).context("channel")?;
     let b = ch.balances();
     if json_mode {
         println!(
             "{}",
-            json!({ "channel": args.channel, "acknowledged": acked, "amount": acked_wei.to_string(), "nonce": ch.nonce(),
+            json!({ "channel": args.channel, "acknowledged": paid.count, "amount": paid.amount.to_string(), "nonce": ch.nonce(),
                     "balances": [b[0].to_string(), b[1].to_string()] })
         );
     } else {
         println!(
-            "{acked} payment(s) of {} acknowledged (sheet {}); balances: party 0 {}, party 1 {}",
+            "{} payment(s) of {} acknowledged (sheet {}); balances: party 0 {}, party 1 {}",
+            paid.count,
             format_eth(amount),
             ch.nonce(),
             format_eth(b[0]),
@@ -176,7 +115,7 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
 }
 
 pub(crate) fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
-    let (node, _) = open_node(&args.store, &args.key)?;
+    let node = open_node(&args.store, &args.key)?;
     let mut rows = Vec::new();
     for id in node.channel_ids() {
         let ch = node.channel(id).context("channel")?;
@@ -232,72 +171,86 @@ pub(crate) struct CloseArgs {
     /// Refuse to act unless the node reports this chain id.
     #[arg(long)]
     chain_id: Option<u64>,
+    /// After a liquidation, wait for the lock period to end and withdraw (a countdown is shown).
+    #[arg(long)]
+    wait: bool,
     #[command(flatten)]
     key: KeyArgs,
 }
 
-/// Asks the peer's node for its `Close` signature; returns both signatures.
-async fn cooperative(
-    node: &mut Node<RedbStore>,
-    signer: &PrivateKeySigner,
-    id: Address,
-    connect: &str,
-    deadline: Duration,
-) -> Result<(u64, [u128; 2], [vbank_core::Sig; 2])> {
-    let (mut s, proven) = connect_peer(node, signer, id, connect, deadline).await?;
-    let mut out = node.on_connect(proven)?;
-    let mut asked = false;
-    loop {
-        let ch = node.channel(id).context("channel")?;
-        if let Some(sigs) = ch.close_signatures() {
-            return Ok(sigs);
-        }
-        if !asked && ch.is_idle() && matches!(ch.phase(), Phase::Open) {
-            asked = true;
-            out.push(node.close(id)?);
-        }
-        for f in out.drain(..) {
-            write_frame(&mut s, &f).await?;
-        }
-        let f = tokio::time::timeout(deadline, read_frame(&mut s)).await.context("the peer stopped answering")??;
-        out.extend(answer(node, proven, &f)?.0);
-    }
-}
-
 pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
-    let (mut node, signer) = open_node(&args.store, &args.key)?;
-    let chain = vbank_client::Chain::connect(&args.rpc_url, signer.clone(), args.chain_id)
+    let service = open_service(&args.store, &args.key, None)?;
+    let signer = load_key(&args.key)?;
+    let chain = Chain::connect(&args.rpc_url, signer, args.chain_id)
         .await
         .with_context(|| format!("connecting to {}", args.rpc_url))?;
-    let onchain = vbank_client::OnChain::new(chain, args.channel);
-    let deadline = Duration::from_secs(args.timeout);
-    let coop = match &args.connect {
-        Some(c) => match cooperative(&mut node, &signer, args.channel, c, deadline).await {
-            Ok(sigs) => Some(sigs),
-            Err(e) => {
-                eprintln!("cooperative close failed ({e:#}); liquidating with the latest sheet instead");
-                None
-            }
-        },
-        None => None,
+    let onchain = OnChain::new(chain, args.channel);
+    let info = onchain.info().await.context("reading the channel")?;
+    let (peer, latest) = {
+        let node = service.node().lock().await;
+        let ch = node.channel(args.channel).context("the channel is not in the store")?;
+        (ch.peer_address(), ch.latest().cloned())
     };
-    let (kind, report, detail) = match coop {
-        Some((nonce, balances, sigs)) => {
-            let r = onchain.cooperative_close(nonce, balances, &sigs).await.context("submitting cooperativeClose")?;
-            (
-                "cooperative",
-                r,
-                format!("both paid at once: party 0 {}, party 1 {}", format_eth(balances[0]), format_eth(balances[1])),
-            )
+    let deadline = Duration::from_secs(args.timeout);
+    let (kind, report, mut detail) = match info.state {
+        OnChainState::Funding => {
+            let r = waiting("cancelling", onchain.cancel()).await.context("cancelling")?;
+            ("cancel", r, "the channel never ran: every deposit made is refunded".to_string())
         }
-        None => {
-            let sheet =
-                node.channel(args.channel).context("channel")?.latest().context("no countersigned sheet")?.clone();
-            let r = onchain.liquidate(&sheet).await.context("liquidating")?;
-            let info = onchain.info().await?;
-            let unlock = info.liquidation.map_or(0, |l| l.unlock_time);
-            ("unilateral", r, format!("liquidated with sheet {}; withdraw after unix time {unlock}", sheet.nonce))
+        OnChainState::Running => {
+            let coop = match &args.connect {
+                Some(c) => {
+                    let attempt = async {
+                        service.connect(c, peer).await?;
+                        service.close(args.channel, deadline).await
+                    };
+                    match waiting("asking the peer to sign the close", attempt).await {
+                        Ok(sigs) => Some(sigs),
+                        Err(e) => {
+                            eprintln!("cooperative close failed ({e}); liquidating with the latest sheet instead");
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            match coop {
+                Some(c) => {
+                    let r = waiting("closing", onchain.cooperative_close(c.nonce, c.balances, &c.signatures))
+                        .await
+                        .context("submitting cooperativeClose")?;
+                    let [b0, b1] = c.balances.map(format_eth);
+                    ("cooperative", r, format!("both paid at once: party 0 {b0}, party 1 {b1}"))
+                }
+                None => {
+                    let sheet = latest.context("no countersigned sheet to liquidate with")?;
+                    let r = waiting("liquidating", onchain.liquidate(&sheet)).await.context("liquidating")?;
+                    let unlock = onchain.info().await?.liquidation.map_or(0, |l| l.unlock_time);
+                    let d = format!(
+                        "liquidated with sheet {}; the frozen balance unlocks at unix time {unlock}",
+                        sheet.nonce
+                    );
+                    ("unilateral", r, d)
+                }
+            }
         }
+        OnChainState::Liquidating if !args.wait => {
+            bail!("the channel is being liquidated; pass --wait to wait for the lock period and withdraw")
+        }
+        OnChainState::Liquidating => {
+            let r = withdraw_after_lock(&onchain, info.liquidation.map_or(0, |l| l.unlock_time)).await?;
+            ("unilateral", r, "the lock period ended and the frozen balance was paid out".into())
+        }
+        OnChainState::Closed => bail!("the channel is already closed"),
+    };
+    // Our own liquidation, just made: --wait completes it.
+    let report = if args.wait && kind == "unilateral" && info.state == OnChainState::Running {
+        let unlock = onchain.info().await?.liquidation.map_or(0, |l| l.unlock_time);
+        let w = withdraw_after_lock(&onchain, unlock).await?;
+        detail.push_str("; the lock period ended and the frozen balance was paid out");
+        w
+    } else {
+        report
     };
     if json_mode {
         println!(
@@ -308,6 +261,24 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
         println!("{kind} close of {}: {detail} (tx {}, gas {})", args.channel, report.hash, report.gas_used);
     }
     Ok(())
+}
+
+/// Waits for the lock period to end (a countdown on stderr), then pays the frozen balance out.
+/// The contract judges by the block's time, which may lag the clock here: a refusal is retried.
+async fn withdraw_after_lock(onchain: &OnChain, unlock: u64) -> Result<TxReport> {
+    let attempt = async {
+        loop {
+            if unix_now() > unlock {
+                match onchain.clone().force(true).withdraw_by_master().await {
+                    Ok(r) => return Ok(r),
+                    Err(e) if e.revert().is_some() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    countdown("waiting for the lock period to end", unlock, attempt).await.context("withdrawing after the lock")
 }
 
 #[derive(Args, Debug)]

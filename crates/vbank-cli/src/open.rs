@@ -1,0 +1,161 @@
+//! `vbank open`: party 0's whole opening in one command — deploy the virtual bank, agree sheet 0
+//! with the peer's node, pay this party's deposit, and wait for the peer's.
+
+use std::{path::PathBuf, time::Duration};
+
+use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::json;
+use vbank_client::{Chain, OnChain, OnChainState, deploy};
+use vbank_core::ChannelParams;
+
+use crate::{
+    keys::KeyArgs,
+    node::open_service,
+    progress::waiting,
+    units::{format_eth, parse_pair},
+};
+
+#[derive(Args, Debug)]
+pub(crate) struct OpenArgs {
+    /// This party's store (a redb file; created if missing).
+    #[arg(long)]
+    store: PathBuf,
+    /// The peer's node, host:port (`vbank node --accept-channels`).
+    #[arg(long)]
+    connect: String,
+    /// The peer's address (party 1).
+    #[arg(long)]
+    peer: Address,
+    /// The deposits of this party (party 0) and the peer, e.g. "1,1" (ETH) or "5gwei,0".
+    #[arg(long)]
+    deposits: String,
+    /// Seconds a liquidating party's balance stays frozen (each side's time to punish a cheat).
+    #[arg(long, default_value_t = 86_400)]
+    lock: u64,
+    /// Use this already deployed VirtualBank (verified on chain) instead of deploying one.
+    #[arg(long)]
+    channel: Option<Address>,
+    /// The chain's JSON-RPC endpoint.
+    #[arg(long)]
+    rpc_url: String,
+    /// Refuse to act unless the endpoint serves this chain id.
+    #[arg(long)]
+    chain_id: Option<u64>,
+    /// Seconds to wait for the peer's countersignature and for its deposit.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Return once this party's deposit is in, without waiting for the peer's.
+    #[arg(long)]
+    no_wait: bool,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
+    let signer: PrivateKeySigner = crate::node::load_key(&args.key)?;
+    let me = signer.address();
+    let deposits = parse_pair(&args.deposits).context("--deposits")?;
+    let chain = Chain::connect(&args.rpc_url, signer.clone(), args.chain_id)
+        .await
+        .with_context(|| format!("connecting to {}", args.rpc_url))?;
+    // The store first: a store in use by a running node fails here, before any transaction.
+    let service = open_service(&args.store, &args.key, None)?;
+    let timeout = Duration::from_secs(args.timeout);
+
+    let mut deploy_gas = None;
+    let address = match args.channel {
+        Some(a) => {
+            let info = OnChain::new(chain.clone(), a).verify().await.with_context(|| format!("checking {a}"))?;
+            if info.parties != [me, args.peer] {
+                bail!(
+                    "channel {a} is between {} and {}, not this party and {}",
+                    info.parties[0],
+                    info.parties[1],
+                    args.peer
+                );
+            }
+            if info.amounts != deposits {
+                bail!(
+                    "channel {a} expects deposits {} and {}",
+                    format_eth(info.amounts[0]),
+                    format_eth(info.amounts[1])
+                );
+            }
+            a
+        }
+        None => {
+            let (a, r) = waiting("deploying the virtual bank", deploy(&chain, [me, args.peer], deposits, args.lock))
+                .await
+                .context("deploying VirtualBank")?;
+            deploy_gas = Some(r.gas_used);
+            if !json_mode {
+                println!("deployed the virtual bank {a} (gas {})", r.gas_used);
+            }
+            a
+        }
+    };
+    let onchain = OnChain::new(chain.clone(), address);
+
+    // Sheet 0, countersigned both ways, before any money goes in.
+    let params = ChannelParams { chain_id: chain.chain_id(), contract: address, parties: [me, args.peer], deposits };
+    let stored = service.node().lock().await.channel(address).map(|c| c.latest().is_some());
+    if stored != Some(true) {
+        waiting("connecting to the peer's node", service.connect(&args.connect, args.peer)).await.with_context(
+            || format!("the channel {address} is deployed; run `vbank open --channel {address}` again to resume"),
+        )?;
+        let seed = PrivateKeySigner::random().to_bytes();
+        waiting("waiting for the peer to countersign balance sheet 0", service.open(params, seed, timeout))
+            .await
+            .context("opening the channel with the peer")?;
+        if !json_mode {
+            println!("balance sheet 0 countersigned by both: deposits are now safe to pay");
+        }
+    }
+
+    let mut deposit_gas = None;
+    let info = onchain.info().await?;
+    if info.state == OnChainState::Funding && !info.deposited[0] && deposits[0] > 0 {
+        let r = waiting(&format!("depositing {}", format_eth(deposits[0])), onchain.deposit())
+            .await
+            .context("depositing")?;
+        deposit_gas = Some(r.gas_used);
+        if !json_mode {
+            println!("deposited {} (gas {})", format_eth(deposits[0]), r.gas_used);
+        }
+    }
+    let state = if args.no_wait {
+        onchain.info().await?.state
+    } else {
+        let wait = async {
+            loop {
+                let info = onchain.info().await?;
+                if info.state != OnChainState::Funding {
+                    return Ok::<_, vbank_client::Error>(info.state);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        };
+        let label = format!("waiting for the peer's deposit of {}", format_eth(deposits[1]));
+        match tokio::time::timeout(timeout, waiting(&label, wait)).await {
+            Ok(s) => s?,
+            Err(_) => bail!(
+                "the peer has not deposited within {} s; the channel {address} stays in funding: run this again to \
+                 keep waiting, or `vbank close` to cancel it and get the deposit back",
+                args.timeout
+            ),
+        }
+    };
+    if json_mode {
+        println!(
+            "{}",
+            json!({ "channel": address, "chain_id": chain.chain_id(), "parties": [me, args.peer],
+                    "deposits": [deposits[0].to_string(), deposits[1].to_string()], "state": state.to_string(),
+                    "deploy_gas": deploy_gas, "deposit_gas": deposit_gas })
+        );
+    } else {
+        println!("channel {address} is {state}");
+    }
+    Ok(())
+}
