@@ -1,8 +1,8 @@
 //! Progress on stderr while a command waits (for a receipt, the peer, a deposit, a lock period).
 //!
-//! On a terminal one line is redrawn every second; otherwise (a pipe, a log file, CI) a line is
-//! written when the wait starts, every 15 seconds, and when it ends. Stdout stays clean for
-//! `--json`.
+//! Nothing is shown for a wait under a second. Then, on a terminal, one line is redrawn every
+//! second; otherwise (a pipe, a log file, CI) a line is written after the first second, every 15
+//! seconds, and when the wait ends. Stdout stays clean for `--json`.
 
 use std::{
     future::Future,

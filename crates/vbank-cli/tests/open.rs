@@ -1,0 +1,160 @@
+//! `vbank open` against a `vbank node --accept-channels --auto-deposit`, `vbank close --wait`,
+//! and `vbank watch` punishing a stale liquidation while the node is down.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+use vbank_core::Channel;
+use vbank_node::{RedbStore, Store};
+
+const ALICE_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const BOB_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+fn key(k: &str) -> PrivateKeySigner {
+    k.parse().expect("key")
+}
+
+fn vbank(key: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vbank"))
+        .arg("--json")
+        .args(args)
+        .env("VBANK_PRIVATE_KEY", key)
+        .output()
+        .expect("run")
+}
+
+fn ok(key: &str, args: &[&str]) -> serde_json::Value {
+    let o = vbank(key, args);
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// Bob's node accepting channels; returns it and host:port.
+fn bob_node(store: &str, url: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
+        .args(["node", "--store", store, "--listen", "127.0.0.1:0", "--rpc-url", url, "--poll-ms", "100"])
+        .args(["--accept-channels", "--min-lock", "2", "--auto-deposit", "1"])
+        .env("VBANK_PRIVATE_KEY", BOB_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vbank node");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+    let addr = line.split_whitespace().nth(2).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+    (child, addr)
+}
+
+#[test]
+fn open_in_one_command_close_with_wait_and_watch_punishes() {
+    let local = vbank_client::LocalChain::spawn().expect("anvil");
+    let url = local.endpoint();
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
+    let (alice_store, bob_store) = (path("alice.redb"), path("bob.redb"));
+    let bob = key(BOB_KEY).address().to_string();
+    let (mut node, connect) = bob_node(&bob_store, &url);
+    let open = |lock: &str| {
+        let args = [
+            "open",
+            "--store",
+            &alice_store,
+            "--connect",
+            &connect,
+            "--peer",
+            &bob,
+            "--deposits",
+            "1,1",
+            "--lock",
+            lock,
+        ];
+        vbank(ALICE_KEY, &[&args[..], &["--rpc-url", &url, "--timeout", "60"]].concat())
+    };
+
+    // Bob's node refuses a lock period under its minimum: a clear error, no deposit made.
+    let o = open("1");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stdout);
+    assert!(err.contains("not admitted") && err.contains("shorter than this node's minimum"), "{err}");
+
+    // One command each: deployed, sheet 0 both ways, both deposits (Bob's automatically), running.
+    let mut channels = Vec::new();
+    for lock in ["3600", "2"] {
+        let o = open(lock);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(v["state"], "Running", "{v}");
+        assert!(v["deploy_gas"].as_u64().is_some_and(|g| g > 1_000_000) && v["deposit_gas"].as_u64().is_some(), "{v}");
+        channels.push(v["channel"].as_str().expect("address").to_string());
+    }
+    let pay = |c: &str, amount: &str, count: &str| {
+        ok(
+            ALICE_KEY,
+            &[
+                "pay",
+                "--store",
+                &alice_store,
+                "--connect",
+                &connect,
+                "--channel",
+                c,
+                "--amount",
+                amount,
+                "--count",
+                count,
+            ],
+        )
+    };
+    let (long, short) = (&channels[0], &channels[1]);
+    assert_eq!(pay(long, "0.1", "1")["acknowledged"], 1);
+    let stale = {
+        let a: Address = long.parse().expect("address");
+        let state = RedbStore::open(dir.path().join("alice.redb").as_path()).expect("store").load(a).expect("load");
+        Channel::restore(state.expect("channel"), key(ALICE_KEY)).expect("restore").latest().expect("sheet").clone()
+    };
+    assert_eq!(pay(long, "0.2", "3")["acknowledged"], 3);
+    assert_eq!(pay(short, "0.3", "2")["amount"], "600000000000000000");
+    node.kill().expect("stop bob");
+    node.wait().expect("reaped");
+
+    // Bob's node is gone: Alice liquidates the short channel and waits out its 2 s lock.
+    let o = vbank(ALICE_KEY, &["close", "--store", &alice_store, "--channel", short, "--rpc-url", &url, "--wait"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("waiting for the lock period to end: "), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["close"], "unilateral", "{v}");
+    assert!(v["detail"].as_str().is_some_and(|d| d.contains("paid out")), "{v}");
+    let i = ok(ALICE_KEY, &["info", "--rpc-url", &url, "--channel", short]);
+    assert_eq!((i["state"].as_str(), i["outstanding"].as_str()), (Some("Closed"), Some("0")), "{i}");
+
+    // Bob watches without his node; Alice cheats on the long channel; `vbank watch` punishes and
+    // ends once every channel is closed.
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_vbank"))
+        .args(["watch", "--store", &bob_store, "--rpc-url", &url, "--poll-ms", "100"])
+        .env("VBANK_PRIVATE_KEY", BOB_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vbank watch");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let chain = vbank_client::Chain::connect(&url, key(ALICE_KEY), None).await.expect("connect");
+        let c = vbank_client::OnChain::new(chain, long.parse().expect("address"));
+        c.liquidate(&stale).await.expect("alice cheats with a revoked sheet");
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while watch.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "vbank watch did not punish and stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut out = String::new();
+    watch.stdout.take().expect("stdout").read_to_string(&mut out).expect("read");
+    assert!(out.contains("revoked sheet 1: punished"), "{out}");
+    let i = ok(ALICE_KEY, &["info", "--rpc-url", &url, "--channel", long]);
+    assert_eq!((i["state"].as_str(), i["outstanding"].as_str()), (Some("Closed"), Some("0")), "{i}");
+}
