@@ -1,24 +1,22 @@
 //! `vbank demo`: the article's story on an embedded chain, step by step.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, B256, I256, U256};
+use alloy::primitives::{B256, I256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
-use vbank_client::{Chain, LocalChain, OnChain, WatchEvent, Watcher, deploy};
+use vbank_client::{Chain, LocalChain, OnChain, WatchEvent, deploy};
 use vbank_contracts::{Compiler, find_contracts_dir};
-use vbank_core::{Channel, ChannelParams, LiquidationSheet, exchange};
+use vbank_core::{ChannelParams, LiquidationSheet};
+use vbank_node::{Node, RedbStore, Service};
 
 use crate::units::{format_eth, parse_amount};
 
 #[derive(Args, Debug)]
 pub(crate) struct DemoArgs {
-    /// Off-chain payments, alternating Alice → Bob and Bob → Alice.
+    /// Off-chain payments, half by Alice and half by Bob, made concurrently.
     #[arg(long, default_value_t = 1000)]
     payments: u32,
     /// Each party's deposit.
@@ -28,6 +26,9 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 3600)]
     lock: u64,
 }
+
+/// How long any one protocol exchange may take.
+const T: Duration = Duration::from_secs(30);
 
 struct Row {
     step: &'static str,
@@ -97,84 +98,137 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
         gas: Some(report.gas_used),
     });
 
-    // 4. Sheet 0, countersigned both ways, before any money goes in.
+    // 4. Two nodes, each with its own crash-safe store, linked over loopback TCP. Bob's node
+    //    joins channels that Alice opens once it has checked the contract on chain.
+    let dir = tempfile::Builder::new().prefix("vbank-demo-").tempdir().context("a temporary directory")?;
+    let node_of = |name: &str, key: &PrivateKeySigner, admission| -> Result<Service<RedbStore>> {
+        let store = RedbStore::open(&dir.path().join(format!("{name}.redb")))?;
+        Ok(Service::new(Node::open(key.clone(), store)?, key.clone(), admission))
+    };
+    let alice_node = node_of("alice", &alice_key, None)?;
+    let bob_node = node_of("bob", &bob_key, Some(crate::node::admission(bob_chain.clone(), args.lock)))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("listening on loopback")?;
+    let bob_at = listener.local_addr()?.to_string();
+    bob_node.listen(listener);
+    alice_node.connect(&bob_at, bob).await.context("linking Alice's node to Bob's")?;
+    say(format!("nodes: Bob's listens on {bob_at}; Alice's is linked to it (both proved their keys)"));
     let params =
         ChannelParams { chain_id: local.chain_id(), contract: address, parties: [alice, bob], deposits: [deposit; 2] };
-    let mut a = Channel::new(params.clone(), 0, alice_key.clone(), seed())?;
-    let mut b = Channel::new(params, 1, bob_key.clone(), seed())?;
-    let open = a.open()?;
-    exchange(&mut a, &mut b, 0, open).context("opening")?;
+    alice_node.open(params, seed(), T).await.context("opening the channel")?;
+    rows.push(Row {
+        step: "open",
+        explain:
+            "Alice's node sends balance sheet 0; Bob's node checks the bank on chain (genuine code, parties, lock) \
+                  and countersigns: each now holds a sheet signed by the other"
+                .into(),
+        alice: format_eth(deposit),
+        bob: format_eth(deposit),
+        gas: None,
+    });
     let on_a = OnChain::new(alice_chain.clone(), address);
     let on_b = OnChain::new(bob_chain.clone(), address);
     let da = on_a.deposit().await.context("Alice's deposit")?;
     let db = on_b.deposit().await.context("Bob's deposit")?;
     rows.push(Row {
         step: "fund",
-        explain: "each holds balance sheet 0 countersigned by the other, then both deposit: the bank runs".into(),
+        explain: "both deposit, safe because sheet 0 lets either liquidate: the bank runs".into(),
         alice: format_eth(deposit),
         bob: format_eth(deposit),
         gas: Some(da.gas_used + db.gas_used),
     });
 
-    // 5. Payments both ways; remember a sheet where Alice had more, to cheat with later.
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let unit = deposit / 1000;
-    let mut stale: Option<LiquidationSheet> = None;
+    // 5. Payments both ways at once, each acknowledged before the payer's next; Alice keeps the
+    //    sheet where she had most, to cheat with later.
     let t0 = Instant::now();
-    for i in 0..args.payments {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let payer = (i % 2) as usize;
-        let amount = unit.max(1) * u128::from(1 + rng % 20);
-        let p = if payer == 0 { &mut a } else { &mut b };
-        if p.spendable() < amount {
-            continue;
+    // 1 to 40 units each: 500 payments move at most a deposit one way.
+    let unit = (deposit / 20_000).max(1);
+    // Amounts of 1 to `range` units, from a fixed xorshift sequence.
+    let payer = |node: Service<RedbStore>, count: u32, mut rng: u64, range: u64| async move {
+        let mut made = 0u32;
+        for _ in 0..count {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let amount = unit * u128::from(1 + rng % range);
+            match node.pay(address, amount, 1, T).await {
+                Ok(_) => made += 1,
+                // (only with a custom --payments large enough to drain a side)
+                Err(vbank_node::Error::Protocol(vbank_core::Error::InsufficientBalance { .. })) => {}
+                Err(e) => return Err(e),
+            }
         }
-        p.pay(amount)?;
-        let m = p.propose()?.context("a proposal")?;
-        exchange(&mut a, &mut b, payer, m).context("a payment")?;
-        let latest = a.latest().context("Alice's sheet")?;
-        if stale.as_ref().is_none_or(|s| latest.balances[0] > s.balances[0]) {
-            stale = Some(latest.clone());
+        Ok::<_, vbank_node::Error>(made)
+    };
+    // Alice's node tells of every new sheet; she keeps the one where she had most.
+    let mut notices = alice_node.subscribe();
+    let keeper = alice_node.clone();
+    let best = std::sync::Arc::new(std::sync::Mutex::new(None::<LiquidationSheet>));
+    let kept = std::sync::Arc::clone(&best);
+    let tracker = tokio::spawn(async move {
+        while let Ok(n) = notices.recv().await {
+            if !matches!(n, vbank_node::Notice::Event { .. }) {
+                continue;
+            }
+            let latest = keeper.node().lock().await.channel(address).and_then(|c| c.latest()).cloned();
+            let mut best = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(l) = latest
+                && best.as_ref().is_none_or(|b| l.balances[0] > b.balances[0])
+            {
+                *best = Some(l);
+            }
         }
+    });
+    // Two rounds, each with both paying at once: Bob buys more in the first, Alice in the
+    // second, so Alice's balance peaks in the middle — a sheet worth cheating with later.
+    let (mut a_made, mut b_made) = (0, 0);
+    let quarter = args.payments / 4;
+    for (round, (a_range, b_range)) in [(10, 40), (40, 10)].into_iter().enumerate() {
+        let a_count = if round == 0 { quarter } else { args.payments / 2 - quarter };
+        let b_count = if round == 0 { quarter } else { args.payments - args.payments / 2 - quarter };
+        let (a_run, b_run) = tokio::join!(
+            payer(alice_node.clone(), a_count, 0x2545_f491_4f6c_dd1d + round as u64, a_range),
+            payer(bob_node.clone(), b_count, 0x9e37_79b9_7f4a_7c15 + round as u64, b_range)
+        );
+        a_made += a_run.context("Alice's payments")?;
+        b_made += b_run.context("Bob's payments")?;
     }
     let elapsed = t0.elapsed();
-    let bal = a.balances();
+    let (updates, bal) = {
+        let n = alice_node.node().lock().await;
+        let ch = n.channel(address).context("Alice's channel")?;
+        (ch.nonce(), ch.balances())
+    };
     rows.push(Row {
         step: "pay",
         explain: format!(
-            "{} payments cleared off-chain, each a new balance sheet countersigned by the other and the older one waived \
-             ({:.0} updates/s, no gas)",
-            a.nonce(),
-            a.nonce() as f64 / elapsed.as_secs_f64().max(1e-9)
+            "{} payments (Alice {a_made}, Bob {b_made}, concurrently) cleared off-chain in {updates} balance sheets, each \
+             countersigned and stored by both nodes, the older one waived ({:.0} sheets/s, no gas)",
+            a_made + b_made,
+            updates as f64 / elapsed.as_secs_f64().max(1e-9)
         ),
         alice: format_eth(bal[0]),
         bob: format_eth(bal[1]),
         gas: None,
     });
-    let stale = stale.context("no payment was made")?;
-    if stale.nonce == a.nonce() {
-        // Alice's best sheet is the latest: make one more payment so that it is revoked.
-        a.pay(1)?;
-        let m = a.propose()?.context("a proposal")?;
-        exchange(&mut a, &mut b, 0, m).context("a payment")?;
+    tracker.abort();
+    let stale = best.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take().context("no payment was made")?;
+    if stale.nonce == updates {
+        // Alice's best sheet is the latest: one more payment makes her waive it.
+        alice_node.pay(address, 1, 1, T).await.context("a payment")?;
     }
 
     // 6. Bob's watcher, then Alice cheats with the revoked sheet.
-    let bob_channel = Arc::new(Mutex::new(b));
-    let punisher_channel = Arc::clone(&bob_channel);
-    let punisher: vbank_client::Punisher = Arc::new(move |nonce: u64, waiver: Address| {
-        punisher_channel.lock().ok().and_then(|c| c.punishment(nonce, waiver))
-    });
-    let mut watcher = Watcher::new(on_b.clone(), punisher, Duration::from_millis(200)).spawn();
+    let mut watcher = crate::node::watch(&bob_node, &bob_chain, address, Duration::from_millis(200));
     let liq = on_a.liquidate(&stale).await.context("Alice's liquidation")?;
     rows.push(Row {
         step: "liquidate",
         explain: format!(
-            "Alice liquidates with sheet {} (she had more then), which she had waived: Bob is paid his balance in it at once, \
-             hers is frozen for {} s",
-            stale.nonce, args.lock
+            "Alice liquidates with sheet {} (she had {} then, {} now), which she had waived: Bob is paid his balance in it \
+             at once, hers is frozen for {} s",
+            stale.nonce,
+            format_eth(stale.balances[0]),
+            format_eth(bal[0]),
+            args.lock
         ),
         alice: format!("{} frozen", format_eth(stale.balances[0])),
         bob: format_eth(stale.balances[1]),
@@ -206,6 +260,8 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
         bob: format_eth(2 * deposit),
         gas: Some(punished.1.gas_used),
     });
+    alice_node.shutdown().await;
+    bob_node.shutdown().await;
     let info = on_a.info().await?;
     let end = [alice_chain.balance(alice).await?, alice_chain.balance(bob).await?];
 
@@ -214,7 +270,8 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
             "{}",
             json!({
                 "contract": address, "chain_id": local.chain_id(), "compile": note,
-                "updates": a.nonce(), "updates_per_second": a.nonce() as f64 / elapsed.as_secs_f64().max(1e-9),
+                "payments": a_made + b_made, "updates": updates,
+                "updates_per_second": updates as f64 / elapsed.as_secs_f64().max(1e-9),
                 "final_state": info.state.to_string(),
                 "eth_change": { "alice": eth_delta(end[0], start[0]), "bob": eth_delta(end[1], start[1]) },
                 "steps": rows.iter().map(|r| json!({

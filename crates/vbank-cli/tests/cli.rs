@@ -139,3 +139,22 @@ fn compile_reports_a_fresh_embedded_artifact() {
     assert_eq!(v["embedded_is_fresh"], true, "{v}");
     assert!(v["solc"].as_str().is_some_and(|s| s.starts_with("0.8.37")), "{v}");
 }
+
+#[test]
+fn the_demo_tells_the_whole_story() {
+    // Run from the repository so that the demo also compiles the contract and compares it.
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_vbank")).args(["--json", "demo"]).current_dir(repo()).output().expect("demo");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(v["compile"].as_str().is_some_and(|c| c.contains("identical to the embedded artifact")), "{v}");
+    assert_eq!((v["payments"].as_u64(), v["final_state"].as_str()), (Some(1000), Some("Closed")), "{v}");
+    let steps: Vec<&str> = v["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
+    assert_eq!(steps, ["deploy", "open", "fund", "pay", "liquidate", "punish"]);
+    let punish = &v["steps"][5];
+    assert!(punish["gas"].as_u64().is_some_and(|g| g > 21_000) && punish["bob"] == "10 ETH", "{punish}");
+    // Bob ends with Alice's deposit, less his gas; Alice lost hers and paid gas.
+    let change = |who: &str| v["eth_change"][who].as_str().expect("change").to_string();
+    assert!(change("bob").starts_with("+4.99"), "{v}");
+    assert!(change("alice").starts_with("-5.00"), "{v}");
+}
