@@ -299,7 +299,7 @@ async fn main() {
         Command::Open(a) => open::open(a, json_mode).await,
         Command::Watch(a) => node::watch_cmd(a, json_mode).await,
         Command::Pay(a) => party::pay(a, json_mode).await,
-        Command::Status(a) => party::status(a, json_mode),
+        Command::Status(a) => party::status(a, json_mode).await,
         Command::Deposit(a) => party::deposit(a, json_mode).await,
         Command::Close(a) => party::close(a, json_mode).await,
     };

@@ -278,13 +278,33 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
         tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
     let ids = service.node().lock().await.channel_ids();
+    let control_at = vbank_node::control_path(&args.store).display().to_string();
     if json_mode {
-        say(json!({ "listening": local.to_string(), "address": signer.address(), "channels": ids }).to_string());
+        say(json!({ "listening": local.to_string(), "address": signer.address(), "channels": ids, "control": control_at })
+            .to_string());
     } else {
-        say(format!("listening on {local} as {} with {} channel(s)", signer.address(), ids.len()));
+        say(format!(
+            "listening on {local} as {} with {} channel(s); control socket {control_at}",
+            signer.address(),
+            ids.len()
+        ));
     }
     let mut notices = service.subscribe();
     service.listen(listener);
+    let control = vbank_node::control_path(&args.store);
+    service.serve_control(&control).await.context("the control socket")?;
+    // Ctrl-C (or SIGTERM from a supervisor): stop serving and remove the control socket. The
+    // store needs nothing: every state is durable before it is acted on.
+    {
+        let service = service.clone();
+        let control = control.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            service.shutdown().await;
+            let _ = std::fs::remove_file(&control);
+            std::process::exit(0);
+        });
+    }
     let poll = Duration::from_millis(args.poll_ms);
     if let Some(chain) = &chain {
         for id in ids {
@@ -315,6 +335,21 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

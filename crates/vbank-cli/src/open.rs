@@ -10,9 +10,11 @@ use serde_json::json;
 use vbank_client::{Chain, OnChain, OnChainState, deploy};
 use vbank_core::ChannelParams;
 
+use vbank_node::Request;
+
 use crate::{
     keys::KeyArgs,
-    node::open_service,
+    party::Party,
     progress::waiting,
     units::{format_eth, parse_pair},
 };
@@ -60,9 +62,12 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
     let chain = Chain::connect(&args.rpc_url, signer.clone(), args.chain_id)
         .await
         .with_context(|| format!("connecting to {}", args.rpc_url))?;
-    // The store first: a store in use by a running node fails here, before any transaction.
-    let service = open_service(&args.store, &args.key, None)?;
-    let timeout = Duration::from_secs(args.timeout);
+    // This party's running node, or its store: checked before any transaction.
+    let mut party = Party::attach(&args.store, &args.key).await?;
+    let (node_address, _) = party.status().await?;
+    if node_address != me {
+        bail!("the node on {} is {node_address}, but the key given is {me}", args.store.display());
+    }
 
     let mut deploy_gas = None;
     let address = match args.channel {
@@ -100,15 +105,15 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
 
     // Sheet 0, countersigned both ways, before any money goes in.
     let params = ChannelParams { chain_id: chain.chain_id(), contract: address, parties: [me, args.peer], deposits };
-    let stored = service.node().lock().await.channel(address).map(|c| c.latest().is_some());
-    if stored != Some(true) {
-        waiting("connecting to the peer's node", service.connect(&args.connect, args.peer)).await.with_context(
-            || format!("the channel {address} is deployed; run `vbank open --channel {address}` again to resume"),
-        )?;
-        let seed = PrivateKeySigner::random().to_bytes();
-        waiting("waiting for the peer to countersign balance sheet 0", service.open(params, seed, timeout))
+    if party.channel(address).await?.is_none_or(|c| c.phase == "opening") {
+        let resume =
+            || format!("the channel {address} is deployed; run `vbank open --channel {address}` again to resume");
+        waiting("connecting to the peer's node", party.connect(&args.connect, args.peer)).await.with_context(resume)?;
+        let request = Request::Open { params, timeout_secs: args.timeout };
+        waiting("waiting for the peer to countersign balance sheet 0", party.request(request))
             .await
-            .context("opening the channel with the peer")?;
+            .context("opening the channel with the peer")
+            .with_context(resume)?;
         if !json_mode {
             println!("balance sheet 0 countersigned by both: deposits are now safe to pay");
         }
@@ -138,7 +143,7 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
             }
         };
         let label = format!("waiting for the peer's deposit of {}", format_eth(deposits[1]));
-        match tokio::time::timeout(timeout, waiting(&label, wait)).await {
+        match tokio::time::timeout(Duration::from_secs(args.timeout), waiting(&label, wait)).await {
             Ok(s) => s?,
             Err(_) => bail!(
                 "the peer has not deposited within {} s; the channel {address} stays in funding: run this again to \

@@ -1,18 +1,22 @@
-//! `vbank pay` and `vbank status`: a party's side of a channel kept in its store, talking to the
-//! peer's `vbank node` for the length of one command.
+//! `vbank pay`, `status`, `close` and `deposit`: a person's commands on a party's channels,
+//! carried out by the party's running node or directly on its store.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+use alloy::primitives::Address;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use vbank_client::{Chain, OnChain, OnChainState, TxReport};
-use vbank_core::{ChannelParams, Phase};
+use vbank_core::ChannelParams;
+use vbank_node::{ChannelStatus, ControlClient, RedbStore, Reply, Request, Service, control_path};
 
 use crate::{
     keys::KeyArgs,
-    node::{load_key, open_node, open_service},
+    node::{load_key, open_service},
     progress::{countdown, unix_now, waiting},
     units::{format_eth, parse_amount, parse_pair},
 };
@@ -22,9 +26,9 @@ pub(crate) struct PayArgs {
     /// This party's store (a redb file; created if missing).
     #[arg(long)]
     store: PathBuf,
-    /// The peer's node, host:port.
+    /// The peer's node, host:port (not needed when this party's running node is linked to it).
     #[arg(long)]
-    connect: String,
+    connect: Option<String>,
     /// The channel's contract address.
     #[arg(long)]
     channel: Address,
@@ -59,19 +63,68 @@ pub(crate) struct StatusArgs {
     key: KeyArgs,
 }
 
+/// This party's side of its channels: through the control socket of its running `vbank node`
+/// (which holds the store), or else directly on the store for the length of one command. Both
+/// carry out the same [`Request`]s.
+pub(crate) enum Party {
+    Node(ControlClient),
+    Direct(Service<RedbStore>),
+}
+
+impl Party {
+    /// Attaches to the node running on `store`, else opens the store.
+    pub(crate) async fn attach(store: &Path, key: &KeyArgs) -> Result<Self> {
+        if let Some(c) = ControlClient::connect(&control_path(store)).await {
+            return Ok(Self::Node(c));
+        }
+        Ok(Self::Direct(open_service(store, key, None)?))
+    }
+
+    /// Carries out a request; a refusal becomes an error.
+    pub(crate) async fn request(&mut self, r: Request) -> Result<Reply> {
+        match self {
+            Self::Node(c) => Ok(c.request(&r).await.context("the running node")?),
+            Self::Direct(s) => match s.control(r).await {
+                Reply::Error { message } => Err(anyhow::anyhow!(message)),
+                reply => Ok(reply),
+            },
+        }
+    }
+
+    /// The party's address and channels.
+    pub(crate) async fn status(&mut self) -> Result<(Address, Vec<ChannelStatus>)> {
+        match self.request(Request::Status).await? {
+            Reply::Status { address, channels } => Ok((address, channels)),
+            other => bail!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// One channel's status, if the party has it.
+    pub(crate) async fn channel(&mut self, id: Address) -> Result<Option<ChannelStatus>> {
+        Ok(self.status().await?.1.into_iter().find(|c| c.channel == id))
+    }
+
+    /// Links to `peer`'s node at `addr` (if not linked).
+    pub(crate) async fn connect(&mut self, addr: &str, peer: Address) -> Result<()> {
+        self.request(Request::Connect { addr: addr.into(), peer }).await?;
+        Ok(())
+    }
+}
+
 pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
     let amount = parse_amount(&args.amount)?;
     if amount == 0 || args.count == 0 {
         bail!("--amount and --count must be more than zero");
     }
-    let service = open_service(&args.store, &args.key, None)?;
-    let me = service.address();
-    let known = service.node().lock().await.channel(args.channel).map(|c| (c.peer_address(), c.params().clone()));
-    let (peer, params) = match (known, args.peer, &args.deposits) {
-        (Some(k), _, _) => k,
+    let mut party = Party::attach(&args.store, &args.key).await?;
+    let (me, channels) = party.status().await?;
+    let known = channels.iter().find(|c| c.channel == args.channel);
+    let opening = known.is_none_or(|c| c.phase == "opening");
+    let params = match (known, args.peer, &args.deposits) {
+        (Some(c), _, _) => c.params.clone(),
         (None, Some(peer), Some(deposits)) => {
             let deposits = parse_pair(deposits).context("--deposits")?;
-            (peer, ChannelParams { chain_id: args.chain_id, contract: args.channel, parties: [me, peer], deposits })
+            ChannelParams { chain_id: args.chain_id, contract: args.channel, parties: [me, peer], deposits }
         }
         _ => bail!(
             "channel {} is not in {}; pass --peer and --deposits to create it",
@@ -79,34 +132,37 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
             args.store.display()
         ),
     };
-    let deadline = Duration::from_secs(args.timeout);
-    service.connect(&args.connect, peer).await?;
-    let opening = service.node().lock().await.channel(args.channel).is_none_or(|c| *c.phase() == Phase::Opening);
-    if opening {
-        let seed = PrivateKeySigner::random().to_bytes();
-        waiting("opening the channel with the peer", service.open(params, seed, deadline)).await.context("opening")?;
+    let peer = params.parties[1 - usize::from(params.parties[1] == me)];
+    if let Some(addr) = &args.connect {
+        party.connect(addr, peer).await?;
     }
-    let paid = waiting(
-        "waiting for the peer's countersignatures",
-        service.pay(args.channel, amount, args.count.into(), deadline),
-    )
-    .await
-    .context("paying")?;
-    let node = service.node().lock().await;
-    let ch = node.channel(args.channel).context("channel")?;
-    let b = ch.balances();
+    if opening {
+        waiting(
+            "opening the channel with the peer",
+            party.request(Request::Open { params, timeout_secs: args.timeout }),
+        )
+        .await
+        .context("opening")?;
+    }
+    let request = Request::Pay { channel: args.channel, amount, count: args.count.into(), timeout_secs: args.timeout };
+    let Reply::Paid { count, amount: total, .. } =
+        waiting("waiting for the peer's countersignatures", party.request(request)).await.context("paying")?
+    else {
+        bail!("unexpected reply to a payment");
+    };
+    let ch = party.channel(args.channel).await?.context("channel")?;
+    let b = ch.balances;
     if json_mode {
         println!(
             "{}",
-            json!({ "channel": args.channel, "acknowledged": paid.count, "amount": paid.amount.to_string(), "nonce": ch.nonce(),
+            json!({ "channel": args.channel, "acknowledged": count, "amount": total.to_string(), "nonce": ch.nonce,
                     "balances": [b[0].to_string(), b[1].to_string()] })
         );
     } else {
         println!(
-            "{} payment(s) of {} acknowledged (sheet {}); balances: party 0 {}, party 1 {}",
-            paid.count,
+            "{count} payment(s) of {} acknowledged (sheet {}); balances: party 0 {}, party 1 {}",
             format_eth(amount),
-            ch.nonce(),
+            ch.nonce,
             format_eth(b[0]),
             format_eth(b[1])
         );
@@ -114,38 +170,41 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
-    let node = open_node(&args.store, &args.key)?;
-    let mut rows = Vec::new();
-    for id in node.channel_ids() {
-        let ch = node.channel(id).context("channel")?;
-        let b = ch.balances();
-        let phase = match ch.phase() {
-            Phase::Opening => "opening",
-            Phase::Open => "open",
-            Phase::Closing { .. } => "closing",
-        };
-        rows.push(json!({
-            "channel": id, "me": ch.me(), "peer": ch.peer_address(), "phase": phase,
-            "nonce": ch.nonce(), "balances": [b[0].to_string(), b[1].to_string()],
-            "spendable": ch.spendable().to_string(), "idle": ch.is_idle(), "queued": ch.queued(),
-        }));
-        if !json_mode {
-            println!(
-                "channel {id} ({phase}): party {} of 2, sheet {}, balances {} / {}, spendable {}{}",
-                ch.me(),
-                ch.nonce(),
-                format_eth(b[0]),
-                format_eth(b[1]),
-                format_eth(ch.spendable()),
-                if ch.is_idle() { "" } else { ", an update is in flight" }
-            );
-        }
-    }
+pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
+    let mut party = Party::attach(&args.store, &args.key).await?;
+    let (address, channels) = party.status().await?;
     if json_mode {
-        println!("{}", json!({ "address": node.address(), "channels": rows }));
-    } else if rows.is_empty() {
+        let rows: Vec<_> = channels
+            .iter()
+            .map(|c| {
+                json!({
+                    "channel": c.channel, "me": c.me, "peer": c.peer, "phase": c.phase, "nonce": c.nonce,
+                    "balances": [c.balances[0].to_string(), c.balances[1].to_string()],
+                    "spendable": c.spendable.to_string(), "idle": c.idle, "queued": c.queued,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({ "address": address, "node_running": matches!(party, Party::Node(_)), "channels": rows })
+        );
+        return Ok(());
+    }
+    if channels.is_empty() {
         println!("no channels in {}", args.store.display());
+    }
+    for c in &channels {
+        println!(
+            "channel {} ({}): party {} of 2, sheet {}, balances {} / {}, spendable {}{}",
+            c.channel,
+            c.phase,
+            c.me,
+            c.nonce,
+            format_eth(c.balances[0]),
+            format_eth(c.balances[1]),
+            format_eth(c.spendable),
+            if c.idle { "" } else { ", an update is in flight" }
+        );
     }
     Ok(())
 }
@@ -179,47 +238,49 @@ pub(crate) struct CloseArgs {
 }
 
 pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
-    let service = open_service(&args.store, &args.key, None)?;
+    let mut party = Party::attach(&args.store, &args.key).await?;
     let signer = load_key(&args.key)?;
     let chain = Chain::connect(&args.rpc_url, signer, args.chain_id)
         .await
         .with_context(|| format!("connecting to {}", args.rpc_url))?;
     let onchain = OnChain::new(chain, args.channel);
     let info = onchain.info().await.context("reading the channel")?;
-    let (peer, latest) = {
-        let node = service.node().lock().await;
-        let ch = node.channel(args.channel).context("the channel is not in the store")?;
-        (ch.peer_address(), ch.latest().cloned())
+    let peer = party.channel(args.channel).await?.context("the channel is not in the store")?.peer;
+    let latest = match party.request(Request::Latest { channel: args.channel }).await? {
+        Reply::Latest { sheet } => sheet,
+        other => bail!("unexpected reply {other:?}"),
     };
-    let deadline = Duration::from_secs(args.timeout);
     let (kind, report, mut detail) = match info.state {
         OnChainState::Funding => {
             let r = waiting("cancelling", onchain.cancel()).await.context("cancelling")?;
             ("cancel", r, "the channel never ran: every deposit made is refunded".to_string())
         }
         OnChainState::Running => {
-            let coop = match &args.connect {
-                Some(c) => {
-                    let attempt = async {
-                        service.connect(c, peer).await?;
-                        service.close(args.channel, deadline).await
-                    };
-                    match waiting("asking the peer to sign the close", attempt).await {
-                        Ok(sigs) => Some(sigs),
-                        Err(e) => {
-                            eprintln!("cooperative close failed ({e}); liquidating with the latest sheet instead");
-                            None
-                        }
+            // Cooperative when the peer's node can be reached (a running node may be linked).
+            let coop = if args.connect.is_some() || matches!(party, Party::Node(_)) {
+                let attempt = async {
+                    if let Some(addr) = &args.connect {
+                        party.connect(addr, peer).await?;
+                    }
+                    party.request(Request::Close { channel: args.channel, timeout_secs: args.timeout }).await
+                };
+                match waiting("asking the peer to sign the close", attempt).await {
+                    Ok(Reply::Closed { nonce, balances, signatures }) => Some((nonce, balances, signatures)),
+                    Ok(other) => bail!("unexpected reply {other:?}"),
+                    Err(e) => {
+                        eprintln!("cooperative close failed ({e:#}); liquidating with the latest sheet instead");
+                        None
                     }
                 }
-                None => None,
+            } else {
+                None
             };
             match coop {
-                Some(c) => {
-                    let r = waiting("closing", onchain.cooperative_close(c.nonce, c.balances, &c.signatures))
+                Some((nonce, balances, signatures)) => {
+                    let r = waiting("closing", onchain.cooperative_close(nonce, balances, &signatures))
                         .await
                         .context("submitting cooperativeClose")?;
-                    let [b0, b1] = c.balances.map(format_eth);
+                    let [b0, b1] = balances.map(format_eth);
                     ("cooperative", r, format!("both paid at once: party 0 {b0}, party 1 {b1}"))
                 }
                 None => {

@@ -2,7 +2,7 @@
 //! and `vbank watch` punishing a stale liquidation while the node is down.
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::Read,
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
@@ -29,25 +29,62 @@ fn vbank(key: &str, args: &[&str]) -> Output {
 
 fn ok(key: &str, args: &[&str]) -> serde_json::Value {
     let o = vbank(key, args);
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stdout)))
 }
 
-/// Bob's node accepting channels; returns it and host:port.
-fn bob_node(store: &str, url: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
-        .args(["node", "--store", store, "--listen", "127.0.0.1:0", "--rpc-url", url, "--poll-ms", "100"])
-        .args(["--accept-channels", "--min-lock", "2", "--auto-deposit", "1"])
-        .env("VBANK_PRIVATE_KEY", BOB_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+/// A child process killed when dropped (a failing test leaves nothing running).
+struct Proc(Child);
+
+impl Proc {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts `vbank node` with `args`, logging to `<store>.log`; returns it and its listening
+/// address (from the first line of the log).
+fn start_node(key: &str, store: &str, args: &[&str]) -> (Proc, String) {
+    let log = format!("{store}.log");
+    let out = std::fs::File::create(&log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_vbank"))
+        .args(["node", "--store", store, "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("VBANK_PRIVATE_KEY", key)
+        .stdout(out)
+        .stderr(err)
         .spawn()
         .expect("start vbank node");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
-    let addr = line.split_whitespace().nth(2).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
-    (child, addr)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().next().filter(|_| text.contains('\n')) {
+            let addr = line.split_whitespace().nth(2).unwrap_or_else(|| panic!("no address in {line:?}"));
+            return (Proc(child), addr.to_string());
+        }
+        assert!(Instant::now() < deadline, "the node did not start: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Bob's node accepting channels; returns it and host:port.
+fn bob_node(store: &str, url: &str) -> (Proc, String) {
+    let args = ["--rpc-url", url, "--poll-ms", "100", "--accept-channels", "--min-lock", "2", "--auto-deposit", "1"];
+    start_node(BOB_KEY, store, &args)
 }
 
 #[test]
@@ -81,12 +118,21 @@ fn open_in_one_command_close_with_wait_and_watch_punishes() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stdout);
     assert!(err.contains("not admitted") && err.contains("shorter than this node's minimum"), "{err}");
+    // The refused channel is forgotten (the peer signed nothing), so it is not offered again.
+    let s = ok(ALICE_KEY, &["status", "--store", &alice_store]);
+    assert_eq!(s["channels"], serde_json::json!([]), "{s}");
 
     // One command each: deployed, sheet 0 both ways, both deposits (Bob's automatically), running.
     let mut channels = Vec::new();
     for lock in ["3600", "2"] {
         let o = open(lock);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let bob_log = std::fs::read_to_string(format!("{bob_store}.log")).unwrap_or_default();
+        assert!(
+            o.status.success(),
+            "{}{}\nBob's node:\n{bob_log}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
         assert_eq!(v["state"], "Running", "{v}");
         assert!(v["deploy_gas"].as_u64().is_some_and(|g| g > 1_000_000) && v["deposit_gas"].as_u64().is_some(), "{v}");
@@ -119,8 +165,7 @@ fn open_in_one_command_close_with_wait_and_watch_punishes() {
     };
     assert_eq!(pay(long, "0.2", "3")["acknowledged"], 3);
     assert_eq!(pay(short, "0.3", "2")["amount"], "600000000000000000");
-    node.kill().expect("stop bob");
-    node.wait().expect("reaped");
+    node.stop();
 
     // Bob's node is gone: Alice liquidates the short channel and waits out its 2 s lock.
     let o = vbank(ALICE_KEY, &["close", "--store", &alice_store, "--channel", short, "--rpc-url", &url, "--wait"]);
@@ -134,13 +179,15 @@ fn open_in_one_command_close_with_wait_and_watch_punishes() {
 
     // Bob watches without his node; Alice cheats on the long channel; `vbank watch` punishes and
     // ends once every channel is closed.
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_vbank"))
-        .args(["watch", "--store", &bob_store, "--rpc-url", &url, "--poll-ms", "100"])
-        .env("VBANK_PRIVATE_KEY", BOB_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start vbank watch");
+    let mut watch = Proc(
+        Command::new(env!("CARGO_BIN_EXE_vbank"))
+            .args(["watch", "--store", &bob_store, "--rpc-url", &url, "--poll-ms", "100"])
+            .env("VBANK_PRIVATE_KEY", BOB_KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vbank watch"),
+    );
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let chain = vbank_client::Chain::connect(&url, key(ALICE_KEY), None).await.expect("connect");
@@ -148,13 +195,75 @@ fn open_in_one_command_close_with_wait_and_watch_punishes() {
         c.liquidate(&stale).await.expect("alice cheats with a revoked sheet");
     });
     let deadline = Instant::now() + Duration::from_secs(60);
-    while watch.try_wait().expect("wait").is_none() {
+    while watch.0.try_wait().expect("wait").is_none() {
         assert!(Instant::now() < deadline, "vbank watch did not punish and stop");
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut out = String::new();
-    watch.stdout.take().expect("stdout").read_to_string(&mut out).expect("read");
+    watch.0.stdout.take().expect("stdout").read_to_string(&mut out).expect("read");
     assert!(out.contains("revoked sheet 1: punished"), "{out}");
     let i = ok(ALICE_KEY, &["info", "--rpc-url", &url, "--channel", long]);
     assert_eq!((i["state"].as_str(), i["outstanding"].as_str()), (Some("Closed"), Some("0")), "{i}");
+}
+
+/// Both parties run nodes (two processes, each holding its store); every command goes through
+/// the party's own node: open, payments both ways, status, a cooperative close.
+#[test]
+fn two_running_nodes_pay_both_ways_through_their_control_sockets() {
+    let local = vbank_client::LocalChain::spawn().expect("anvil");
+    let url = local.endpoint();
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
+    let (alice_store, bob_store) = (path("alice.redb"), path("bob.redb"));
+    let (mut bob_node, connect) = bob_node(&bob_store, &url);
+    let (mut alice_node, _) = start_node(ALICE_KEY, &alice_store, &["--rpc-url", &url]);
+    let line = std::fs::read_to_string(format!("{alice_store}.log")).expect("log");
+    assert!(line.contains("control socket"), "{line}");
+
+    let bob = key(BOB_KEY).address().to_string();
+    let v = ok(
+        ALICE_KEY,
+        &[
+            "open",
+            "--store",
+            &alice_store,
+            "--connect",
+            &connect,
+            "--peer",
+            &bob,
+            "--deposits",
+            "1,1",
+            "--lock",
+            "600",
+            "--rpc-url",
+            &url,
+            "--timeout",
+            "60",
+        ],
+    );
+    assert_eq!(v["state"], "Running", "{v}");
+    let c = v["channel"].as_str().expect("channel").to_string();
+    // No --connect: the nodes are linked since the open.
+    let a = ok(ALICE_KEY, &["pay", "--store", &alice_store, "--channel", &c, "--amount", "0.1", "--count", "5"]);
+    assert_eq!(a["acknowledged"], 5, "{a}");
+    let b = ok(BOB_KEY, &["pay", "--store", &bob_store, "--channel", &c, "--amount", "0.05", "--count", "3"]);
+    assert_eq!(b["acknowledged"], 3, "{b}");
+    let s = ok(ALICE_KEY, &["status", "--store", &alice_store]);
+    assert_eq!(s["node_running"], true, "{s}");
+    assert_eq!(s["channels"][0]["balances"], serde_json::json!(["650000000000000000", "1350000000000000000"]), "{s}");
+    // Bob overdraws: refused by his node, nothing changes.
+    let o = vbank(BOB_KEY, &["pay", "--store", &bob_store, "--channel", &c, "--amount", "2"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stdout).contains("insufficient"), "{o:?}");
+
+    let v = ok(BOB_KEY, &["close", "--store", &bob_store, "--channel", &c, "--rpc-url", &url]);
+    assert_eq!(v["close"], "cooperative", "{v}");
+    let i = ok(ALICE_KEY, &["info", "--rpc-url", &url, "--channel", &c]);
+    assert_eq!((i["state"].as_str(), i["outstanding"].as_str()), (Some("Closed"), Some("0")), "{i}");
+
+    // SIGTERM: the node stops and removes its control socket.
+    let term = Command::new("kill").args(["-TERM", &alice_node.0.id().to_string()]).status().expect("kill");
+    assert!(term.success());
+    alice_node.0.wait().expect("alice's node exits");
+    assert!(!std::path::Path::new(&format!("{alice_store}.sock")).exists());
+    bob_node.stop();
 }

@@ -288,6 +288,14 @@ impl OnChain {
             std::marker::PhantomData<impl alloy::sol_types::SolCall>,
         >,
     ) -> Result<TxReport> {
+        // The estimate holds for the state it was made in; another party's transaction mined
+        // first can take the costlier path (the second deposit starts the channel), so leave a
+        // margin. Unused gas is not charged.
+        // Estimated against the pending block, whose timestamp is the clock's: the latest block's
+        // may be too old for a lock period that just ended.
+        let estimate =
+            call.clone().block(alloy::eips::BlockId::pending()).estimate_gas().await.map_err(Error::from_contract)?;
+        let call = call.gas(estimate + estimate / 4 + 10_000);
         let pending = call.send().await.map_err(Error::from_contract)?.with_timeout(Some(RECEIPT_TIMEOUT));
         let receipt = pending.get_receipt().await.map_err(|e| Error::Rpc(e.to_string()))?;
         TxReport::from_receipt(&receipt)

@@ -63,6 +63,9 @@ pub enum Error {
     /// Payments were cancelled because the channel is closing.
     #[error("payments on channel {0} were cancelled: it is closing")]
     Cancelled(Address),
+    /// The control socket failed, or the node refused a control request.
+    #[error("{0}")]
+    Control(String),
     /// The protocol core refused the message (the channel state is unchanged).
     #[error(transparent)]
     Protocol(#[from] vbank_core::Error),

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod control;
 mod error;
 pub mod frame;
 mod handshake;
@@ -7,6 +8,7 @@ mod node;
 mod service;
 mod store;
 
+pub use control::{ChannelStatus, ControlClient, Reply, Request, control_path};
 pub use error::{Error, Result};
 pub use frame::{Frame, MAX_FRAME, read_frame, write_frame};
 pub use handshake::handshake;

@@ -73,6 +73,19 @@ impl<S: Store> Node<S> {
         Ok(first.map(|message| Frame::Channel { channel: id, message }))
     }
 
+    /// Deletes a channel that never got a countersigned sheet (the peer refused to open it):
+    /// nothing signed by the peer exists, so nothing can be lost. Returns whether it was deleted.
+    pub fn forget(&mut self, id: Address) -> Result<bool> {
+        match self.channels.get(&id) {
+            Some(ch) if ch.latest().is_none() => {
+                self.store.remove(id)?;
+                self.channels.remove(&id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Queues a payment on a channel and proposes if the channel is idle. The returned frame
     /// (if any) may be sent: its state is stored.
     pub fn pay(&mut self, id: Address, amount: u128) -> Result<(u64, Option<Frame>)> {

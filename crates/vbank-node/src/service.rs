@@ -205,7 +205,7 @@ impl<S: Store + Send + 'static> Service<S> {
             .map_err(|_| Error::Auth("the handshake timed out".into()))?
     }
 
-    fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
+    pub(crate) fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
         let h = tokio::spawn(f);
         let mut tasks = self.inner.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         tasks.retain(|t| !t.is_finished());
@@ -428,14 +428,20 @@ impl<S: Store + Send + 'static> Service<S> {
                 self.send(peer, first);
             }
         }
-        self.wait_for(&mut rx, timeout, "the peer did not countersign sheet 0", |node, n| {
-            let ch = node.channel(id)?;
-            if *ch.phase() != Phase::Opening {
-                return Some(Ok(()));
-            }
-            refusal(node, n, id).map(Err)
-        })
-        .await
+        let result = self
+            .wait_for(&mut rx, timeout, "the peer did not countersign sheet 0", |node, n| {
+                let ch = node.channel(id)?;
+                if *ch.phase() != Phase::Opening {
+                    return Some(Ok(()));
+                }
+                refusal(node, n, id).map(Err)
+            })
+            .await;
+        if let Err(Error::RefusedByPeer(_)) = &result {
+            // The peer will not open it: forget it, so that it is not offered again.
+            self.inner.node.lock().await.forget(id)?;
+        }
+        result
     }
 
     /// Pays `count` payments of `amount` each over channel `id` and waits until all are

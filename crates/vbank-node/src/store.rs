@@ -17,6 +17,9 @@ pub trait Store: Send + Sync {
     fn load(&self, channel: Address) -> Result<Option<ChannelState>>;
     /// The channels stored.
     fn list(&self) -> Result<Vec<Address>>;
+    /// Deletes a channel durably (only channels that never held a countersigned sheet are
+    /// deleted: see [`crate::Node::forget`]).
+    fn remove(&self, channel: Address) -> Result<()>;
 }
 
 const CHANNELS: TableDefinition<'_, &[u8; 20], &[u8]> = TableDefinition::new("channels");
@@ -74,6 +77,16 @@ impl Store for RedbStore {
         }
         Ok(out)
     }
+
+    fn remove(&self, channel: Address) -> Result<()> {
+        let mut tx = self.db.begin_write().map_err(store_err)?;
+        tx.set_durability(Durability::Immediate).map_err(store_err)?;
+        {
+            let mut t = tx.open_table(CHANNELS).map_err(store_err)?;
+            t.remove(&channel.0.0).map_err(store_err)?;
+        }
+        tx.commit().map_err(store_err)
+    }
 }
 
 /// A [`Store`] in memory (serialised states in a map): for tests and benchmarks, not durable.
@@ -96,5 +109,10 @@ impl Store for MemoryStore {
 
     fn list(&self) -> Result<Vec<Address>> {
         Ok(self.map.lock().map_err(store_err)?.keys().copied().collect())
+    }
+
+    fn remove(&self, channel: Address) -> Result<()> {
+        self.map.lock().map_err(store_err)?.remove(&channel);
+        Ok(())
     }
 }

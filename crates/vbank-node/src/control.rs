@@ -1,0 +1,312 @@
+//! The control socket of a running node: a Unix socket next to its store (mode 0600, so only
+//! the store's owner can use it) that takes one JSON request per line and answers one JSON reply
+//! per line. It lets a person (`vbank pay`, `vbank status`, …) or a program act through a node
+//! that holds the store's lock.
+//!
+//! ```text
+//! → {"pay":{"channel":"0x…","amount":1000,"count":1,"timeout_secs":10}}
+//! ← {"paid":{"count":1,"amount":1000,"nonce":7}}
+//! ```
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use alloy_primitives::{Address, B256};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+};
+use vbank_core::{Amount, ChannelParams, LiquidationSheet, Phase, Sig};
+
+use crate::{CloseSignatures, Error, Node, Paid, Result, Service, Store};
+
+/// The longest request line accepted, in bytes.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// The control socket of the node whose store is at `store`: `<store>.sock`.
+pub fn control_path(store: &Path) -> PathBuf {
+    let mut p = store.as_os_str().to_owned();
+    p.push(".sock");
+    PathBuf::from(p)
+}
+
+/// What a client asks a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// Every channel's state.
+    Status,
+    /// Link to `peer`'s node at `addr` (nothing happens if it is linked already).
+    Connect {
+        /// host:port.
+        addr: String,
+        /// The peer's address, which its node must prove.
+        peer: Address,
+    },
+    /// Open a channel as party 0 with a linked peer (see [`Service::open`]).
+    Open {
+        /// The channel.
+        params: ChannelParams,
+        /// Seconds to wait for the peer.
+        timeout_secs: u64,
+    },
+    /// Pay and wait for the acknowledgement (see [`Service::pay`]).
+    Pay {
+        /// The channel.
+        channel: Address,
+        /// Wei per payment.
+        amount: Amount,
+        /// How many.
+        count: u64,
+        /// Seconds to wait for the peer.
+        timeout_secs: u64,
+    },
+    /// Agree a cooperative close (see [`Service::close`]).
+    Close {
+        /// The channel.
+        channel: Address,
+        /// Seconds to wait for the peer.
+        timeout_secs: u64,
+    },
+    /// This party's latest countersigned sheet, to liquidate with.
+    Latest {
+        /// The channel.
+        channel: Address,
+    },
+}
+
+/// One channel, as [`Request::Status`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStatus {
+    /// The contract.
+    pub channel: Address,
+    /// The channel's parameters.
+    pub params: ChannelParams,
+    /// This party's index.
+    pub me: usize,
+    /// The other party.
+    pub peer: Address,
+    /// "opening", "open" or "closing".
+    pub phase: String,
+    /// The latest countersigned sheet's nonce.
+    pub nonce: u64,
+    /// Party 0's and party 1's balances in it.
+    pub balances: [Amount; 2],
+    /// What this party can still pay.
+    pub spendable: Amount,
+    /// No update in flight.
+    pub idle: bool,
+    /// Payments queued, not yet proposed.
+    pub queued: u64,
+}
+
+impl ChannelStatus {
+    /// The status of every channel of `node`.
+    pub fn of<S: Store>(node: &Node<S>) -> Vec<Self> {
+        node.channel_ids()
+            .into_iter()
+            .filter_map(|id| node.channel(id).map(|ch| (id, ch)))
+            .map(|(channel, ch)| Self {
+                channel,
+                params: ch.params().clone(),
+                me: ch.me(),
+                peer: ch.peer_address(),
+                phase: match ch.phase() {
+                    Phase::Opening => "opening",
+                    Phase::Open => "open",
+                    Phase::Closing { .. } => "closing",
+                }
+                .into(),
+                nonce: ch.nonce(),
+                balances: ch.balances(),
+                spendable: ch.spendable(),
+                idle: ch.is_idle(),
+                queued: ch.queued(),
+            })
+            .collect()
+    }
+}
+
+/// A node's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// For [`Request::Status`].
+    Status {
+        /// The node's party address.
+        address: Address,
+        /// Its channels.
+        channels: Vec<ChannelStatus>,
+    },
+    /// For [`Request::Connect`] and [`Request::Open`].
+    Done,
+    /// For [`Request::Pay`].
+    Paid {
+        /// Payments acknowledged.
+        count: u64,
+        /// Their total.
+        amount: Amount,
+        /// The sheet covering the last.
+        nonce: u64,
+    },
+    /// For [`Request::Close`].
+    Closed {
+        /// The final sheet's nonce.
+        nonce: u64,
+        /// The payouts.
+        balances: [Amount; 2],
+        /// Party 0's and party 1's signatures.
+        signatures: [Sig; 2],
+    },
+    /// For [`Request::Latest`].
+    Latest {
+        /// The sheet, if the channel has one.
+        sheet: Option<LiquidationSheet>,
+    },
+    /// The request failed; nothing changed unless the message says so.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+impl<S: Store + Send + 'static> Service<S> {
+    /// Carries out one control request.
+    pub async fn control(&self, request: Request) -> Reply {
+        let secs = Duration::from_secs;
+        let result = match request {
+            Request::Status => {
+                let node = self.node().lock().await;
+                Ok(Reply::Status { address: node.address(), channels: ChannelStatus::of(&node) })
+            }
+            Request::Connect { addr, peer } => {
+                if self.connected().contains(&peer) {
+                    Ok(Reply::Done)
+                } else {
+                    self.connect(&addr, peer).await.map(|()| Reply::Done)
+                }
+            }
+            Request::Open { params, timeout_secs } => {
+                let seed: B256 = alloy_signer_local::PrivateKeySigner::random().to_bytes();
+                self.open(params, seed, secs(timeout_secs)).await.map(|()| Reply::Done)
+            }
+            Request::Pay { channel, amount, count, timeout_secs } => self
+                .pay(channel, amount, count, secs(timeout_secs))
+                .await
+                .map(|Paid { count, amount, nonce }| Reply::Paid { count, amount, nonce }),
+            Request::Close { channel, timeout_secs } => self
+                .close(channel, secs(timeout_secs))
+                .await
+                .map(|CloseSignatures { nonce, balances, signatures }| Reply::Closed { nonce, balances, signatures }),
+            Request::Latest { channel } => {
+                let node = self.node().lock().await;
+                node.channel(channel)
+                    .ok_or(Error::UnknownChannel(channel))
+                    .map(|c| Reply::Latest { sheet: c.latest().cloned() })
+            }
+        };
+        result.unwrap_or_else(|e| Reply::Error { message: e.to_string() })
+    }
+
+    /// Serves the control socket at `path` until [`Service::shutdown`]. A socket file left by a
+    /// node that is gone is replaced; one that answers is an error (another node runs).
+    pub async fn serve_control(&self, path: &Path) -> Result<()> {
+        if path.exists() {
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(Error::Control(format!("{} is in use by another node", path.display())));
+            }
+            std::fs::remove_file(path).map_err(|e| Error::Control(format!("removing {}: {e}", path.display())))?;
+        }
+        let listener =
+            UnixListener::bind(path).map_err(|e| Error::Control(format!("binding {}: {e}", path.display())))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| Error::Control(format!("restricting {}: {e}", path.display())))?;
+        }
+        let this = self.clone();
+        self.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let that = this.clone();
+                this.spawn(async move {
+                    let _ = that.control_session(stream).await;
+                });
+            }
+        });
+        Ok(())
+    }
+
+    async fn control_session<T: AsyncRead + AsyncWrite + Unpin>(&self, stream: T) -> Result<()> {
+        let (rd, mut wr) = tokio::io::split(stream);
+        let mut rd = BufReader::new(rd);
+        loop {
+            let Some(line) = read_line(&mut rd).await? else { return Ok(()) };
+            let reply = match serde_json::from_slice::<Request>(&line) {
+                Ok(r) => self.control(r).await,
+                Err(e) => Reply::Error { message: format!("malformed request: {e}") },
+            };
+            write_json(&mut wr, &reply).await?;
+        }
+    }
+}
+
+/// Reads one line of at most [`MAX_REQUEST`] bytes; `None` at the end of the stream.
+async fn read_line<R: AsyncBufReadExt + Unpin>(rd: &mut R) -> Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    loop {
+        let buf = rd.fill_buf().await?;
+        if buf.is_empty() {
+            return if line.is_empty() { Ok(None) } else { Err(Error::Closed) };
+        }
+        let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if line.len() + chunk.len() > MAX_REQUEST {
+            return Err(Error::Oversize(line.len() + chunk.len()));
+        }
+        line.extend_from_slice(chunk);
+        let used = done.unwrap_or(buf.len());
+        rd.consume(used);
+        if done.is_some() {
+            return Ok(Some(line));
+        }
+    }
+}
+
+async fn write_json<W: AsyncWrite + Unpin, T: Serialize>(wr: &mut W, value: &T) -> Result<()> {
+    let mut bytes = serde_json::to_vec(value).map_err(|e| Error::Malformed(e.to_string()))?;
+    bytes.push(b'\n');
+    wr.write_all(&bytes).await?;
+    wr.flush().await?;
+    Ok(())
+}
+
+/// A client of a node's control socket.
+#[derive(Debug)]
+pub struct ControlClient {
+    rd: BufReader<tokio::net::unix::OwnedReadHalf>,
+    wr: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl ControlClient {
+    /// Connects to the socket at `path`; `None` if no node answers there.
+    pub async fn connect(path: &Path) -> Option<Self> {
+        let stream = UnixStream::connect(path).await.ok()?;
+        let (rd, wr) = stream.into_split();
+        Some(Self { rd: BufReader::new(rd), wr })
+    }
+
+    /// Sends a request and waits for the reply; a [`Reply::Error`] becomes [`Error::Control`].
+    pub async fn request(&mut self, request: &Request) -> Result<Reply> {
+        write_json(&mut self.wr, request).await?;
+        let line = read_line(&mut self.rd).await?.ok_or(Error::Closed)?;
+        match serde_json::from_slice(&line).map_err(|e| Error::Malformed(e.to_string()))? {
+            Reply::Error { message } => Err(Error::Control(message)),
+            r => Ok(r),
+        }
+    }
+}
