@@ -61,20 +61,22 @@ fn start_node(key: &str, store: &str, args: &[&str]) -> (Proc, String) {
     let log = format!("{store}.log");
     let out = std::fs::File::create(&log).expect("log file");
     let err = out.try_clone().expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_vbank"))
-        .args(["node", "--store", store, "--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("VBANK_PRIVATE_KEY", key)
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("start vbank node");
+    let child = Proc(
+        Command::new(env!("CARGO_BIN_EXE_vbank"))
+            .args(["node", "--store", store, "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("VBANK_PRIVATE_KEY", key)
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start vbank node"),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if let Some(line) = text.lines().next().filter(|_| text.contains('\n')) {
             let addr = line.split_whitespace().nth(2).unwrap_or_else(|| panic!("no address in {line:?}"));
-            return (Proc(child), addr.to_string());
+            return (child, addr.to_string());
         }
         assert!(Instant::now() < deadline, "the node did not start: {text}");
         std::thread::sleep(Duration::from_millis(20));
