@@ -306,8 +306,11 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
         });
     }
     let poll = Duration::from_millis(args.poll_ms);
+    // Every channel is watched from the start, or from when it is admitted or opened here.
+    let mut watched = std::collections::HashSet::new();
     if let Some(chain) = &chain {
         for id in ids {
+            watched.insert(id);
             log_watch(id, watch(&service, chain, id, poll), json_mode);
         }
     }
@@ -324,17 +327,14 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             say(line);
         }
         let Some(chain) = &chain else { continue };
-        match n {
-            Notice::Admitted { channel, .. } => {
-                log_watch(channel, watch(&service, chain, channel, poll), json_mode);
-            }
-            Notice::Event { channel, event: Event::Opened } => {
-                if let Some(max) = auto_deposit_max {
-                    let chain = chain.clone();
-                    tokio::spawn(async move { say(auto_deposit(chain, channel, max).await) });
-                }
-            }
-            _ => {}
+        if let Notice::Admitted { channel, .. } | Notice::Event { channel, event: Event::Opened } = n
+            && watched.insert(channel)
+        {
+            log_watch(channel, watch(&service, chain, channel, poll), json_mode);
+        }
+        if let (Notice::Event { channel, event: Event::Opened }, Some(max)) = (n, auto_deposit_max) {
+            let chain = chain.clone();
+            tokio::spawn(async move { say(auto_deposit(chain, channel, max).await) });
         }
     }
 }

@@ -262,6 +262,59 @@ fn two_running_nodes_pay_both_ways_through_their_control_sockets() {
     let i = ok(ALICE_KEY, &["info", "--rpc-url", &url, "--channel", &c]);
     assert_eq!((i["state"].as_str(), i["outstanding"].as_str()), (Some("Closed"), Some("0")), "{i}");
 
+    // A second channel, opened through Alice's running node: her node watches it too. Bob keeps
+    // a sheet (asked from his node's control socket), pays it away, then liquidates with it.
+    let v = ok(
+        ALICE_KEY,
+        &[
+            "open",
+            "--store",
+            &alice_store,
+            "--connect",
+            &connect,
+            "--peer",
+            &bob,
+            "--deposits",
+            "1,1",
+            "--lock",
+            "600",
+            "--rpc-url",
+            &url,
+            "--timeout",
+            "60",
+        ],
+    );
+    let c2 = v["channel"].as_str().expect("channel").to_string();
+    ok(ALICE_KEY, &["pay", "--store", &alice_store, "--channel", &c2, "--amount", "0.5"]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let stale = rt.block_on(async {
+        let mut bob_control =
+            vbank_node::ControlClient::connect(std::path::Path::new(&format!("{bob_store}.sock"))).await.expect("bob");
+        let request = vbank_node::Request::Latest { channel: c2.parse().expect("address") };
+        match bob_control.request(&request).await.expect("latest") {
+            vbank_node::Reply::Latest { sheet: Some(s) } => s,
+            other => panic!("{other:?}"),
+        }
+    });
+    assert_eq!(stale.balances[1], 1_500_000_000_000_000_000);
+    ok(BOB_KEY, &["pay", "--store", &bob_store, "--channel", &c2, "--amount", "0.4"]);
+    rt.block_on(async {
+        let chain = vbank_client::Chain::connect(&url, key(BOB_KEY), None).await.expect("connect");
+        vbank_client::OnChain::new(chain, c2.parse().expect("address")).liquidate(&stale).await.expect("bob cheats");
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let i = ok(ALICE_KEY, &["info", "--rpc-url", &url, "--channel", &c2]);
+        if i["state"] == "Closed" {
+            break;
+        }
+        let log = std::fs::read_to_string(format!("{alice_store}.log")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "alice's node did not punish: {i}\n{log}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = std::fs::read_to_string(format!("{alice_store}.log")).expect("log");
+    assert!(log.contains("punished"), "{log}");
+
     // SIGTERM: the node stops and removes its control socket.
     let term = Command::new("kill").args(["-TERM", &alice_node.0.id().to_string()]).status().expect("kill");
     assert!(term.success());

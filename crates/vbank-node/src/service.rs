@@ -231,7 +231,18 @@ impl<S: Store + Send + 'static> Service<S> {
         let this = self.clone();
         self.spawn(async move {
             loop {
-                let Ok((mut stream, from)) = listener.accept().await else { continue };
+                let (mut stream, from) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of descriptors, say: report it and let the system recover.
+                        this.notify(Notice::Disconnected {
+                            peer: Address::ZERO,
+                            reason: format!("accept failed: {e}"),
+                        });
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 let that = this.clone();
                 this.spawn(async move {
                     let this = that;
@@ -327,7 +338,10 @@ impl<S: Store + Send + 'static> Service<S> {
                     self.notify(Notice::RefusedByPeer { peer, channel: *channel, reason: reason.clone() });
                     continue;
                 }
-                Frame::Channel { channel, .. } => self.admit(peer, *channel).await?,
+                // Only an opening proposal can start a channel here.
+                Frame::Channel { channel, message: vbank_core::Message::Propose { nonce: 0, .. } } => {
+                    self.admit(peer, *channel).await?
+                }
                 _ => {}
             }
             let channel = match &frame {
