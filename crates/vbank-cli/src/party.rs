@@ -245,17 +245,18 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
         .with_context(|| format!("connecting to {}", args.rpc_url))?;
     let onchain = OnChain::new(chain, args.channel);
     let info = onchain.info().await.context("reading the channel")?;
-    let peer = party.channel(args.channel).await?.context("the channel is not in the store")?.peer;
-    let latest = match party.request(Request::Latest { channel: args.channel }).await? {
-        Reply::Latest { sheet } => sheet,
-        other => bail!("unexpected reply {other:?}"),
-    };
     let (kind, report, mut detail) = match info.state {
+        // Nothing off-chain is needed to cancel: the channel may not even be in the store.
         OnChainState::Funding => {
             let r = waiting("cancelling", onchain.cancel()).await.context("cancelling")?;
             ("cancel", r, "the channel never ran: every deposit made is refunded".to_string())
         }
         OnChainState::Running => {
+            let peer = party.channel(args.channel).await?.context("the channel is not in the store")?.peer;
+            let latest = match party.request(Request::Latest { channel: args.channel }).await? {
+                Reply::Latest { sheet } => sheet,
+                other => bail!("unexpected reply {other:?}"),
+            };
             // Cooperative when the peer's node can be reached (a running node may be linked).
             let coop = if args.connect.is_some() || matches!(party, Party::Node(_)) {
                 let attempt = async {

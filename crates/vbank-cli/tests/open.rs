@@ -123,6 +123,11 @@ fn open_in_one_command_close_with_wait_and_watch_punishes() {
     // The refused channel is forgotten (the peer signed nothing), so it is not offered again.
     let s = ok(ALICE_KEY, &["status", "--store", &alice_store]);
     assert_eq!(s["channels"], serde_json::json!([]), "{s}");
+    // The deployed contract is cancelled without any store entry.
+    let at = err.find("channel 0x").map(|i| &err[i + 8..i + 50]).expect("the refused channel's address");
+    let v = ok(ALICE_KEY, &["close", "--store", &alice_store, "--channel", at, "--rpc-url", &url]);
+    assert_eq!(v["close"], "cancel", "{v}");
+    assert_eq!(ok(ALICE_KEY, &["info", "--rpc-url", &url, "--channel", at])["state"], "Closed");
 
     // One command each: deployed, sheet 0 both ways, both deposits (Bob's automatically), running.
     let mut channels = Vec::new();
