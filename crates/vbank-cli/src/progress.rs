@@ -10,65 +10,63 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Runs `fut`, showing `label` and the seconds spent until it completes.
-pub(crate) async fn waiting<T>(label: &str, fut: impl Future<Output = T>) -> T {
+/// Runs `fut`; each second, `line(seconds waited)` says how it goes.
+async fn show<T>(fut: impl Future<Output = T>, line: impl Fn(u64) -> String, label: &str) -> T {
     let tty = std::io::stderr().is_terminal();
     let start = Instant::now();
     let mut fut = std::pin::pin!(fut);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    let mut last_line = None::<u64>;
+    let mut last = None::<u64>;
     let out = loop {
         tokio::select! {
             out = &mut fut => break out,
             _ = tick.tick() => {
                 let s = start.elapsed().as_secs();
                 if tty {
-                    eprint!("\r{label}… {s} s ");
+                    eprint!("\r{} ", line(s));
                     let _ = std::io::stderr().flush();
-                } else if last_line.is_none_or(|l| s >= l + 15) {
-                    eprintln!("{label}… {s} s");
-                    last_line = Some(s);
+                    last = Some(s);
+                } else if last.is_none_or(|l| s >= l + 15) {
+                    eprintln!("{}", line(s));
+                    last = Some(s);
                 }
             }
         }
     };
-    let s = start.elapsed().as_secs_f64();
-    if tty && s >= 1.0 {
-        eprintln!("\r{label}: done in {s:.1} s");
-    } else if last_line.is_some() {
-        eprintln!("{label}: done in {s:.1} s");
+    if last.is_some() {
+        let lead = if tty { "\r" } else { "" };
+        eprintln!("{lead}{label}: done in {:.1} s", start.elapsed().as_secs_f64());
     }
     out
 }
 
-/// Shows a countdown to `until` (unix seconds) while `fut` runs.
+/// Runs `fut`, showing `label` and the seconds spent.
+pub(crate) async fn waiting<T>(label: &str, fut: impl Future<Output = T>) -> T {
+    show(fut, |s| format!("{label}… {s} s"), label).await
+}
+
+/// Runs `fut`, showing a countdown to `until` (unix seconds).
 pub(crate) async fn countdown<T>(label: &str, until: u64, fut: impl Future<Output = T>) -> T {
-    let tty = std::io::stderr().is_terminal();
-    let mut fut = std::pin::pin!(fut);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_line = None::<u64>;
-    loop {
-        tokio::select! {
-            out = &mut fut => {
-                if tty { eprintln!(); }
-                return out;
-            }
-            _ = tick.tick() => {
-                let left = until.saturating_sub(unix_now());
-                if tty {
-                    eprint!("\r{label}: {left} s left ");
-                    let _ = std::io::stderr().flush();
-                } else if last_line.is_none_or(|l| l >= left + 15) {
-                    eprintln!("{label}: {left} s left");
-                    last_line = Some(left);
-                }
-            }
-        }
-    }
+    show(fut, |_| format!("{label}: {} s left", until.saturating_sub(unix_now())), label).await
 }
 
 /// Seconds since the unix epoch (0 if the clock is before it).
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wrapped_future_decides_the_result() {
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(40)).await;
+            7
+        };
+        assert_eq!(waiting("a slow thing", slow).await, 7);
+        assert_eq!(countdown("a lock", unix_now() + 5, async { "now" }).await, "now");
+    }
 }

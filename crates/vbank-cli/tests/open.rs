@@ -89,6 +89,20 @@ fn bob_node(store: &str, url: &str) -> (Proc, String) {
     start_node(BOB_KEY, store, &args)
 }
 
+/// `vbank open` of a 1 + 1 ETH channel with Bob's node at `connect`.
+fn open_with_bob(store: &str, connect: &str, lock: &str, url: &str) -> Output {
+    let bob = key(BOB_KEY).address().to_string();
+    let args = ["open", "--store", store, "--connect", connect, "--peer", &bob, "--deposits", "1,1", "--lock", lock];
+    vbank(ALICE_KEY, &[&args[..], &["--rpc-url", url, "--timeout", "60"]].concat())
+}
+
+/// The same, which must succeed: its JSON.
+fn opened(store: &str, connect: &str, url: &str) -> serde_json::Value {
+    let o = open_with_bob(store, connect, "600", url);
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("json")
+}
+
 #[test]
 fn open_in_one_command_close_with_wait_and_watch_punishes() {
     let local = vbank_client::LocalChain::spawn().expect("anvil");
@@ -96,24 +110,8 @@ fn open_in_one_command_close_with_wait_and_watch_punishes() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
     let (alice_store, bob_store) = (path("alice.redb"), path("bob.redb"));
-    let bob = key(BOB_KEY).address().to_string();
     let (mut node, connect) = bob_node(&bob_store, &url);
-    let open = |lock: &str| {
-        let args = [
-            "open",
-            "--store",
-            &alice_store,
-            "--connect",
-            &connect,
-            "--peer",
-            &bob,
-            "--deposits",
-            "1,1",
-            "--lock",
-            lock,
-        ];
-        vbank(ALICE_KEY, &[&args[..], &["--rpc-url", &url, "--timeout", "60"]].concat())
-    };
+    let open = |lock: &str| open_with_bob(&alice_store, &connect, lock, &url);
 
     // Bob's node refuses a lock period under its minimum: a clear error, no deposit made.
     let o = open("1");
@@ -227,27 +225,7 @@ fn two_running_nodes_pay_both_ways_through_their_control_sockets() {
     let line = std::fs::read_to_string(format!("{alice_store}.log")).expect("log");
     assert!(line.contains("control socket"), "{line}");
 
-    let bob = key(BOB_KEY).address().to_string();
-    let v = ok(
-        ALICE_KEY,
-        &[
-            "open",
-            "--store",
-            &alice_store,
-            "--connect",
-            &connect,
-            "--peer",
-            &bob,
-            "--deposits",
-            "1,1",
-            "--lock",
-            "600",
-            "--rpc-url",
-            &url,
-            "--timeout",
-            "60",
-        ],
-    );
+    let v = opened(&alice_store, &connect, &url);
     assert_eq!(v["state"], "Running", "{v}");
     let c = v["channel"].as_str().expect("channel").to_string();
     // No --connect: the nodes are linked since the open.
@@ -269,26 +247,7 @@ fn two_running_nodes_pay_both_ways_through_their_control_sockets() {
 
     // A second channel, opened through Alice's running node: her node watches it too. Bob keeps
     // a sheet (asked from his node's control socket), pays it away, then liquidates with it.
-    let v = ok(
-        ALICE_KEY,
-        &[
-            "open",
-            "--store",
-            &alice_store,
-            "--connect",
-            &connect,
-            "--peer",
-            &bob,
-            "--deposits",
-            "1,1",
-            "--lock",
-            "600",
-            "--rpc-url",
-            &url,
-            "--timeout",
-            "60",
-        ],
-    );
+    let v = opened(&alice_store, &connect, &url);
     let c2 = v["channel"].as_str().expect("channel").to_string();
     ok(ALICE_KEY, &["pay", "--store", &alice_store, "--channel", &c2, "--amount", "0.5"]);
     let rt = tokio::runtime::Runtime::new().expect("runtime");

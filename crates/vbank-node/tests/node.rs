@@ -3,23 +3,12 @@
 use std::sync::Arc;
 
 use alloy_primitives::{Address, B256};
-use alloy_signer_local::PrivateKeySigner;
 use tokio::{net::TcpListener, sync::Mutex};
-use vbank_core::{ChannelParams, Event};
+use vbank_core::Event;
 use vbank_node::{Error, Frame, Node, RedbStore, Store, handshake, read_frame, serve, write_frame};
 
-fn key(n: u8) -> PrivateKeySigner {
-    PrivateKeySigner::from_bytes(&B256::with_last_byte(n)).expect("key")
-}
-
-fn params(contract: u8) -> ChannelParams {
-    ChannelParams {
-        chain_id: 31337,
-        contract: Address::repeat_byte(contract),
-        parties: [key(1).address(), key(2).address()],
-        deposits: [1_000_000, 1_000_000],
-    }
-}
+mod common;
+use common::{key, params};
 
 /// Bob's node serving on loopback; returns its port.
 async fn bob_server(store: RedbStore, channels: &[u8]) -> (u16, Arc<Mutex<Node<RedbStore>>>) {

@@ -4,25 +4,13 @@
 use std::{sync::Arc, time::Duration};
 
 use alloy_primitives::{Address, B256};
-use alloy_signer_local::PrivateKeySigner;
 use tokio::net::TcpListener;
-use vbank_core::ChannelParams;
 use vbank_node::{Admission, Error, Node, Notice, RedbStore, Service};
 
 const T: Duration = Duration::from_secs(30);
 
-fn key(n: u8) -> PrivateKeySigner {
-    PrivateKeySigner::from_bytes(&B256::with_last_byte(n)).expect("key")
-}
-
-fn params(contract: u8) -> ChannelParams {
-    ChannelParams {
-        chain_id: 31337,
-        contract: Address::repeat_byte(contract),
-        parties: [key(1).address(), key(2).address()],
-        deposits: [1_000_000, 1_000_000],
-    }
-}
+mod common;
+use common::{key, params};
 
 /// Admits channels 1..=9 with the test parameters (standing in for the on-chain check).
 fn admission() -> Admission {
