@@ -511,6 +511,9 @@ impl Channel {
             out.push(Message::Revoke { nonce, secret: self.state.chain.secret(nonce)? });
         }
         match &self.state.flight {
+            // The opener's Commit of sheet 0 gets no answer (there is nothing to revoke): until a
+            // later sheet shows that the peer has it, send it again.
+            Flight::Idle if open && self.nonce() == 0 && self.me() == 0 => out.push(self.commit_message(0)?),
             Flight::Idle => {
                 if let Phase::Closing { nonce, balances, mine, theirs: None } = &self.state.phase {
                     out.push(Message::CloseRequest { nonce: *nonce, balances: *balances, signature: *mine });

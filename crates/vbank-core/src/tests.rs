@@ -210,6 +210,35 @@ fn opening_gives_both_a_countersigned_sheet_zero() {
 }
 
 #[test]
+fn a_lost_opening_commit_is_sent_again_after_a_reconnect() {
+    let p = params();
+    let mut a = Channel::new(p.clone(), 0, key(1), B256::repeat_byte(0xa1)).expect("channel a");
+    let mut b = Channel::new(p, 1, key(2), B256::repeat_byte(0xb2)).expect("channel b");
+    let propose = a.open().expect("open");
+    let countersign = b.handle(&propose).expect("countersign").reply.expect("reply");
+    let step = a.handle(&countersign).expect("commit");
+    assert_eq!(step.events, [Event::Opened]);
+    // The Commit is lost (Bob's node crashed before storing it): Bob still waits for it.
+    assert_eq!(*b.phase(), Phase::Opening);
+    let again = a.retransmit().expect("retransmit");
+    assert_eq!(again, [step.reply.expect("the commit")]);
+    let mut opened = Vec::new();
+    for m in &again {
+        opened.extend(b.handle(m).expect("bob takes it").events);
+    }
+    assert_eq!(opened, [Event::Opened]);
+    // Once Bob has it, more copies change nothing and answer nothing.
+    for m in a.retransmit().expect("retransmit") {
+        assert_eq!(b.handle(&m).expect("duplicate"), crate::Step::default());
+    }
+    // After the first payment the opener stops sending it.
+    a.pay(10).expect("pay");
+    let m = a.propose().expect("propose").expect("a proposal");
+    crate::exchange(&mut a, &mut b, 0, m).expect("update");
+    assert!(a.retransmit().expect("retransmit").iter().all(|m| !matches!(m, Message::Commit { nonce: 0, .. })));
+}
+
+#[test]
 fn a_payment_moves_balances_and_revokes_the_old_sheets() {
     let mut p = Pair::opened();
     p.pay(0, 250).expect("pay");

@@ -312,10 +312,9 @@ impl<S: Store + Send + 'static> Service<S> {
 
     async fn read_loop(&self, rd: &mut tokio::net::tcp::OwnedReadHalf, peer: Address) -> Result<()> {
         {
-            let node = self.inner.node.lock().await;
-            let mut out = node.on_connect(peer)?;
-            drop(node);
+            // One lock for the whole catch-up, so that nothing newer is queued before it.
             let mut node = self.inner.node.lock().await;
+            let mut out = node.on_connect(peer)?;
             for id in node.channel_ids() {
                 if node.channel(id).is_some_and(|c| c.peer_address() == peer) {
                     out.extend(node.propose(id)?);
@@ -340,7 +339,9 @@ impl<S: Store + Send + 'static> Service<S> {
                 }
                 // Only an opening proposal can start a channel here.
                 Frame::Channel { channel, message: vbank_core::Message::Propose { nonce: 0, .. } } => {
-                    self.admit(peer, *channel).await?
+                    if !self.admit(peer, *channel).await? {
+                        continue; // refused, and told why
+                    }
                 }
                 _ => {}
             }
@@ -365,35 +366,32 @@ impl<S: Store + Send + 'static> Service<S> {
         }
     }
 
-    /// Adds a channel unknown here that `peer` writes about, if admission accepts it. A refusal
-    /// is left to [`Node::respond`], which answers "unknown channel".
-    async fn admit(&self, peer: Address, channel: Address) -> Result<()> {
-        let Some(admission) = &self.inner.admission else { return Ok(()) };
+    /// Adds a channel unknown here that `peer` opens, if admission accepts it; false if it was
+    /// refused (the peer is told why). Without admission an unknown channel is left to
+    /// [`Node::respond`], which answers "unknown channel".
+    async fn admit(&self, peer: Address, channel: Address) -> Result<bool> {
+        let Some(admission) = &self.inner.admission else { return Ok(true) };
         if self.inner.node.lock().await.channel(channel).is_some() {
-            return Ok(());
+            return Ok(true);
         }
-        let params = match admission(channel, peer).await {
-            Ok(p) => p,
-            Err(reason) => {
-                let reason = format!("channel {channel} not admitted: {reason}");
-                self.notify(Notice::Refused { peer, channel: Some(channel), reason: reason.clone() });
-                self.send(peer, [Frame::Refused { channel: Some(channel), reason }]);
-                return Ok(());
+        let refused = match admission(channel, peer).await {
+            Ok(p) if p.contract == channel && p.parties == [peer, self.address()] => {
+                let mut node = self.inner.node.lock().await;
+                if node.channel(channel).is_none() {
+                    let seed: B256 = PrivateKeySigner::random().to_bytes();
+                    node.add_channel(p, seed)?;
+                    drop(node);
+                    self.notify(Notice::Admitted { channel, peer });
+                }
+                return Ok(true);
             }
+            Ok(_) => format!("its parties are not [{peer}, {}]", self.address()),
+            Err(reason) => reason,
         };
-        if params.contract != channel || params.parties != [peer, self.address()] {
-            let reason = format!("channel {channel} not admitted: its parties are not [{peer}, {}]", self.address());
-            self.send(peer, [Frame::Refused { channel: Some(channel), reason }]);
-            return Ok(());
-        }
-        let mut node = self.inner.node.lock().await;
-        if node.channel(channel).is_none() {
-            let seed: B256 = PrivateKeySigner::random().to_bytes();
-            node.add_channel(params, seed)?;
-            drop(node);
-            self.notify(Notice::Admitted { channel, peer });
-        }
-        Ok(())
+        let reason = format!("channel {channel} not admitted: {refused}");
+        self.notify(Notice::Refused { peer, channel: Some(channel), reason: reason.clone() });
+        self.send(peer, [Frame::Refused { channel: Some(channel), reason }]);
+        Ok(false)
     }
 
     /// Waits until `check` (run on the node now and after every notice) gives an answer, for
