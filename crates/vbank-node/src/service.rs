@@ -332,18 +332,19 @@ impl<S: Store + Send + 'static> Service<S> {
                 }
                 Err(e) => return Err(e),
             };
-            match &frame {
+            let go_on = match &frame {
                 Frame::Refused { channel, reason } => {
                     self.notify(Notice::RefusedByPeer { peer, channel: *channel, reason: reason.clone() });
-                    continue;
+                    false
                 }
-                // Only an opening proposal can start a channel here.
+                // Only an opening proposal can start a channel here; a refused one was answered.
                 Frame::Channel { channel, message: vbank_core::Message::Propose { nonce: 0, .. } } => {
-                    if !self.admit(peer, *channel).await? {
-                        continue; // refused, and told why
-                    }
+                    self.admit(peer, *channel).await?
                 }
-                _ => {}
+                _ => true,
+            };
+            if !go_on {
+                continue;
             }
             let channel = match &frame {
                 Frame::Channel { channel, .. } => Some(*channel),
