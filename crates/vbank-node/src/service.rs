@@ -267,22 +267,37 @@ impl<S: Store + Send + 'static> Service<S> {
         self.authenticate(&mut stream, Some(peer)).await?;
         let this = self.clone();
         // Register before returning so that a request right after `connect` finds the link.
-        let (id, rx) = self.register(peer);
+        let (id, rx) = self.register(peer).await?;
         self.spawn(async move { this.run_link(stream, peer, id, rx).await });
         Ok(())
     }
 
-    fn register(&self, peer: Address) -> (u64, mpsc::UnboundedReceiver<Frame>) {
+    /// Makes a new link to `peer` the one frames go to, with the catch-up (every retransmission
+    /// and queued proposal) queued first: under the node's lock, so that no request can queue a
+    /// newer frame ahead of it.
+    async fn register(&self, peer: Address) -> Result<(u64, mpsc::UnboundedReceiver<Frame>)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = self.inner.next_link.fetch_add(1, Ordering::Relaxed);
+        let mut node = self.inner.node.lock().await;
+        let mut out = node.on_connect(peer)?;
+        for ch in node.channel_ids() {
+            if node.channel(ch).is_some_and(|c| c.peer_address() == peer) {
+                out.extend(node.propose(ch)?);
+            }
+        }
+        for f in out {
+            let _ = tx.send(f);
+        }
         // A newer link replaces an older one; the older one's writer stops with its sender.
         self.links().insert(peer, Link { id, tx });
-        (id, rx)
+        Ok((id, rx))
     }
 
     async fn link(&self, stream: TcpStream, peer: Address) {
-        let (id, rx) = self.register(peer);
-        self.run_link(stream, peer, id, rx).await;
+        match self.register(peer).await {
+            Ok((id, rx)) => self.run_link(stream, peer, id, rx).await,
+            Err(e) => self.notify(Notice::Disconnected { peer, reason: e.to_string() }),
+        }
     }
 
     async fn run_link(&self, stream: TcpStream, peer: Address, id: u64, mut rx: mpsc::UnboundedReceiver<Frame>) {
@@ -311,17 +326,6 @@ impl<S: Store + Send + 'static> Service<S> {
     }
 
     async fn read_loop(&self, rd: &mut tokio::net::tcp::OwnedReadHalf, peer: Address) -> Result<()> {
-        {
-            // One lock for the whole catch-up, so that nothing newer is queued before it.
-            let mut node = self.inner.node.lock().await;
-            let mut out = node.on_connect(peer)?;
-            for id in node.channel_ids() {
-                if node.channel(id).is_some_and(|c| c.peer_address() == peer) {
-                    out.extend(node.propose(id)?);
-                }
-            }
-            self.send(peer, out);
-        }
         loop {
             let frame = match read_frame(rd).await {
                 Ok(f) => f,
