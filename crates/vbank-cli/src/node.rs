@@ -39,9 +39,11 @@ pub(crate) struct NodeArgs {
     /// This node's party index in the channel (0 or 1).
     #[arg(long, default_value_t = 1)]
     index: u8,
-    /// The channel's chain id.
-    #[arg(long, default_value_t = 31337)]
-    chain_id: u64,
+    /// The chain id: with --rpc-url, refuse to start unless the endpoint serves it (default: the
+    /// endpoint's); it is also the chain of a channel added with --channel (default 31337 without
+    /// --rpc-url).
+    #[arg(long)]
+    chain_id: Option<u64>,
     /// Watch every channel on this chain and punish a liquidation with a revoked sheet.
     #[arg(long)]
     rpc_url: Option<String>,
@@ -248,9 +250,7 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
     let signer = load_key(&args.key)?;
     let chain = match &args.rpc_url {
         Some(url) => Some(
-            Chain::connect(url, signer.clone(), Some(args.chain_id))
-                .await
-                .with_context(|| format!("connecting to {url}"))?,
+            Chain::connect(url, signer.clone(), args.chain_id).await.with_context(|| format!("connecting to {url}"))?,
         ),
         None => None,
     };
@@ -269,7 +269,8 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
                 1 => [peer, signer.address()],
                 _ => bail!("--index must be 0 or 1"),
             };
-            let params = ChannelParams { chain_id: args.chain_id, contract, parties, deposits };
+            let chain_id = args.chain_id.or(chain.as_ref().map(Chain::chain_id)).unwrap_or(31337);
+            let params = ChannelParams { chain_id, contract, parties, deposits };
             let seed: B256 = PrivateKeySigner::random().to_bytes();
             node.add_channel(params, seed).context("adding the channel")?;
         }

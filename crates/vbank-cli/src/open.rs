@@ -106,8 +106,12 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
     // Sheet 0, countersigned both ways, before any money goes in.
     let params = ChannelParams { chain_id: chain.chain_id(), contract: address, parties: [me, args.peer], deposits };
     if party.channel(address).await?.is_none_or(|c| c.phase == "opening") {
-        let resume =
-            || format!("the channel {address} is deployed; run `vbank open --channel {address}` again to resume");
+        let resume = || {
+            format!(
+                "the channel {address} is deployed but not open: run `vbank open --channel {address}` again to resume, \
+                 or `vbank close --channel {address}` to cancel it"
+            )
+        };
         waiting("connecting to the peer's node", party.connect(&args.connect, args.peer)).await.with_context(resume)?;
         let request = Request::Open { params, timeout_secs: args.timeout };
         waiting("waiting for the peer to countersign balance sheet 0", party.request(request))

@@ -189,6 +189,11 @@ impl OnChain {
         &self.chain
     }
 
+    /// Reads only the contract's state (one call).
+    pub async fn state(&self) -> Result<OnChainState> {
+        OnChainState::from_u8(self.contract.state().call().await.map_err(Error::from_contract)?)
+    }
+
     /// Reads the channel's state from the contract.
     pub async fn info(&self) -> Result<ChannelInfo> {
         let c = &self.contract;

@@ -67,11 +67,15 @@ impl Watcher {
 
     /// One look at the chain: punishes a stale liquidation by the peer if there is one.
     pub async fn check(&self) -> Result<Option<WatchEvent>> {
-        let info = self.onchain.info().await?;
-        match info.state {
+        // One call per poll while nothing happens; the whole state only once a liquidation shows.
+        match self.onchain.state().await? {
             OnChainState::Closed => return Ok(Some(WatchEvent::Closed)),
             OnChainState::Liquidating => {}
             _ => return Ok(None),
+        }
+        let info = self.onchain.info().await?;
+        if info.state != OnChainState::Liquidating {
+            return Ok(None); // closed in between: the next poll says so
         }
         let Some(l) = info.liquidation else { return Ok(None) };
         if l.master == self.onchain.chain().address() {

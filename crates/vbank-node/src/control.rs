@@ -222,14 +222,19 @@ impl<S: Store + Send + 'static> Service<S> {
         }
         let listener =
             UnixListener::bind(path).map_err(|e| Error::Control(format!("binding {}: {e}", path.display())))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
+        let owner = {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                 .map_err(|e| Error::Control(format!("restricting {}: {e}", path.display())))?;
-        }
+            std::fs::metadata(path).map_err(|e| Error::Control(format!("{}: {e}", path.display())))?.uid()
+        };
         let this = self.clone();
         self.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                // Only this user's processes, whatever the socket's mode was for an instant.
+                if stream.peer_cred().ok().map(|c| c.uid()) != Some(owner) {
+                    continue;
+                }
                 let that = this.clone();
                 this.spawn(async move {
                     let _ = that.control_session(stream).await;

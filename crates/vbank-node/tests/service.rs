@@ -126,3 +126,47 @@ async fn requests_fail_cleanly() {
     assert_eq!(alice.pay(id, 5, 2, T).await.expect("pay").amount, 10);
     assert_eq!(bob.node().lock().await.channel(id).expect("ch").balances(), [999_990, 1_000_010]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_socket_answers_and_refuses_bad_requests() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use vbank_node::{ControlClient, Reply, Request, control_path};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let alice = service(dir.path(), 1, None);
+    let path = control_path(&dir.path().join("1.redb"));
+    alice.serve_control(&path).await.expect("serve");
+    // A second node on the same socket is refused.
+    let other = tempfile::tempdir().expect("dir");
+    let twin = service(other.path(), 1, None);
+    assert!(matches!(twin.serve_control(&path).await, Err(Error::Control(_))));
+
+    let mut c = ControlClient::connect(&path).await.expect("connect");
+    match c.request(&Request::Status).await.expect("status") {
+        Reply::Status { address, channels } => assert_eq!((address, channels.len()), (key(1).address(), 0)),
+        other => panic!("{other:?}"),
+    }
+    // A request on an unknown channel: an error reply, and the session goes on.
+    let pay = Request::Pay { channel: Address::repeat_byte(9), amount: 1, count: 1, timeout_secs: 1 };
+    let e = c.request(&pay).await.expect_err("unknown channel");
+    assert!(e.to_string().contains("unknown channel"), "{e}");
+    // Not linked: refused before anything is stored.
+    let e = c.request(&Request::Open { params: params(3), timeout_secs: 1 }).await.expect_err("not linked");
+    assert!(e.to_string().contains("not connected"), "{e}");
+    assert!(matches!(c.request(&Request::Status).await, Ok(Reply::Status { channels, .. }) if channels.is_empty()));
+
+    // Raw lines: garbage gets an error reply; an endless line ends the session.
+    let mut raw = tokio::net::UnixStream::connect(&path).await.expect("connect");
+    raw.write_all(b"{\"pay\": 12}\n").await.expect("write");
+    let mut line = String::new();
+    BufReader::new(&mut raw).read_line(&mut line).await.expect("read");
+    assert!(line.contains("malformed request"), "{line}");
+    let big = vec![b'x'; vbank_node::control::MAX_REQUEST + 10];
+    let _ = raw.write_all(&big).await;
+    let mut rest = Vec::new();
+    let n = tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut rest).await.unwrap_or(0);
+    assert_eq!(n, 0, "no reply to an oversize request, the session is closed");
+    // The node still serves.
+    let mut c = ControlClient::connect(&path).await.expect("connect");
+    assert!(c.request(&Request::Status).await.is_ok());
+}
