@@ -58,8 +58,8 @@ pub(crate) struct NodeArgs {
     /// node has to punish a stale liquidation).
     #[arg(long, default_value_t = 3600)]
     min_lock: u64,
-    /// Pay this node's deposit into a channel as soon as sheet 0 is countersigned, if it is at
-    /// most this amount ("1", "0.5eth", "1000wei").
+    /// Pay this node's deposit into a channel it joined as party 1 as soon as sheet 0 is
+    /// countersigned, if it is at most this amount ("1", "0.5eth", "1000wei").
     #[arg(long, requires = "rpc_url")]
     auto_deposit: Option<String>,
 }
@@ -307,19 +307,36 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
         });
     }
     let poll = Duration::from_millis(args.poll_ms);
-    // Every channel is watched from the start, or from when it is admitted or opened here.
+    // Every channel is watched from the start, or from when it is admitted or opened here;
+    // channels this node joined as party 1 get its deposit (--auto-deposit) once they are open
+    // (party 0 deposits with `vbank open`). Missed notices (a burst over the buffer) are made up
+    // by looking at every channel again.
     let mut watched = std::collections::HashSet::new();
-    if let Some(chain) = &chain {
-        for id in ids {
-            watched.insert(id);
-            log_watch(id, watch(&service, chain, id, poll), json_mode);
-        }
-    }
+    let mut deposit_tried = std::collections::HashSet::new();
+    let mut sweep = true;
     loop {
+        if sweep && let Some(chain) = &chain {
+            let node = service.node().lock().await;
+            for id in node.channel_ids() {
+                if watched.insert(id) {
+                    log_watch(id, watch(&service, chain, id, poll), json_mode);
+                }
+                let joined_open =
+                    node.channel(id).is_some_and(|c| c.me() == 1 && *c.phase() != vbank_core::Phase::Opening);
+                if let Some(max) = auto_deposit_max
+                    && joined_open
+                    && deposit_tried.insert(id)
+                {
+                    let chain = chain.clone();
+                    tokio::spawn(async move { say(auto_deposit(chain, id, max).await) });
+                }
+            }
+        }
         let n = match notices.recv().await {
             Ok(n) => n,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {
                 say(format!("({k} notices not shown)"));
+                sweep = true;
                 continue;
             }
             Err(_) => return Ok(()),
@@ -327,16 +344,7 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
         if let Some(line) = describe_notice(&n, json_mode) {
             say(line);
         }
-        let Some(chain) = &chain else { continue };
-        if let Notice::Admitted { channel, .. } | Notice::Event { channel, event: Event::Opened } = n
-            && watched.insert(channel)
-        {
-            log_watch(channel, watch(&service, chain, channel, poll), json_mode);
-        }
-        if let (Notice::Event { channel, event: Event::Opened }, Some(max)) = (n, auto_deposit_max) {
-            let chain = chain.clone();
-            tokio::spawn(async move { say(auto_deposit(chain, channel, max).await) });
-        }
+        sweep = matches!(n, Notice::Admitted { .. } | Notice::Event { event: Event::Opened, .. });
     }
 }
 
