@@ -15,7 +15,7 @@ const dep = f('deposit');
 const rows = [
   ['deploy (open)', n(vb.deployment.gas), 'openChannel 111,094', 'none (singleton)', 'one contract per channel, as in the article; a clone factory is a later milestone'],
   ['deposit, first party', n(dep.min), 'setTotalDeposit 56,000', '46,496', ''],
-  ['deposit, second party (channel starts Running)', n(dep.max), 'setTotalDeposit 56,000', '29,408', 'also emits Funded and moves the state'],
+  ['deposit, second party (channel starts Running)', n(dep.max), 'setTotalDeposit 56,000', '29,408', 'also moves the state to Running (flagged in its Deposited event)'],
   ['cancel (one deposit refunded)', n(f('cancel').median), '', '', ''],
   ['liquidate (unilateral close; the peer is paid at once)', n(f('liquidate').median), 'closeChannel 118,501', 'challenge 113,146', 'aim: below 113 k'],
   ['withdrawByMaster (after the lock)', n(f('withdrawByMaster').median), 'settleChannel 108,569', 'transferAllAssets 82,026', 'aim: below 82 k'],

@@ -131,10 +131,9 @@ contract VirtualBank is EIP712, ReentrancyGuardTransient {
     /// @notice A party paid its deposit.
     /// @param party the party
     /// @param amount the amount deposited
-    event Deposited(address indexed party, uint256 amount);
-    /// @notice Both deposits are in: the channel is Running.
-    /// @param total the total deposits
-    event Funded(uint256 total);
+    /// @param running true if this was the last deposit missing: the channel is now Running (one
+    /// event for both changes costs less gas than a second event)
+    event Deposited(address indexed party, uint256 amount, bool running);
     /// @notice A party aborted the setup; the deposits made were refunded; the channel is Closed.
     /// @param by the party that cancelled
     event Cancelled(address indexed by);
@@ -204,11 +203,9 @@ contract VirtualBank is EIP712, ReentrancyGuardTransient {
         if (msg.value != expected) revert VirtualBankWrongDeposit(expected, msg.value);
         if (i == 0) deposited0 = true;
         else deposited1 = true;
-        emit Deposited(msg.sender, msg.value);
-        if (deposited0 && deposited1) {
-            state = State.Running;
-            emit Funded(AMOUNT0 + AMOUNT1);
-        }
+        bool running = deposited0 && deposited1;
+        if (running) state = State.Running;
+        emit Deposited(msg.sender, msg.value, running);
     }
 
     /// @notice Aborts the setup: every deposit made is refunded and the channel is Closed.

@@ -5,8 +5,7 @@ import {BankFixture, RevertingParty, GasBurningParty} from "./utils/BankFixture.
 import {VirtualBank} from "../src/VirtualBank.sol";
 
 contract VirtualBankTest is BankFixture {
-    event Deposited(address indexed party, uint256 amount);
-    event Funded(uint256 total);
+    event Deposited(address indexed party, uint256 amount, bool running);
     event Cancelled(address indexed by);
     event Liquidated(
         address indexed master, uint256 nonce, uint256 balance0, uint256 balance1, address waiver, uint256 unlockTime
@@ -89,13 +88,13 @@ contract VirtualBankTest is BankFixture {
         vm.deal(alice, 1 ether);
         vm.deal(bob, 2 ether);
         vm.expectEmit(true, false, false, true, address(b));
-        emit Deposited(alice, 1 ether);
+        emit Deposited(alice, 1 ether, false);
         vm.prank(alice);
         b.deposit{value: 1 ether}();
         assertTrue(b.state() == VirtualBank.State.Funding, "still funding");
         assertEq(b.outstanding(), 1 ether, "outstanding after one deposit");
-        vm.expectEmit(false, false, false, true, address(b));
-        emit Funded(3 ether);
+        vm.expectEmit(true, false, false, true, address(b));
+        emit Deposited(bob, 2 ether, true);
         vm.prank(bob);
         b.deposit{value: 2 ether}();
         assertTrue(b.state() == VirtualBank.State.Running, "running");
