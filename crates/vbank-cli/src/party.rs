@@ -145,9 +145,14 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
         .context("opening")?;
     }
     let request = Request::Pay { channel: args.channel, amount, count: args.count.into(), timeout_secs: args.timeout };
-    let Reply::Paid { count, amount: total, .. } =
-        waiting("waiting for the peer's countersignatures", party.request(request)).await.context("paying")?
-    else {
+    let paid = waiting("waiting for the peer's countersignatures", party.request(request)).await;
+    let paid = match paid {
+        Err(e) if args.connect.is_none() && format!("{e:#}").contains("is not connected") => {
+            return Err(e.context("paying (pass --connect HOST:PORT to link to the peer's node)"));
+        }
+        other => other.context("paying")?,
+    };
+    let Reply::Paid { count, amount: total, .. } = paid else {
         bail!("unexpected reply to a payment");
     };
     let ch = party.channel(args.channel).await?.context("channel")?;

@@ -113,6 +113,9 @@ struct Inner<S: Store> {
     notices: broadcast::Sender<Notice>,
     admission: Option<Admission>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Where each peer this node dialed listens: a dropped link to it is dialed again.
+    dialed: std::sync::Mutex<HashMap<Address, String>>,
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// A node serving its channels: cheap to clone, all clones share one node.
@@ -149,6 +152,8 @@ impl<S: Store + Send + 'static> Service<S> {
                 notices,
                 admission,
                 tasks: std::sync::Mutex::new(Vec::new()),
+                dialed: std::sync::Mutex::new(HashMap::new()),
+                closing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -215,6 +220,7 @@ impl<S: Store + Send + 'static> Service<S> {
     /// Stops listening and drops every link (the peers see a hang-up), and waits until the
     /// tasks are gone. The store is released when the last clone of this service is dropped.
     pub async fn shutdown(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
         let tasks: Vec<_> =
             self.inner.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..).collect();
         for t in &tasks {
@@ -258,8 +264,39 @@ impl<S: Store + Send + 'static> Service<S> {
     }
 
     /// Connects to `peer`'s node at `addr` and links it once it proved to be `peer`. The link
-    /// runs in a task until either side hangs up.
+    /// runs in a task until either side hangs up; then it is dialed again (after 0.5 s, doubling
+    /// up to 30 s) until a link to the peer is back, whichever side makes it.
     pub async fn connect(&self, addr: &str, peer: Address) -> Result<()> {
+        self.dial(addr, peer).await?;
+        self.inner.dialed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(peer, addr.to_string());
+        Ok(())
+    }
+
+    /// Dials a dropped link again, in the background.
+    fn redial(&self, peer: Address) {
+        let Some(addr) =
+            self.inner.dialed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&peer).cloned()
+        else {
+            return;
+        };
+        let this = self.clone();
+        self.spawn(async move {
+            let mut wait = Duration::from_millis(500);
+            loop {
+                tokio::time::sleep(wait).await;
+                if this.inner.closing.load(Ordering::SeqCst) || this.links().contains_key(&peer) {
+                    return;
+                }
+                match this.dial(&addr, peer).await {
+                    Ok(()) => return,
+                    Err(e) => this.notify(Notice::Disconnected { peer, reason: format!("redialing {addr}: {e}") }),
+                }
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        });
+    }
+
+    async fn dial(&self, addr: &str, peer: Address) -> Result<()> {
         let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| Error::Unreachable { addr: addr.into(), reason: "no answer within 10 s".into() })?
@@ -314,15 +351,20 @@ impl<S: Store + Send + 'static> Service<S> {
             Ok(()) => "hung up".to_string(),
             Err(e) => e.to_string(),
         };
-        {
+        let current = {
             let mut links = self.links();
-            if links.get(&peer).is_some_and(|l| l.id == id) {
+            let current = links.get(&peer).is_some_and(|l| l.id == id);
+            if current {
                 links.remove(&peer);
             }
-        }
+            current
+        };
         // Let the writer flush what is queued (a refusal, say), then stop.
         let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
         self.notify(Notice::Disconnected { peer, reason });
+        if current && !self.inner.closing.load(Ordering::SeqCst) {
+            self.redial(peer);
+        }
     }
 
     async fn read_loop(&self, rd: &mut tokio::net::tcp::OwnedReadHalf, peer: Address) -> Result<()> {

@@ -170,3 +170,31 @@ async fn the_control_socket_answers_and_refuses_bad_requests() {
     let mut c = ControlClient::connect(&path).await.expect("connect");
     assert!(c.request(&Request::Status).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_link_is_dialed_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    let alice = service(dir.path(), 1, None);
+    let bob = service(dir.path(), 2, Some(admission()));
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    bob.listen(l);
+    alice.connect(&addr.to_string(), key(2).address()).await.expect("connect");
+    alice.open(params(6), B256::repeat_byte(6), T).await.expect("open");
+    let id = params(6).contract;
+    alice.pay(id, 3, 1, T).await.expect("pay");
+
+    // Bob's node stops and comes back from its store on the same address.
+    bob.shutdown().await;
+    drop(bob);
+    let bob = service(dir.path(), 2, Some(admission()));
+    bob.listen(TcpListener::bind(addr).await.expect("rebind"));
+    let mut notices = alice.subscribe();
+    // Alice's node links again by itself (no connect call), then pays in both directions.
+    while !alice.connected().contains(&key(2).address()) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), notices.recv()).await.expect("a notice within 5 s");
+    }
+    assert_eq!(alice.pay(id, 4, 2, T).await.expect("pay after the redial").amount, 8);
+    assert_eq!(bob.pay(id, 5, 1, T).await.expect("bob pays back").amount, 5);
+    assert_eq!(alice.node().lock().await.channel(id).expect("ch").balances(), [999_994, 1_000_006]);
+}
