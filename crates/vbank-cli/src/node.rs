@@ -292,6 +292,8 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
     }
     let mut notices = service.subscribe();
     service.listen(listener);
+    // Back to the peers this node reached before (their addresses are in the store).
+    service.relink().await.context("reading the peers' addresses")?;
     let control = vbank_node::control_path(&args.store);
     service.serve_control(&control).await.context("the control socket")?;
     // Ctrl-C (or SIGTERM from a supervisor): stop serving and remove the control socket. The

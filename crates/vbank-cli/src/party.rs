@@ -26,7 +26,7 @@ pub(crate) struct PayArgs {
     /// This party's store (a redb file; created if missing).
     #[arg(long)]
     store: PathBuf,
-    /// The peer's node, host:port (not needed when this party's running node is linked to it).
+    /// The peer's node, host:port (default: the address this party last reached it at).
     #[arg(long)]
     connect: Option<String>,
     /// The channel's contract address.
@@ -222,8 +222,9 @@ pub(crate) struct CloseArgs {
     /// The channel's contract address.
     #[arg(long)]
     channel: Address,
-    /// The peer's node, host:port, for a cooperative close; without it, or if the peer does not
-    /// answer, the channel is liquidated with this party's latest sheet.
+    /// The peer's node, host:port, for a cooperative close (default: the address this party last
+    /// reached it at); if the peer does not answer, the channel is liquidated with this party's
+    /// latest sheet.
     #[arg(long)]
     connect: Option<String>,
     /// Seconds to wait for the peer.
@@ -262,8 +263,9 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
                 Reply::Latest { sheet } => sheet,
                 other => bail!("unexpected reply {other:?}"),
             };
-            // Cooperative when the peer's node can be reached (a running node may be linked).
-            let coop = if args.connect.is_some() || matches!(party, Party::Node(_)) {
+            // Cooperative when the peer's node can be reached: linked to the running node, at
+            // --connect, or at the address remembered from an earlier link.
+            let coop = {
                 let attempt = async {
                     if let Some(addr) = &args.connect {
                         party.connect(addr, peer).await?;
@@ -278,8 +280,6 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
                         None
                     }
                 }
-            } else {
-                None
             };
             match coop {
                 Some((nonce, balances, signatures)) => {

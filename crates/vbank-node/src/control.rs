@@ -189,18 +189,26 @@ impl<S: Store + Send + 'static> Service<S> {
                     self.connect(&addr, peer).await.map(|()| Reply::Done)
                 }
             }
-            Request::Open { params, timeout_secs } => {
-                let seed: B256 = alloy_signer_local::PrivateKeySigner::random().to_bytes();
-                self.open(params, seed, secs(timeout_secs)).await.map(|()| Reply::Done)
-            }
-            Request::Pay { channel, amount, count, timeout_secs } => self
-                .pay(channel, amount, count, secs(timeout_secs))
-                .await
-                .map(|Paid { count, amount, nonce }| Reply::Paid { count, amount, nonce }),
-            Request::Close { channel, timeout_secs } => self
-                .close(channel, secs(timeout_secs))
-                .await
-                .map(|CloseSignatures { nonce, balances, signatures }| Reply::Closed { nonce, balances, signatures }),
+            Request::Open { params, timeout_secs } => match self.ensure_link(params.parties[1]).await {
+                Ok(_) => {
+                    let seed: B256 = alloy_signer_local::PrivateKeySigner::random().to_bytes();
+                    self.open(params, seed, secs(timeout_secs)).await.map(|()| Reply::Done)
+                }
+                Err(e) => Err(e),
+            },
+            Request::Pay { channel, amount, count, timeout_secs } => match self.link_for(channel).await {
+                Ok(()) => self
+                    .pay(channel, amount, count, secs(timeout_secs))
+                    .await
+                    .map(|Paid { count, amount, nonce }| Reply::Paid { count, amount, nonce }),
+                Err(e) => Err(e),
+            },
+            Request::Close { channel, timeout_secs } => match self.link_for(channel).await {
+                Ok(()) => self.close(channel, secs(timeout_secs)).await.map(
+                    |CloseSignatures { nonce, balances, signatures }| Reply::Closed { nonce, balances, signatures },
+                ),
+                Err(e) => Err(e),
+            },
             Request::Latest { channel } => {
                 let node = self.node().lock().await;
                 node.channel(channel)
@@ -209,6 +217,16 @@ impl<S: Store + Send + 'static> Service<S> {
             }
         };
         result.unwrap_or_else(|e| Reply::Error { message: e.to_string() })
+    }
+
+    /// Links to the peer of `channel` at its remembered address if it is not linked (a request
+    /// on an unknown or unlinked channel then fails with its own clear error).
+    async fn link_for(&self, channel: Address) -> Result<()> {
+        let peer = self.node().lock().await.channel(channel).map(vbank_core::Channel::peer_address);
+        if let Some(peer) = peer {
+            self.ensure_link(peer).await?;
+        }
+        Ok(())
     }
 
     /// Serves the control socket at `path` until [`Service::shutdown`]. A socket file left by a

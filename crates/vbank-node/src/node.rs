@@ -73,6 +73,16 @@ impl<S: Store> Node<S> {
         Ok(first.map(|message| Frame::Channel { channel: id, message }))
     }
 
+    /// Remembers (durably) that `peer`'s node listens at `addr`.
+    pub fn remember_peer(&mut self, peer: Address, addr: &str) -> Result<()> {
+        self.store.save_peer(peer, addr)
+    }
+
+    /// Where the peers' nodes were last reached.
+    pub fn peer_addresses(&self) -> Result<Vec<(Address, String)>> {
+        self.store.peer_addresses()
+    }
+
     /// Deletes a channel that never got a countersigned sheet (the peer refused to open it):
     /// nothing signed by the peer exists, so nothing can be lost. Returns whether it was deleted.
     pub fn forget(&mut self, id: Address) -> Result<bool> {

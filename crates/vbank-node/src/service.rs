@@ -266,10 +266,40 @@ impl<S: Store + Send + 'static> Service<S> {
     /// Connects to `peer`'s node at `addr` and links it once it proved to be `peer`. The link
     /// runs in a task until either side hangs up; then it is dialed again (after 0.5 s, doubling
     /// up to 30 s) until a link to the peer is back, whichever side makes it.
+    /// The address is remembered in the store, for [`Service::relink`] after a restart.
     pub async fn connect(&self, addr: &str, peer: Address) -> Result<()> {
         self.dial(addr, peer).await?;
         self.inner.dialed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(peer, addr.to_string());
+        self.inner.node.lock().await.remember_peer(peer, addr)?;
         Ok(())
+    }
+
+    /// Links (in the background, retrying like a dropped link) to every peer of a stored channel
+    /// whose node address is remembered: what a restarted node does first.
+    pub async fn relink(&self) -> Result<()> {
+        let (peers, known) = {
+            let node = self.inner.node.lock().await;
+            (node.peers(), node.peer_addresses()?)
+        };
+        for (peer, addr) in known {
+            if peers.contains(&peer) && !self.links().contains_key(&peer) {
+                self.inner.dialed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(peer, addr);
+                self.redial(peer);
+            }
+        }
+        Ok(())
+    }
+
+    /// Links to `peer` at its remembered address if it is not linked; true if it is linked.
+    pub async fn ensure_link(&self, peer: Address) -> Result<bool> {
+        if self.links().contains_key(&peer) {
+            return Ok(true);
+        }
+        let known = self.inner.node.lock().await.peer_addresses()?;
+        match known.into_iter().find(|(p, _)| *p == peer) {
+            Some((_, addr)) => self.connect(&addr, peer).await.map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Dials a dropped link again, in the background.

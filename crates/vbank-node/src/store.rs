@@ -20,9 +20,14 @@ pub trait Store: Send + Sync {
     /// Deletes a channel durably (only channels that never held a countersigned sheet are
     /// deleted: see [`crate::Node::forget`]).
     fn remove(&self, channel: Address) -> Result<()>;
+    /// Remembers where a peer's node listens (host:port), to link to it again after a restart.
+    fn save_peer(&self, peer: Address, addr: &str) -> Result<()>;
+    /// The peers' node addresses remembered.
+    fn peer_addresses(&self) -> Result<Vec<(Address, String)>>;
 }
 
 const CHANNELS: TableDefinition<'_, &[u8; 20], &[u8]> = TableDefinition::new("channels");
+const PEERS: TableDefinition<'_, &[u8; 20], &str> = TableDefinition::new("peers");
 
 fn store_err(e: impl std::fmt::Display) -> Error {
     Error::Store(e.to_string())
@@ -41,6 +46,7 @@ impl RedbStore {
         let db = Database::create(path).map_err(store_err)?;
         let tx = db.begin_write().map_err(store_err)?;
         tx.open_table(CHANNELS).map_err(store_err)?;
+        tx.open_table(PEERS).map_err(store_err)?;
         tx.commit().map_err(store_err)?;
         Ok(Self { db })
     }
@@ -78,6 +84,27 @@ impl Store for RedbStore {
         Ok(out)
     }
 
+    fn save_peer(&self, peer: Address, addr: &str) -> Result<()> {
+        let mut tx = self.db.begin_write().map_err(store_err)?;
+        tx.set_durability(Durability::Immediate).map_err(store_err)?;
+        {
+            let mut t = tx.open_table(PEERS).map_err(store_err)?;
+            t.insert(&peer.0.0, addr).map_err(store_err)?;
+        }
+        tx.commit().map_err(store_err)
+    }
+
+    fn peer_addresses(&self) -> Result<Vec<(Address, String)>> {
+        let tx = self.db.begin_read().map_err(store_err)?;
+        let t = tx.open_table(PEERS).map_err(store_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(store_err)? {
+            let (k, v) = row.map_err(store_err)?;
+            out.push((Address::from(*k.value()), v.value().to_string()));
+        }
+        Ok(out)
+    }
+
     fn remove(&self, channel: Address) -> Result<()> {
         let mut tx = self.db.begin_write().map_err(store_err)?;
         tx.set_durability(Durability::Immediate).map_err(store_err)?;
@@ -93,6 +120,7 @@ impl Store for RedbStore {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     map: Mutex<BTreeMap<Address, Vec<u8>>>,
+    peers: Mutex<BTreeMap<Address, String>>,
 }
 
 impl Store for MemoryStore {
@@ -114,5 +142,14 @@ impl Store for MemoryStore {
     fn remove(&self, channel: Address) -> Result<()> {
         self.map.lock().map_err(store_err)?.remove(&channel);
         Ok(())
+    }
+
+    fn save_peer(&self, peer: Address, addr: &str) -> Result<()> {
+        self.peers.lock().map_err(store_err)?.insert(peer, addr.to_string());
+        Ok(())
+    }
+
+    fn peer_addresses(&self) -> Result<Vec<(Address, String)>> {
+        Ok(self.peers.lock().map_err(store_err)?.iter().map(|(p, a)| (*p, a.clone())).collect())
     }
 }

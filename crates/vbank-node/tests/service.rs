@@ -198,3 +198,40 @@ async fn a_dropped_link_is_dialed_again() {
     assert_eq!(bob.pay(id, 5, 1, T).await.expect("bob pays back").amount, 5);
     assert_eq!(alice.node().lock().await.channel(id).expect("ch").balances(), [999_994, 1_000_006]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_links_to_the_peers_it_remembers() {
+    use vbank_node::{Reply, Request};
+    let dir = tempfile::tempdir().expect("dir");
+    let bob_dir = tempfile::tempdir().expect("dir");
+    let bob = service(bob_dir.path(), 2, Some(admission()));
+    let addr = listen(&bob).await;
+    let alice = service(dir.path(), 1, None);
+    alice.connect(&addr, key(2).address()).await.expect("connect");
+    alice.open(params(7), B256::repeat_byte(7), T).await.expect("open");
+    let id = params(7).contract;
+    alice.shutdown().await;
+    drop(alice);
+
+    // A request on a restarted node links by itself (one-shot commands work this way).
+    let alice = service(dir.path(), 1, None);
+    let pay = Request::Pay { channel: id, amount: 9, count: 1, timeout_secs: 30 };
+    assert!(matches!(alice.control(pay).await, Reply::Paid { amount: 9, .. }));
+    alice.shutdown().await;
+    drop(alice);
+
+    // A restarted running node relinks at once, before any request.
+    let alice = service(dir.path(), 1, None);
+    let mut notices = alice.subscribe();
+    alice.relink().await.expect("relink");
+    while !alice.connected().contains(&key(2).address()) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), notices.recv()).await.expect("a notice within 5 s");
+    }
+    // (Bob registers the link a moment after Alice: his side of the handshake ends last.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !bob.connected().contains(&key(1).address()) {
+        assert!(tokio::time::Instant::now() < deadline, "bob never saw the link");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(bob.pay(id, 4, 1, T).await.expect("bob pays over the new link").amount, 4);
+}
