@@ -169,7 +169,9 @@ fn open_in_one_command_close_with_wait_and_watch_punishes() {
         Channel::restore(state.expect("channel"), key(ALICE_KEY)).expect("restore").latest().expect("sheet").clone()
     };
     assert_eq!(pay(long, "0.2", "3")["acknowledged"], 3);
-    assert_eq!(pay(short, "0.3", "2")["amount"], "600000000000000000");
+    // Without --connect: Bob's node is reached where `vbank open` reached it (kept in the store).
+    let v = ok(ALICE_KEY, &["pay", "--store", &alice_store, "--channel", short, "--amount", "0.3", "--count", "2"]);
+    assert_eq!(v["amount"], "600000000000000000", "{v}");
     node.stop();
 
     // Bob's node is gone: Alice liquidates the short channel and waits out its 2 s lock.
