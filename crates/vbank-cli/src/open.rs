@@ -69,6 +69,11 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
         bail!("the node on {} is {node_address}, but the key given is {me}", args.store.display());
     }
 
+    // The peer's node first: no gas is spent on a channel it would not take.
+    waiting("connecting to the peer's node", party.connect(&args.connect, args.peer))
+        .await
+        .context("before deploying anything")?;
+
     let mut deploy_gas = None;
     let address = match args.channel {
         Some(a) => {
@@ -112,7 +117,6 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
                  or `vbank close --channel {address}` to cancel it"
             )
         };
-        waiting("connecting to the peer's node", party.connect(&args.connect, args.peer)).await.with_context(resume)?;
         let request = Request::Open { params, timeout_secs: args.timeout };
         waiting("waiting for the peer to countersign balance sheet 0", party.request(request))
             .await

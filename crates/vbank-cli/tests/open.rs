@@ -113,6 +113,13 @@ fn open_in_one_command_close_with_wait_and_watch_punishes() {
     let (mut node, connect) = bob_node(&bob_store, &url);
     let open = |lock: &str| open_with_bob(&alice_store, &connect, lock, &url);
 
+    // A node that does not accept channels hangs up at the handshake: nothing is deployed.
+    let (_closed, closed_at) = start_node(BOB_KEY, &path("closed.redb"), &[]);
+    let o = open_with_bob(&alice_store, &closed_at, "3600", &url);
+    let err = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success() && err.contains("before deploying anything"), "{err}");
+    assert!(err.contains("does not accept new ones"), "{err}");
+
     // Bob's node refuses a lock period under its minimum: a clear error, no deposit made.
     let o = open("1");
     assert!(!o.status.success());

@@ -331,7 +331,14 @@ impl<S: Store + Send + 'static> Service<S> {
             .await
             .map_err(|_| Error::Unreachable { addr: addr.into(), reason: "no answer within 10 s".into() })?
             .map_err(|e| Error::Unreachable { addr: addr.into(), reason: e.to_string() })?;
-        self.authenticate(&mut stream, Some(peer)).await?;
+        self.authenticate(&mut stream, Some(peer)).await.map_err(|e| match e {
+            // A node hangs up on a party it has no channel with, unless it admits new channels.
+            Error::Closed | Error::Io(_) => Error::Auth(format!(
+                "the node at {addr} hung up during the handshake ({e}): it has no channel with this party and \
+                 does not accept new ones (`vbank node --accept-channels`)"
+            )),
+            other => other,
+        })?;
         let this = self.clone();
         // Register before returning so that a request right after `connect` finds the link.
         let (id, rx) = self.register(peer).await?;
