@@ -2,17 +2,20 @@
 
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{B256, I256, U256};
-use alloy::signers::local::PrivateKeySigner;
+use alloy::primitives::{I256, U256};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
-use vbank_client::{Chain, LocalChain, OnChain, WatchEvent, deploy};
+use vbank_client::{Chain, LocalChain, OnChain, deploy};
 use vbank_contracts::{Compiler, find_contracts_dir};
 use vbank_core::{ChannelParams, LiquidationSheet};
-use vbank_node::{Node, RedbStore, Service};
+use vbank_node::{Reply, Request};
 
-use crate::units::{format_eth, parse_amount};
+use crate::{
+    demo_nodes::Nodes,
+    party::Party,
+    units::{format_eth, parse_amount},
+};
 
 #[derive(Args, Debug)]
 pub(crate) struct DemoArgs {
@@ -25,6 +28,9 @@ pub(crate) struct DemoArgs {
     /// Lock period in seconds.
     #[arg(long, default_value_t = 3600)]
     lock: u64,
+    /// Run Alice's and Bob's nodes inside this process instead of as two `vbank node` processes.
+    #[arg(long)]
+    in_process: bool,
 }
 
 /// How long any one protocol exchange may take.
@@ -36,10 +42,6 @@ struct Row {
     alice: String,
     bob: String,
     gas: Option<u64>,
-}
-
-fn seed() -> B256 {
-    PrivateKeySigner::random().to_bytes()
 }
 
 fn eth_delta(after: U256, before: U256) -> String {
@@ -101,20 +103,23 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     // 4. Two nodes, each with its own crash-safe store, linked over loopback TCP. Bob's node
     //    joins channels that Alice opens once it has checked the contract on chain.
     let dir = tempfile::Builder::new().prefix("vbank-demo-").tempdir().context("a temporary directory")?;
-    let node_of = |name: &str, key: &PrivateKeySigner, admission| -> Result<Service<RedbStore>> {
-        let store = RedbStore::open(&dir.path().join(format!("{name}.redb")))?;
-        Ok(Service::new(Node::open(key.clone(), store)?, key.clone(), admission))
-    };
-    let alice_node = node_of("alice", &alice_key, None)?;
-    let bob_node = node_of("bob", &bob_key, Some(crate::node::admission(bob_chain.clone(), args.lock)))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("listening on loopback")?;
-    let bob_at = listener.local_addr()?.to_string();
-    bob_node.listen(listener);
-    alice_node.connect(&bob_at, bob).await.context("linking Alice's node to Bob's")?;
-    say(format!("nodes: Bob's listens on {bob_at}; Alice's is linked to it (both proved their keys)"));
+    let mut nodes = Nodes::start(
+        args.in_process,
+        dir.path(),
+        [&alice_key, &bob_key],
+        &bob_chain,
+        &local.endpoint(),
+        args.lock,
+        address,
+    )
+    .await?;
+    let nodes_line = nodes.describe();
+    say(nodes_line.clone());
+    let mut alice_party = nodes.party(0).await?;
+    alice_party.connect(nodes.bob_at(), bob).await.context("linking Alice's node to Bob's")?;
     let params =
         ChannelParams { chain_id: local.chain_id(), contract: address, parties: [alice, bob], deposits: [deposit; 2] };
-    alice_node.open(params, seed(), T).await.context("opening the channel")?;
+    alice_party.request(Request::Open { params, timeout_secs: T.as_secs() }).await.context("opening the channel")?;
     rows.push(Row {
         step: "open",
         explain:
@@ -137,47 +142,42 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
         gas: Some(da.gas_used + db.gas_used),
     });
 
-    // 5. Payments both ways at once, each acknowledged before the payer's next; Alice keeps the
-    //    sheet where she had most, to cheat with later.
+    // 5. Payments both ways at once, each acknowledged before the payer's next.
     let t0 = Instant::now();
     // 1 to 40 units each: 500 payments move at most a deposit one way.
     let unit = (deposit / 20_000).max(1);
-    // Amounts of 1 to `range` units, from a fixed xorshift sequence.
-    let payer = |node: Service<RedbStore>, count: u32, mut rng: u64, range: u64| async move {
-        let mut made = 0u32;
-        for _ in 0..count {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let amount = unit * u128::from(1 + rng % range);
-            match node.pay(address, amount, 1, T).await {
-                Ok(_) => made += 1,
-                // (only with a custom --payments large enough to drain a side)
-                Err(vbank_node::Error::Protocol(vbank_core::Error::InsufficientBalance { .. })) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok::<_, vbank_node::Error>(made)
-    };
-    // Alice's node tells of every new sheet; she keeps the one where she had most.
-    let mut notices = alice_node.subscribe();
-    let keeper = alice_node.clone();
+    // Alice keeps the sheet where she had most: after every payment, either side's, her node is
+    // asked for her latest sheet.
     let best = std::sync::Arc::new(std::sync::Mutex::new(None::<LiquidationSheet>));
-    let kept = std::sync::Arc::clone(&best);
-    let tracker = tokio::spawn(async move {
-        while let Ok(n) = notices.recv().await {
-            if !matches!(n, vbank_node::Notice::Event { .. }) {
-                continue;
+    // Amounts of 1 to `range` units, from a fixed xorshift sequence.
+    let payer = |mut me: Party, mut alice_view: Party, count: u32, mut rng: u64, range: u64| {
+        let best = std::sync::Arc::clone(&best);
+        async move {
+            let mut made = 0u32;
+            for _ in 0..count {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let amount = unit * u128::from(1 + rng % range);
+                let pay = Request::Pay { channel: address, amount, count: 1, timeout_secs: T.as_secs() };
+                match me.request(pay).await {
+                    Ok(_) => made += 1,
+                    // (only with a custom --payments large enough to drain a side)
+                    Err(e) if format!("{e:#}").contains("insufficient balance") => continue,
+                    Err(e) => return Err(e),
+                }
+                if let Reply::Latest { sheet: Some(l) } =
+                    alice_view.request(Request::Latest { channel: address }).await?
+                {
+                    let mut best = best.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if best.as_ref().is_none_or(|b| l.balances[0] > b.balances[0]) {
+                        *best = Some(l);
+                    }
+                }
             }
-            let latest = keeper.node().lock().await.channel(address).and_then(|c| c.latest()).cloned();
-            let mut best = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(l) = latest
-                && best.as_ref().is_none_or(|b| l.balances[0] > b.balances[0])
-            {
-                *best = Some(l);
-            }
+            Ok::<_, anyhow::Error>(made)
         }
-    });
+    };
     // Two rounds, each with both paying at once: Bob buys more in the first, Alice in the
     // second, so Alice's balance peaks in the middle — a sheet worth cheating with later.
     let (mut a_made, mut b_made) = (0, 0);
@@ -185,18 +185,19 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     for (round, (a_range, b_range)) in [(10, 40), (40, 10)].into_iter().enumerate() {
         let a_count = if round == 0 { quarter } else { args.payments / 2 - quarter };
         let b_count = if round == 0 { quarter } else { args.payments - args.payments / 2 - quarter };
+        let seed = round as u64;
         let (a_run, b_run) = tokio::join!(
-            payer(alice_node.clone(), a_count, 0x2545_f491_4f6c_dd1d + round as u64, a_range),
-            payer(bob_node.clone(), b_count, 0x9e37_79b9_7f4a_7c15 + round as u64, b_range)
+            payer(nodes.party(0).await?, nodes.party(0).await?, a_count, 0x2545_f491_4f6c_dd1d + seed, a_range),
+            payer(nodes.party(1).await?, nodes.party(0).await?, b_count, 0x9e37_79b9_7f4a_7c15 + seed, b_range)
         );
         a_made += a_run.context("Alice's payments")?;
         b_made += b_run.context("Bob's payments")?;
     }
     let elapsed = t0.elapsed();
     let (updates, bal) = {
-        let n = alice_node.node().lock().await;
-        let ch = n.channel(address).context("Alice's channel")?;
-        (ch.nonce(), ch.balances())
+        let (_, channels) = alice_party.status().await?;
+        let ch = channels.into_iter().find(|c| c.channel == address).context("Alice's channel")?;
+        (ch.nonce, ch.balances)
     };
     rows.push(Row {
         step: "pay",
@@ -210,15 +211,14 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
         bob: format_eth(bal[1]),
         gas: None,
     });
-    tracker.abort();
     let stale = best.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take().context("no payment was made")?;
     if stale.nonce == updates {
         // Alice's best sheet is the latest: one more payment makes her waive it.
-        alice_node.pay(address, 1, 1, T).await.context("a payment")?;
+        let pay = Request::Pay { channel: address, amount: 1, count: 1, timeout_secs: T.as_secs() };
+        alice_party.request(pay).await.context("a payment")?;
     }
 
-    // 6. Bob's watcher, then Alice cheats with the revoked sheet.
-    let mut watcher = crate::node::watch(&bob_node, &bob_chain, address, Duration::from_millis(200));
+    // 6. Alice cheats with the revoked sheet; Bob's node watches the chain.
     let liq = on_a.liquidate(&stale).await.context("Alice's liquidation")?;
     rows.push(Row {
         step: "liquidate",
@@ -236,32 +236,20 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     });
 
     // 7. The punishment.
-    let punished = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            match watcher.next().await {
-                Some(WatchEvent::Punished { nonce, report }) => return Ok((nonce, report)),
-                Some(WatchEvent::Warning(w)) => say(format!("watcher: {w}")),
-                Some(WatchEvent::RpcError(e)) => say(format!("watcher: RPC error, retrying: {e}")),
-                Some(other) => bail!("the watcher saw {other:?} instead of punishing"),
-                None => bail!("the watcher stopped"),
-            }
-        }
-    })
-    .await
-    .context("the watcher did not punish within 60 s")??;
+    let punished = nodes.punished(say).await?;
     rows.push(Row {
         step: "punish",
         explain: format!(
             "Bob's watcher signs Waiver({}) with the waiver key Alice revealed and calls withdrawByPeer: he takes her frozen \
              balance, well before the lock ends",
-            punished.0
+            punished.nonce
         ),
         alice: format_eth(0),
         bob: format_eth(2 * deposit),
-        gas: Some(punished.1.gas_used),
+        gas: Some(punished.gas_used),
     });
-    alice_node.shutdown().await;
-    bob_node.shutdown().await;
+    drop(alice_party);
+    nodes.stop().await;
     let info = on_a.info().await?;
     let end = [alice_chain.balance(alice).await?, alice_chain.balance(bob).await?];
 
@@ -269,7 +257,7 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
         println!(
             "{}",
             json!({
-                "contract": address, "chain_id": local.chain_id(), "compile": note,
+                "contract": address, "chain_id": local.chain_id(), "compile": note, "nodes": nodes_line,
                 "payments": a_made + b_made, "updates": updates,
                 "updates_per_second": updates as f64 / elapsed.as_secs_f64().max(1e-9),
                 "final_state": info.state.to_string(),

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod demo_nodes;
 mod keys;
 mod node;
 mod open;

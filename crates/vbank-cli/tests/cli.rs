@@ -140,11 +140,15 @@ fn compile_reports_a_fresh_embedded_artifact() {
     assert!(v["solc"].as_str().is_some_and(|s| s.starts_with("0.8.37")), "{v}");
 }
 
-#[test]
-fn the_demo_tells_the_whole_story() {
-    // Run from the repository so that the demo also compiles the contract and compares it.
-    let o =
-        Command::new(env!("CARGO_BIN_EXE_vbank")).args(["--json", "demo"]).current_dir(repo()).output().expect("demo");
+/// Runs `vbank --json demo` with `extra` arguments from the repository (so that it also compiles
+/// the contract and compares it) and checks every step.
+fn demo_tells_the_whole_story(extra: &[&str]) {
+    let o = Command::new(env!("CARGO_BIN_EXE_vbank"))
+        .args(["--json", "demo"])
+        .args(extra)
+        .current_dir(repo())
+        .output()
+        .expect("demo");
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert!(v["compile"].as_str().is_some_and(|c| c.contains("identical to the embedded artifact")), "{v}");
@@ -157,4 +161,14 @@ fn the_demo_tells_the_whole_story() {
     let change = |who: &str| v["eth_change"][who].as_str().expect("change").to_string();
     assert!(change("bob").starts_with("+4.99"), "{v}");
     assert!(change("alice").starts_with("-5.00"), "{v}");
+}
+
+#[test]
+fn the_demo_on_two_node_processes() {
+    demo_tells_the_whole_story(&[]);
+}
+
+#[test]
+fn the_demo_with_both_nodes_in_process() {
+    demo_tells_the_whole_story(&["--in-process"]);
 }

@@ -1,0 +1,195 @@
+//! Alice's and Bob's nodes for `vbank demo`: two `vbank node` processes driven through their
+//! control sockets (the default), or two services inside the demo's process (`--in-process`).
+//! Either way each node has its own redb store and they talk over loopback TCP; the demo speaks
+//! to both with the same control requests.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+use anyhow::{Context, Result, bail};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    sync::mpsc,
+};
+use vbank_client::{Chain, WatchEvent, WatcherHandle};
+use vbank_node::{ControlClient, Node, RedbStore, Service, control_path};
+
+use crate::party::Party;
+
+/// The punishment as Bob's watcher reported it.
+pub(crate) struct Punished {
+    pub(crate) nonce: u64,
+    pub(crate) gas_used: u64,
+}
+
+pub(crate) enum Nodes {
+    InProcess {
+        alice: Service<RedbStore>,
+        bob: Service<RedbStore>,
+        watcher: WatcherHandle,
+        bob_at: String,
+    },
+    Processes {
+        // Killed on drop.
+        _children: Box<[Child; 2]>,
+        sockets: [PathBuf; 2],
+        bob_lines: mpsc::UnboundedReceiver<String>,
+        bob_at: String,
+        pids: [u32; 2],
+    },
+}
+
+/// Starts `vbank --json node` for `key` on `store` with `extra` arguments; returns it, its
+/// stdout lines and its listening address.
+async fn spawn_node(
+    key: &PrivateKeySigner,
+    store: &std::path::Path,
+    extra: &[&str],
+) -> Result<(Child, mpsc::UnboundedReceiver<String>, String)> {
+    let mut child = Command::new(std::env::current_exe().context("the vbank binary")?)
+        .args(["--json", "node", "--store"])
+        .arg(store)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("VBANK_PRIVATE_KEY", key.to_bytes().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting `vbank node`")?;
+    let mut lines = BufReader::new(child.stdout.take().context("the node's stdout")?).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .context("the node did not start within 30 s")??
+        .context("the node exited at start")?;
+    let v: serde_json::Value = serde_json::from_str(&first).with_context(|| format!("the node said {first:?}"))?;
+    let at = v["listening"].as_str().context("no listening address")?.to_string();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Ok((child, rx, at))
+}
+
+/// Waits until the node's control socket answers.
+async fn control(path: &std::path::Path) -> Result<ControlClient> {
+    for _ in 0..300 {
+        if let Some(c) = ControlClient::connect(path).await {
+            return Ok(c);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("no control socket at {} after 6 s", path.display())
+}
+
+impl Nodes {
+    /// Alice's and Bob's nodes with stores in `dir`; Bob's joins channels verified on `bob_chain`
+    /// and watches them.
+    pub(crate) async fn start(
+        in_process: bool,
+        dir: &std::path::Path,
+        keys: [&PrivateKeySigner; 2],
+        bob_chain: &Chain,
+        url: &str,
+        lock: u64,
+        address: Address,
+    ) -> Result<Self> {
+        let stores = [dir.join("alice.redb"), dir.join("bob.redb")];
+        if in_process {
+            let node_of = |i: usize, admission| -> Result<Service<RedbStore>> {
+                let store = RedbStore::open(&stores[i])?;
+                Ok(Service::new(Node::open(keys[i].clone(), store)?, keys[i].clone(), admission))
+            };
+            let alice = node_of(0, None)?;
+            let bob = node_of(1, Some(crate::node::admission(bob_chain.clone(), lock)))?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("listening on loopback")?;
+            let bob_at = listener.local_addr()?.to_string();
+            bob.listen(listener);
+            let watcher = crate::node::watch(&bob, bob_chain, address, Duration::from_millis(200));
+            return Ok(Self::InProcess { alice, bob, watcher, bob_at });
+        }
+        let lock = lock.to_string();
+        let bob_args = ["--rpc-url", url, "--accept-channels", "--min-lock", &lock, "--poll-ms", "200"];
+        let (bob, bob_lines, bob_at) = spawn_node(keys[1], &stores[1], &bob_args).await?;
+        let (alice, _, _) = spawn_node(keys[0], &stores[0], &[]).await?;
+        let pids = [alice.id().unwrap_or(0), bob.id().unwrap_or(0)];
+        let sockets = [control_path(&stores[0]), control_path(&stores[1])];
+        Ok(Self::Processes { _children: Box::new([alice, bob]), sockets, bob_lines, bob_at, pids })
+    }
+
+    /// A line saying where the nodes run.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::InProcess { bob_at, .. } => {
+                format!("nodes: both in this process (--in-process), Bob's listening on {bob_at}")
+            }
+            Self::Processes { bob_at, pids, .. } => format!(
+                "nodes: Alice's `vbank node` (pid {}) and Bob's (pid {}, listening on {bob_at}, watching the chain), \
+                 driven through their control sockets",
+                pids[0], pids[1]
+            ),
+        }
+    }
+
+    /// Where Bob's node listens.
+    pub(crate) fn bob_at(&self) -> &str {
+        match self {
+            Self::InProcess { bob_at, .. } | Self::Processes { bob_at, .. } => bob_at,
+        }
+    }
+
+    /// A new handle on party `i`'s node (0 Alice, 1 Bob); handles can be used concurrently.
+    pub(crate) async fn party(&self, i: usize) -> Result<Party> {
+        Ok(match self {
+            Self::InProcess { alice, bob, .. } => Party::Direct(if i == 0 { alice.clone() } else { bob.clone() }),
+            Self::Processes { sockets, .. } => Party::Node(control(&sockets[i]).await?),
+        })
+    }
+
+    /// Waits for Bob's watcher to punish a stale liquidation.
+    pub(crate) async fn punished(&mut self, say: impl Fn(String)) -> Result<Punished> {
+        let wait = async {
+            match self {
+                Self::InProcess { watcher, .. } => loop {
+                    match watcher.next().await {
+                        Some(WatchEvent::Punished { nonce, report }) => {
+                            return Ok(Punished { nonce, gas_used: report.gas_used });
+                        }
+                        Some(WatchEvent::Warning(w)) => say(format!("watcher: {w}")),
+                        Some(WatchEvent::RpcError(e)) => say(format!("watcher: RPC error, retrying: {e}")),
+                        Some(other) => bail!("the watcher saw {other:?} instead of punishing"),
+                        None => bail!("the watcher stopped"),
+                    }
+                },
+                Self::Processes { bob_lines, .. } => loop {
+                    let line = bob_lines.recv().await.context("Bob's node exited")?;
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                    match v["event"].as_str() {
+                        Some("punished") => {
+                            let nonce = v["detail"]["nonce"].as_u64().context("nonce")?;
+                            let gas_used = v["detail"]["gas_used"].as_u64().context("gas")?;
+                            return Ok(Punished { nonce, gas_used });
+                        }
+                        Some("honest_liquidation" | "closed") => bail!("Bob's node saw {line} instead of punishing"),
+                        _ => {}
+                    }
+                },
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait).await.context("the watcher did not punish within 60 s")?
+    }
+
+    /// Stops both nodes.
+    pub(crate) async fn stop(self) {
+        if let Self::InProcess { alice, bob, .. } = &self {
+            alice.shutdown().await;
+            bob.shutdown().await;
+        }
+        // Processes: killed when their handles drop here.
+    }
+}
