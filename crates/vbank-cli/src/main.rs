@@ -217,7 +217,9 @@ async fn deploy_cmd(args: DeployArgs, json_mode: bool) -> Result<()> {
     };
     let amounts = [units::parse_amount(&args.amount0)?, units::parse_amount(&args.amount1)?];
     let (address, report) =
-        deploy(chain, [party0, party1], amounts, args.lock).await.context("deploying VirtualBank")?;
+        progress::waiting("deploying the virtual bank", deploy(chain, [party0, party1], amounts, args.lock))
+            .await
+            .context("deploying VirtualBank")?;
     print(
         json_mode,
         json!({

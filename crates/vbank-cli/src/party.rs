@@ -364,7 +364,7 @@ pub(crate) struct DepositArgs {
 pub(crate) async fn deposit(args: DepositArgs, json_mode: bool) -> Result<()> {
     let signer = args.key.load()?.context("a signing key is needed")?;
     let chain = vbank_client::Chain::connect(&args.rpc_url, signer, None).await?;
-    let r = vbank_client::OnChain::new(chain, args.channel).deposit().await.context("depositing")?;
+    let r = waiting("depositing", OnChain::new(chain, args.channel).deposit()).await.context("depositing")?;
     if json_mode {
         println!("{}", json!({ "channel": args.channel, "tx": r.hash, "gas_used": r.gas_used }));
     } else {
