@@ -5,17 +5,6 @@ import {BankFixture, RevertingParty, GasBurningParty} from "./utils/BankFixture.
 import {VirtualBank} from "../src/VirtualBank.sol";
 
 contract VirtualBankTest is BankFixture {
-    event Deposited(address indexed party, uint256 amount, bool running);
-    event Cancelled(address indexed by);
-    event Liquidated(
-        address indexed master, uint256 nonce, uint256 balance0, uint256 balance1, address waiver, uint256 unlockTime
-    );
-    event WithdrawnByMaster(address indexed master, uint256 amount);
-    event WithdrawnByPeer(address indexed peer, uint256 nonce, uint256 amount);
-    event CooperativelyClosed(uint256 nonce, uint256 balance0, uint256 balance1);
-    event PayoutDeferred(address indexed to, uint256 amount);
-    event Claimed(address indexed party, address indexed to, uint256 amount);
-
     uint256 internal constant A0 = 3 ether;
     uint256 internal constant A1 = 2 ether;
 
@@ -88,13 +77,13 @@ contract VirtualBankTest is BankFixture {
         vm.deal(alice, 1 ether);
         vm.deal(bob, 2 ether);
         vm.expectEmit(true, false, false, true, address(b));
-        emit Deposited(alice, 1 ether, false);
+        emit VirtualBank.Deposited(alice, 1 ether, false);
         vm.prank(alice);
         b.deposit{value: 1 ether}();
         assertTrue(b.state() == VirtualBank.State.Funding, "still funding");
         assertEq(b.outstanding(), 1 ether, "outstanding after one deposit");
         vm.expectEmit(true, false, false, true, address(b));
-        emit Deposited(bob, 2 ether, true);
+        emit VirtualBank.Deposited(bob, 2 ether, true);
         vm.prank(bob);
         b.deposit{value: 2 ether}();
         assertTrue(b.state() == VirtualBank.State.Running, "running");
@@ -153,7 +142,7 @@ contract VirtualBankTest is BankFixture {
         vm.prank(alice);
         b.deposit{value: 1 ether}();
         vm.expectEmit(true, false, false, true, address(b));
-        emit Cancelled(bob);
+        emit VirtualBank.Cancelled(bob);
         vm.prank(bob);
         b.cancel();
         assertTrue(b.state() == VirtualBank.State.Closed, "closed");
@@ -182,7 +171,7 @@ contract VirtualBankTest is BankFixture {
         vm.deal(address(this), 1 ether);
         rp.call{value: 1 ether}(address(c), abi.encodeCall(VirtualBank.deposit, ()));
         vm.expectEmit(true, false, false, true, address(c));
-        emit PayoutDeferred(address(rp), 1 ether);
+        emit VirtualBank.PayoutDeferred(address(rp), 1 ether);
         vm.prank(bob);
         c.cancel();
         assertEq(c.owed(address(rp)), 1 ether, "credited");
@@ -215,7 +204,7 @@ contract VirtualBankTest is BankFixture {
         address waiver = vm.addr(_waiverKey(ALICE_KEY, 5));
         bytes memory sig = _signSheet(BOB_KEY, bank, 5, 1 ether, 4 ether, waiver);
         vm.expectEmit(true, false, false, true, address(bank));
-        emit Liquidated(alice, 5, 1 ether, 4 ether, waiver, block.timestamp + LOCK);
+        emit VirtualBank.Liquidated(alice, 5, 1 ether, 4 ether, waiver, block.timestamp + LOCK);
         vm.prank(alice);
         bank.liquidate(5, [uint256(1 ether), 4 ether], waiver, sig);
         assertTrue(bank.state() == VirtualBank.State.Liquidating, "liquidating");
@@ -373,7 +362,7 @@ contract VirtualBankTest is BankFixture {
         assertEq(alice.balance, 1 ether, "alice paid");
         vm.warp(block.timestamp + LOCK);
         vm.expectEmit(true, false, false, true, address(b));
-        emit PayoutDeferred(address(rp), 1 ether);
+        emit VirtualBank.PayoutDeferred(address(rp), 1 ether);
         b.withdrawByMaster();
         assertTrue(b.state() == VirtualBank.State.Closed, "closed although rp refuses ETH");
         assertEq(b.owed(address(rp)), 1 ether, "rp's share kept");
@@ -408,7 +397,7 @@ contract VirtualBankTest is BankFixture {
         _liquidateAsAlice(3, 4 ether, 1 ether);
         vm.warp(block.timestamp + LOCK);
         vm.expectEmit(true, false, false, true, address(bank));
-        emit WithdrawnByMaster(alice, 4 ether);
+        emit VirtualBank.WithdrawnByMaster(alice, 4 ether);
         vm.prank(carol); // anyone may trigger it; the money goes to the master
         bank.withdrawByMaster();
         assertEq(alice.balance, 4 ether, "master paid");
@@ -440,7 +429,7 @@ contract VirtualBankTest is BankFixture {
         uint256 wk = _liquidateAsAlice(3, 4 ether, 1 ether);
         bytes memory wsig = _signWaiver(wk, bank, 3);
         vm.expectEmit(true, false, false, true, address(bank));
-        emit WithdrawnByPeer(bob, 3, 4 ether);
+        emit VirtualBank.WithdrawnByPeer(bob, 3, 4 ether);
         vm.prank(carol); // a watchtower may submit it
         bank.withdrawByPeer(3, wsig);
         assertEq(bob.balance, 5 ether, "peer takes everything");
@@ -502,7 +491,7 @@ contract VirtualBankTest is BankFixture {
         bytes memory s0 = _signClose(ALICE_KEY, bank, 9, 1.5 ether, 3.5 ether);
         bytes memory s1 = _signClose(BOB_KEY, bank, 9, 1.5 ether, 3.5 ether);
         vm.expectEmit(false, false, false, true, address(bank));
-        emit CooperativelyClosed(9, 1.5 ether, 3.5 ether);
+        emit VirtualBank.CooperativelyClosed(9, 1.5 ether, 3.5 ether);
         vm.prank(carol);
         bank.cooperativeClose(9, [uint256(1.5 ether), 3.5 ether], s0, s1);
         assertEq(alice.balance, 1.5 ether, "alice");
