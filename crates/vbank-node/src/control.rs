@@ -333,3 +333,39 @@ impl ControlClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client writes, a session reads at most one capped line at a time and never
+        /// panics; a line that is not a request is an error, not a crash.
+        #[test]
+        fn any_bytes_are_read_safely(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            rt.block_on(async {
+                let mut rd = BufReader::new(bytes.as_slice());
+                while let Ok(Some(line)) = read_line(&mut rd).await {
+                    prop_assert!(line.len() <= MAX_REQUEST);
+                    prop_assert!(!line.contains(&b'\n'));
+                    let _ = serde_json::from_slice::<Request>(&line);
+                }
+                Ok(())
+            })?;
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_and_capped() {
+        let mut rd = BufReader::new(&b"{\"status\":null}\n\"status\"\nrest"[..]);
+        assert_eq!(read_line(&mut rd).await.expect("line"), Some(b"{\"status\":null}".to_vec()));
+        let second = read_line(&mut rd).await.expect("line").expect("some");
+        assert_eq!(serde_json::from_slice::<Request>(&second).expect("a request"), Request::Status);
+        // A last line without its newline: the client hung up mid-request.
+        assert!(matches!(read_line(&mut rd).await, Err(Error::Closed)));
+        let long = vec![b'x'; MAX_REQUEST + 1];
+        assert!(matches!(read_line(&mut BufReader::new(long.as_slice())).await, Err(Error::Oversize(_))));
+    }
+}

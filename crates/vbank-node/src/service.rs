@@ -116,6 +116,43 @@ struct Inner<S: Store> {
     /// Where each peer this node dialed listens: a dropped link to it is dialed again.
     dialed: std::sync::Mutex<HashMap<Address, String>>,
     closing: std::sync::atomic::AtomicBool,
+    handshakes: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// Connections accepted but not yet authenticated, at most.
+const MAX_HANDSHAKES: usize = 256;
+/// … of which from one IP address.
+const PER_ADDRESS: usize = 8;
+
+/// A handshake in progress, counted until dropped.
+struct Handshake {
+    counts: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl Handshake {
+    fn start(counts: &Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>, ip: std::net::IpAddr) -> Option<Self> {
+        let mut c = counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let total: usize = c.values().sum();
+        let mine = c.entry(ip).or_default();
+        if total >= MAX_HANDSHAKES || *mine >= PER_ADDRESS {
+            return None;
+        }
+        *mine += 1;
+        Some(Self { counts: Arc::clone(counts), ip })
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = c.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// A node serving its channels: cheap to clone, all clones share one node.
@@ -154,6 +191,7 @@ impl<S: Store + Send + 'static> Service<S> {
                 tasks: std::sync::Mutex::new(Vec::new()),
                 dialed: std::sync::Mutex::new(HashMap::new()),
                 closing: std::sync::atomic::AtomicBool::new(false),
+                handshakes: Arc::new(std::sync::Mutex::new(HashMap::new())),
             }),
         }
     }
@@ -249,10 +287,22 @@ impl<S: Store + Send + 'static> Service<S> {
                         continue;
                     }
                 };
+                // Unauthenticated connections are capped (MAX_HANDSHAKES in all, PER_ADDRESS from
+                // one IP address): a flood of idle connections cannot exhaust the node, nor one
+                // source lock the others out; the rest are closed at once.
+                let Some(permit) = Handshake::start(&this.inner.handshakes, from.ip()) else {
+                    this.notify(Notice::Disconnected {
+                        peer: Address::ZERO,
+                        reason: format!("{from}: too many handshakes in progress"),
+                    });
+                    continue;
+                };
                 let that = this.clone();
                 this.spawn(async move {
                     let this = that;
-                    match this.authenticate(&mut stream, None).await {
+                    let proven = this.authenticate(&mut stream, None).await;
+                    drop(permit);
+                    match proven {
                         Ok(peer) => this.link(stream, peer).await,
                         Err(e) => {
                             this.notify(Notice::Disconnected { peer: Address::ZERO, reason: format!("{from}: {e}") })

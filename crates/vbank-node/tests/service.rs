@@ -235,3 +235,49 @@ async fn a_restarted_node_links_to_the_peers_it_remembers() {
     }
     assert_eq!(bob.pay(id, 4, 1, T).await.expect("bob pays over the new link").amount, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_lock_a_peer_out_for_long() {
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = service(dir.path(), 2, Some(admission()));
+    let addr = listen(&bob).await;
+    // Twenty idle connections from this address: the ones over the per-address cap are closed
+    // at once, so the node is not tied up by them…
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.expect("connect"));
+    }
+    // Each gets Bob's hello; the refused ones then see the end of the stream (watched at once,
+    // for up to 3 s: Bob gives a handshake 10 s).
+    let watches: Vec<_> = idle
+        .drain(..)
+        .map(|mut s| {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let ended = tokio::time::timeout(Duration::from_secs(3), async {
+                    loop {
+                        match tokio::io::AsyncReadExt::read(&mut s, &mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => continue,
+                        }
+                    }
+                })
+                .await
+                .is_ok();
+                (ended, s)
+            })
+        })
+        .collect();
+    let mut closed = 0;
+    for w in watches {
+        let (ended, s) = w.await.expect("task");
+        closed += usize::from(ended);
+        idle.push(s);
+    }
+    assert_eq!(closed, 12, "20 idle connections, 8 allowed from one address");
+    // …and once the idle ones are gone, a real peer links and opens a channel.
+    drop(idle);
+    let alice = service(dir.path(), 1, None);
+    alice.connect(&addr, key(2).address()).await.expect("connect");
+    alice.open(params(8), B256::repeat_byte(8), T).await.expect("open");
+}
