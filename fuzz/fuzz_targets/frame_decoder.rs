@@ -1,5 +1,6 @@
 //! Fuzzes the frame and message decoder: any bytes must give a frame or a typed error, never a
-//! panic; a decoded frame must re-encode and decode to itself.
+//! panic; a decoded frame must re-encode and decode to itself. Also the stored-state decoder and
+//! the control socket's request decoder.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,4 +13,9 @@ fuzz_target!(|data: &[u8]| {
     }
     // the state decoder faces stored bytes, which a crash could have cut short
     let _ = vbank_core::ChannelState::from_bytes(data);
+    // the control socket's requests (a local client's line)
+    if let Ok(request) = serde_json::from_slice::<vbank_node::Request>(data) {
+        let again = serde_json::to_vec(&request).expect("a decoded request encodes");
+        assert_eq!(serde_json::from_slice::<vbank_node::Request>(&again).expect("and decodes again"), request);
+    }
 });
