@@ -59,6 +59,9 @@ pub(crate) struct StatusArgs {
     /// The party's store.
     #[arg(long)]
     store: PathBuf,
+    /// Also read each channel's contract: its state and which deposits are in.
+    #[arg(long)]
+    rpc_url: Option<String>,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -178,14 +181,30 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
 pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
     let mut party = Party::attach(&args.store, &args.key).await?;
     let (address, channels) = party.status().await?;
+    // On-chain, per channel: its state and deposits, or why it could not be read.
+    let mut onchain = Vec::new();
+    if let Some(url) = &args.rpc_url {
+        let chain =
+            Chain::connect(url, load_key(&args.key)?, None).await.with_context(|| format!("connecting to {url}"))?;
+        for c in &channels {
+            onchain.push(OnChain::new(chain.clone(), c.channel).info().await.map_err(|e| e.to_string()));
+        }
+    }
+    let chain_json = |i: usize| match onchain.get(i) {
+        None => serde_json::Value::Null,
+        Some(Ok(info)) => json!({ "state": info.state.to_string(), "deposited": info.deposited }),
+        Some(Err(e)) => json!({ "error": e }),
+    };
     if json_mode {
         let rows: Vec<_> = channels
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(i, c)| {
                 json!({
                     "channel": c.channel, "me": c.me, "peer": c.peer, "phase": c.phase, "nonce": c.nonce,
                     "balances": [c.balances[0].to_string(), c.balances[1].to_string()],
                     "spendable": c.spendable.to_string(), "idle": c.idle, "queued": c.queued,
+                    "onchain": chain_json(i),
                 })
             })
             .collect();
@@ -198,9 +217,23 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
     if channels.is_empty() {
         println!("no channels in {}", args.store.display());
     }
-    for c in &channels {
+    for (i, c) in channels.iter().enumerate() {
+        let chain = match onchain.get(i) {
+            None => String::new(),
+            Some(Ok(info)) => format!(
+                "; on chain {}, deposits {}",
+                info.state,
+                match info.deposited {
+                    [true, true] => "both in",
+                    [true, false] => "party 0's in",
+                    [false, true] => "party 1's in",
+                    [false, false] => "none in",
+                }
+            ),
+            Some(Err(e)) => format!("; on chain: {e}"),
+        };
         println!(
-            "channel {} ({}): party {} of 2, sheet {}, balances {} / {}, spendable {}{}",
+            "channel {} ({}): party {} of 2, sheet {}, balances {} / {}, spendable {}{}{chain}",
             c.channel,
             c.phase,
             c.me,

@@ -242,8 +242,13 @@ fn two_running_nodes_pay_both_ways_through_their_control_sockets() {
     assert_eq!(a["acknowledged"], 5, "{a}");
     let b = ok(BOB_KEY, &["pay", "--store", &bob_store, "--channel", &c, "--amount", "0.05", "--count", "3"]);
     assert_eq!(b["acknowledged"], 3, "{b}");
-    let s = ok(ALICE_KEY, &["status", "--store", &alice_store]);
+    let s = ok(ALICE_KEY, &["status", "--store", &alice_store, "--rpc-url", &url]);
     assert_eq!(s["node_running"], true, "{s}");
+    assert_eq!(
+        s["channels"][0]["onchain"],
+        serde_json::json!({ "state": "Running", "deposited": [true, true] }),
+        "{s}"
+    );
     assert_eq!(s["channels"][0]["balances"], serde_json::json!(["650000000000000000", "1350000000000000000"]), "{s}");
     // Bob overdraws: refused by his node, nothing changes.
     let o = vbank(BOB_KEY, &["pay", "--store", &bob_store, "--channel", &c, "--amount", "2"]);
