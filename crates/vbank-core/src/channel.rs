@@ -331,6 +331,19 @@ impl Channel {
         self.state.flight == Flight::Idle
     }
 
+    /// The first of this party's payment ids that is neither acknowledged nor cancelled (the
+    /// next id to be given if there is none): payments below it are settled.
+    pub fn unsettled_from(&self) -> u64 {
+        let in_flight = match &self.state.flight {
+            Flight::Proposed { payments, .. } | Flight::Committed { payments, .. } if payments.count > 0 => {
+                Some(payments.first)
+            }
+            _ => None,
+        };
+        let queued = (self.state.queue.count > 0).then_some(self.state.queue.first);
+        in_flight.or(queued).unwrap_or(self.state.next_payment)
+    }
+
     /// Payments queued and not yet proposed.
     pub fn queued(&self) -> u64 {
         self.state.queue.count

@@ -239,6 +239,21 @@ fn a_lost_opening_commit_is_sent_again_after_a_reconnect() {
 }
 
 #[test]
+fn unsettled_from_follows_payments_until_acknowledged() {
+    let mut p = Pair::opened();
+    assert_eq!(p.ch[0].unsettled_from(), 0, "nothing paid yet");
+    p.pay(0, 5).expect("pay");
+    p.pay(0, 6).expect("pay");
+    assert_eq!(p.ch[0].unsettled_from(), 0, "queued");
+    p.propose(0);
+    p.pay(0, 7).expect("pay");
+    assert_eq!(p.ch[0].unsettled_from(), 0, "two in flight, one queued");
+    p.settle();
+    assert_eq!((p.ch[0].unsettled_from(), p.acked[0]), (3, 18), "all acknowledged");
+    assert_eq!(p.ch[1].unsettled_from(), 0, "the payee paid nothing");
+}
+
+#[test]
 fn a_payment_moves_balances_and_revokes_the_old_sheets() {
     let mut p = Pair::opened();
     p.pay(0, 250).expect("pay");
