@@ -139,13 +139,13 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
         }
     }
     let state = if args.no_wait {
-        onchain.info().await?.state
+        onchain.state().await?
     } else {
         let wait = async {
             loop {
-                let info = onchain.info().await?;
-                if info.state != OnChainState::Funding {
-                    return Ok::<_, vbank_client::Error>(info.state);
+                let state = onchain.state().await?;
+                if state != OnChainState::Funding {
+                    return Ok::<_, vbank_client::Error>(state);
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
