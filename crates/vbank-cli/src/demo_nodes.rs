@@ -13,9 +13,9 @@ use tokio::{
     sync::mpsc,
 };
 use vbank_client::{Chain, WatchEvent, WatcherHandle};
-use vbank_node::{ControlClient, Node, RedbStore, Service, control_path};
+use vbank_node::{ControlClient, RedbStore, Service, control_path};
 
-use crate::party::Party;
+use crate::{node::open_service, party::Party};
 
 /// The punishment as Bob's watcher reported it.
 pub(crate) struct Punished {
@@ -101,12 +101,8 @@ impl Nodes {
     ) -> Result<Self> {
         let stores = [dir.join("alice.redb"), dir.join("bob.redb")];
         if in_process {
-            let node_of = |i: usize, admission| -> Result<Service<RedbStore>> {
-                let store = RedbStore::open(&stores[i])?;
-                Ok(Service::new(Node::open(keys[i].clone(), store)?, keys[i].clone(), admission))
-            };
-            let alice = node_of(0, None)?;
-            let bob = node_of(1, Some(crate::node::admission(bob_chain.clone(), lock)))?;
+            let alice = open_service(&stores[0], keys[0].clone(), None)?;
+            let bob = open_service(&stores[1], keys[1].clone(), Some(crate::node::admission(bob_chain.clone(), lock)))?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("listening on loopback")?;
             let bob_at = listener.local_addr()?.to_string();
             bob.listen(listener);

@@ -126,8 +126,7 @@ impl ChainArgs {
     pub(crate) async fn connect(&self) -> Result<Connected> {
         match &self.rpc_url {
             Some(url) => {
-                let signer =
-                    self.key.load()?.context("a signing key is needed: --private-key-env, --key-file or --keystore")?;
+                let signer = node::load_key(&self.key)?;
                 let chain =
                     Chain::connect(url, signer, self.chain_id).await.with_context(|| format!("connecting to {url}"))?;
                 Ok(Connected { chain, local: None })

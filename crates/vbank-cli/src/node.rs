@@ -225,21 +225,16 @@ async fn auto_deposit(chain: Chain, id: Address, max: Amount) -> String {
     }
 }
 
-/// This party's node on its store.
-pub(crate) fn open_node(store: &std::path::Path, key: &KeyArgs) -> Result<Node<RedbStore>> {
-    let signer = load_key(key)?;
-    let db = RedbStore::open(store)
-        .with_context(|| format!("opening store {} (is a vbank node using it?)", store.display()))?;
-    Node::open(signer, db).context("loading channels")
-}
-
-/// This party's node on its store, ready to link to peers.
+/// The node of `signer`'s party on its store, ready to link to peers.
 pub(crate) fn open_service(
     store: &std::path::Path,
-    key: &KeyArgs,
+    signer: PrivateKeySigner,
     admission: Option<Admission>,
 ) -> Result<Service<RedbStore>> {
-    Ok(Service::new(open_node(store, key)?, load_key(key)?, admission))
+    let db = RedbStore::open(store)
+        .with_context(|| format!("opening store {} (is a vbank node using it?)", store.display()))?;
+    let node = Node::open(signer.clone(), db).context("loading channels")?;
+    Ok(Service::new(node, signer, admission))
 }
 
 pub(crate) fn load_key(key: &KeyArgs) -> Result<PrivateKeySigner> {
@@ -259,7 +254,7 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
         (Some(c), true) => Some(admission(c.clone(), args.min_lock)),
         _ => None,
     };
-    let service = open_service(&args.store, &args.key, admit)?;
+    let service = open_service(&args.store, signer.clone(), admit)?;
     if let (Some(contract), Some(peer), Some(deposits)) = (args.channel, args.peer, &args.deposits) {
         let mut node = service.node().lock().await;
         if node.channel(contract).is_none() {
@@ -367,10 +362,10 @@ async fn shutdown_signal() {
 
 pub(crate) async fn watch_cmd(args: WatchArgs, json_mode: bool) -> Result<()> {
     let signer = load_key(&args.key)?;
-    let chain = Chain::connect(&args.rpc_url, signer, args.chain_id)
+    let chain = Chain::connect(&args.rpc_url, signer.clone(), args.chain_id)
         .await
         .with_context(|| format!("connecting to {}", args.rpc_url))?;
-    let service = open_service(&args.store, &args.key, None)?;
+    let service = open_service(&args.store, signer, None)?;
     let ids = service.node().lock().await.channel_ids();
     if ids.is_empty() {
         bail!("no channels in {}", args.store.display());

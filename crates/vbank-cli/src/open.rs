@@ -63,7 +63,7 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
         .await
         .with_context(|| format!("connecting to {}", args.rpc_url))?;
     // This party's running node, or its store: checked before any transaction.
-    let mut party = Party::attach(&args.store, &args.key).await?;
+    let mut party = Party::attach(&args.store, || Ok(signer.clone())).await?;
     let (node_address, _) = party.status().await?;
     if node_address != me {
         bail!("the node on {} is {node_address}, but the key given is {me}", args.store.display());

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use alloy::primitives::Address;
+use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
@@ -75,12 +75,13 @@ pub(crate) enum Party {
 }
 
 impl Party {
-    /// Attaches to the node running on `store`, else opens the store.
-    pub(crate) async fn attach(store: &Path, key: &KeyArgs) -> Result<Self> {
+    /// Attaches to the node running on `store`, else opens the store as `signer`'s party (the
+    /// key is only loaded then: a running node holds its own).
+    pub(crate) async fn attach(store: &Path, signer: impl FnOnce() -> Result<PrivateKeySigner>) -> Result<Self> {
         if let Some(c) = ControlClient::connect(&control_path(store)).await {
             return Ok(Self::Node(c));
         }
-        Ok(Self::Direct(open_service(store, key, None)?))
+        Ok(Self::Direct(open_service(store, signer()?, None)?))
     }
 
     /// Carries out a request; a refusal becomes an error.
@@ -119,7 +120,7 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
     if amount == 0 || args.count == 0 {
         bail!("--amount and --count must be more than zero");
     }
-    let mut party = Party::attach(&args.store, &args.key).await?;
+    let mut party = Party::attach(&args.store, || load_key(&args.key)).await?;
     let (me, channels) = party.status().await?;
     let known = channels.iter().find(|c| c.channel == args.channel);
     let opening = known.is_none_or(|c| c.phase == "opening");
@@ -179,13 +180,14 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
 }
 
 pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
-    let mut party = Party::attach(&args.store, &args.key).await?;
+    // The key, loaded once: needed for the chain, and for the store unless a node runs.
+    let signer = args.rpc_url.as_ref().map(|_| load_key(&args.key)).transpose()?;
+    let mut party = Party::attach(&args.store, || signer.clone().map_or_else(|| load_key(&args.key), Ok)).await?;
     let (address, channels) = party.status().await?;
     // On-chain, per channel: its state and deposits, or why it could not be read.
     let mut onchain = Vec::new();
-    if let Some(url) = &args.rpc_url {
-        let chain =
-            Chain::connect(url, load_key(&args.key)?, None).await.with_context(|| format!("connecting to {url}"))?;
+    if let (Some(url), Some(signer)) = (&args.rpc_url, signer) {
+        let chain = Chain::connect(url, signer, None).await.with_context(|| format!("connecting to {url}"))?;
         for c in &channels {
             onchain.push(OnChain::new(chain.clone(), c.channel).info().await.map_err(|e| e.to_string()));
         }
@@ -277,8 +279,8 @@ pub(crate) struct CloseArgs {
 }
 
 pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
-    let mut party = Party::attach(&args.store, &args.key).await?;
     let signer = load_key(&args.key)?;
+    let mut party = Party::attach(&args.store, || Ok(signer.clone())).await?;
     let chain = Chain::connect(&args.rpc_url, signer, args.chain_id)
         .await
         .with_context(|| format!("connecting to {}", args.rpc_url))?;
@@ -395,8 +397,8 @@ pub(crate) struct DepositArgs {
 
 /// Pays this party's agreed deposit.
 pub(crate) async fn deposit(args: DepositArgs, json_mode: bool) -> Result<()> {
-    let signer = args.key.load()?.context("a signing key is needed")?;
-    let chain = vbank_client::Chain::connect(&args.rpc_url, signer, None).await?;
+    let signer = load_key(&args.key)?;
+    let chain = Chain::connect(&args.rpc_url, signer, None).await?;
     let r = waiting("depositing", OnChain::new(chain, args.channel).deposit()).await.context("depositing")?;
     if json_mode {
         println!("{}", json!({ "channel": args.channel, "tx": r.hash, "gas_used": r.gas_used }));
