@@ -176,47 +176,44 @@ pub enum Reply {
 impl<S: Store + Send + 'static> Service<S> {
     /// Carries out one control request.
     pub async fn control(&self, request: Request) -> Reply {
+        self.carry_out(request).await.unwrap_or_else(|e| Reply::Error { message: e.to_string() })
+    }
+
+    async fn carry_out(&self, request: Request) -> Result<Reply> {
         let secs = Duration::from_secs;
-        let result = match request {
+        Ok(match request {
             Request::Status => {
                 let node = self.node().lock().await;
-                Ok(Reply::Status { address: node.address(), channels: ChannelStatus::of(&node) })
+                Reply::Status { address: node.address(), channels: ChannelStatus::of(&node) }
             }
             Request::Connect { addr, peer } => {
-                if self.connected().contains(&peer) {
-                    Ok(Reply::Done)
-                } else {
-                    self.connect(&addr, peer).await.map(|()| Reply::Done)
+                if !self.connected().contains(&peer) {
+                    self.connect(&addr, peer).await?;
                 }
+                Reply::Done
             }
-            Request::Open { params, timeout_secs } => match self.ensure_link(params.parties[1]).await {
-                Ok(_) => {
-                    let seed: B256 = alloy_signer_local::PrivateKeySigner::random().to_bytes();
-                    self.open(params, seed, secs(timeout_secs)).await.map(|()| Reply::Done)
-                }
-                Err(e) => Err(e),
-            },
-            Request::Pay { channel, amount, count, timeout_secs } => match self.link_for(channel).await {
-                Ok(()) => self
-                    .pay(channel, amount, count, secs(timeout_secs))
-                    .await
-                    .map(|Paid { count, amount, nonce }| Reply::Paid { count, amount, nonce }),
-                Err(e) => Err(e),
-            },
-            Request::Close { channel, timeout_secs } => match self.link_for(channel).await {
-                Ok(()) => self.close(channel, secs(timeout_secs)).await.map(
-                    |CloseSignatures { nonce, balances, signatures }| Reply::Closed { nonce, balances, signatures },
-                ),
-                Err(e) => Err(e),
-            },
+            Request::Open { params, timeout_secs } => {
+                self.ensure_link(params.parties[1]).await?;
+                let seed: B256 = alloy_signer_local::PrivateKeySigner::random().to_bytes();
+                self.open(params, seed, secs(timeout_secs)).await?;
+                Reply::Done
+            }
+            Request::Pay { channel, amount, count, timeout_secs } => {
+                self.link_for(channel).await?;
+                let Paid { count, amount, nonce } = self.pay(channel, amount, count, secs(timeout_secs)).await?;
+                Reply::Paid { count, amount, nonce }
+            }
+            Request::Close { channel, timeout_secs } => {
+                self.link_for(channel).await?;
+                let CloseSignatures { nonce, balances, signatures } = self.close(channel, secs(timeout_secs)).await?;
+                Reply::Closed { nonce, balances, signatures }
+            }
             Request::Latest { channel } => {
                 let node = self.node().lock().await;
-                node.channel(channel)
-                    .ok_or(Error::UnknownChannel(channel))
-                    .map(|c| Reply::Latest { sheet: c.latest().cloned() })
+                let ch = node.channel(channel).ok_or(Error::UnknownChannel(channel))?;
+                Reply::Latest { sheet: ch.latest().cloned() }
             }
-        };
-        result.unwrap_or_else(|e| Reply::Error { message: e.to_string() })
+        })
     }
 
     /// Links to the peer of `channel` at its remembered address if it is not linked (a request

@@ -119,6 +119,12 @@ struct Inner<S: Store> {
     handshakes: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
 }
 
+/// Locks a plain mutex of the service. Its holders never panic with the data half-changed (they
+/// insert, remove or count), so a poisoned lock is used as it is.
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Connections accepted but not yet authenticated, at most.
 const MAX_HANDSHAKES: usize = 256;
 /// … of which from one IP address.
@@ -132,7 +138,7 @@ struct Handshake {
 
 impl Handshake {
     fn start(counts: &Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>, ip: std::net::IpAddr) -> Option<Self> {
-        let mut c = counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = locked(counts);
         let total: usize = c.values().sum();
         let mine = c.entry(ip).or_default();
         if total >= MAX_HANDSHAKES || *mine >= PER_ADDRESS {
@@ -145,7 +151,7 @@ impl Handshake {
 
 impl Drop for Handshake {
     fn drop(&mut self) {
-        let mut c = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = locked(&self.counts);
         if let Some(n) = c.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -217,8 +223,7 @@ impl<S: Store + Send + 'static> Service<S> {
     }
 
     fn links(&self) -> std::sync::MutexGuard<'_, HashMap<Address, Link>> {
-        // A panic while holding this lock cannot leave the map inconsistent: use it anyway.
-        self.inner.links.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        locked(&self.inner.links)
     }
 
     fn notify(&self, n: Notice) {
@@ -250,7 +255,7 @@ impl<S: Store + Send + 'static> Service<S> {
 
     pub(crate) fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
         let h = tokio::spawn(f);
-        let mut tasks = self.inner.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tasks = locked(&self.inner.tasks);
         tasks.retain(|t| !t.is_finished());
         tasks.push(h);
     }
@@ -259,8 +264,7 @@ impl<S: Store + Send + 'static> Service<S> {
     /// tasks are gone. The store is released when the last clone of this service is dropped.
     pub async fn shutdown(&self) {
         self.inner.closing.store(true, Ordering::SeqCst);
-        let tasks: Vec<_> =
-            self.inner.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..).collect();
+        let tasks: Vec<_> = locked(&self.inner.tasks).drain(..).collect();
         for t in &tasks {
             t.abort();
         }
@@ -319,7 +323,7 @@ impl<S: Store + Send + 'static> Service<S> {
     /// The address is remembered in the store, for [`Service::relink`] after a restart.
     pub async fn connect(&self, addr: &str, peer: Address) -> Result<()> {
         self.dial(addr, peer).await?;
-        self.inner.dialed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(peer, addr.to_string());
+        locked(&self.inner.dialed).insert(peer, addr.to_string());
         self.inner.node.lock().await.remember_peer(peer, addr)?;
         Ok(())
     }
@@ -333,7 +337,7 @@ impl<S: Store + Send + 'static> Service<S> {
         };
         for (peer, addr) in known {
             if peers.contains(&peer) && !self.links().contains_key(&peer) {
-                self.inner.dialed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(peer, addr);
+                locked(&self.inner.dialed).insert(peer, addr);
                 self.redial(peer);
             }
         }
@@ -354,9 +358,7 @@ impl<S: Store + Send + 'static> Service<S> {
 
     /// Dials a dropped link again, in the background.
     fn redial(&self, peer: Address) {
-        let Some(addr) =
-            self.inner.dialed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&peer).cloned()
-        else {
+        let Some(addr) = locked(&self.inner.dialed).get(&peer).cloned() else {
             return;
         };
         let this = self.clone();
