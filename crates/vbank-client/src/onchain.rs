@@ -196,6 +196,11 @@ impl OnChain {
 
     /// Reads the channel's state from the contract.
     pub async fn info(&self) -> Result<ChannelInfo> {
+        Ok(self.info_and_code().await?.0)
+    }
+
+    /// The channel's state and the contract's runtime code (refused if there is none).
+    async fn info_and_code(&self) -> Result<(ChannelInfo, Bytes)> {
         let c = &self.contract;
         let code = self.chain.provider().get_code_at(self.address()).await.map_err(|e| Error::Rpc(e.to_string()))?;
         if code.is_empty() {
@@ -220,7 +225,7 @@ impl OnChain {
                 unlock_time: u64_of(l.unlockTime)?,
             })
         };
-        Ok(ChannelInfo {
+        let info = ChannelInfo {
             address: self.address(),
             state,
             parties,
@@ -229,7 +234,8 @@ impl OnChain {
             lock_period,
             liquidation,
             outstanding,
-        })
+        };
+        Ok((info, code))
     }
 
     /// Checks that the contract is a genuine VirtualBank, before trusting anything it reports:
@@ -238,9 +244,8 @@ impl OnChain {
     /// EIP-712 immutables that depend on the contract's own address, and its domain separator
     /// must be the one computed here for this chain and address. Returns its state.
     pub async fn verify(&self) -> Result<ChannelInfo> {
-        let info = self.info().await?;
+        let (info, code) = self.info_and_code().await?;
         let provider = self.chain.provider();
-        let code = provider.get_code_at(self.address()).await.map_err(|e| Error::Rpc(e.to_string()))?;
         let amounts = [U256::from(info.amounts[0]), U256::from(info.amounts[1])];
         let mut expected = Vec::new();
         for from in [Address::with_last_byte(0xa1), Address::with_last_byte(0xa2)] {
