@@ -231,30 +231,18 @@ fn pay_and_status_through_the_peers_node() {
     let channel = CONTRACT.to_string();
     let bob_addr = bob_key().address().to_string();
     let deposits = format!("{DEPOSIT}wei,{DEPOSIT}wei");
+    // `vbank [--json] pay` on the channel through Bob's node, with `extra` arguments
+    let pay = |json: bool, extra: &[&str]| {
+        let head = ["--json", "pay", "--store", store, "--connect", &connect, "--channel", &channel];
+        vbank(&[&head[usize::from(!json)..], extra].concat())
+    };
     // the first payment also opens the channel (sheet 0 both ways)
-    let o = vbank(&[
-        "--json",
-        "pay",
-        "--store",
-        store,
-        "--connect",
-        &connect,
-        "--channel",
-        &channel,
-        "--amount",
-        "7wei",
-        "--count",
-        "3",
-        "--peer",
-        &bob_addr,
-        "--deposits",
-        &deposits,
-    ]);
+    let o = pay(true, &["--amount", "7wei", "--count", "3", "--peer", &bob_addr, "--deposits", &deposits]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["acknowledged"], 3, "{v}");
     // a second command picks the channel up from the store
-    let o = vbank(&["pay", "--store", store, "--connect", &connect, "--channel", &channel, "--amount", "9wei"]);
+    let o = pay(false, &["--amount", "9wei"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = vbank(&["--json", "status", "--store", store]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
@@ -262,7 +250,7 @@ fn pay_and_status_through_the_peers_node() {
     assert_eq!(c["balances"][0], (DEPOSIT - 30).to_string(), "{v}");
     assert_eq!(c["phase"], "open");
     // an overdraft is refused locally, an unreachable peer is a clear error; nothing is lost
-    let o = vbank(&["pay", "--store", store, "--connect", &connect, "--channel", &channel, "--amount", "2"]);
+    let o = pay(false, &["--amount", "2"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("insufficient balance"),
@@ -271,19 +259,7 @@ fn pay_and_status_through_the_peers_node() {
     );
     bob.kill().expect("stop bob");
     bob.wait().expect("reaped");
-    let o = vbank(&[
-        "pay",
-        "--store",
-        store,
-        "--connect",
-        &connect,
-        "--channel",
-        &channel,
-        "--amount",
-        "1wei",
-        "--timeout",
-        "2",
-    ]);
+    let o = pay(false, &["--amount", "1wei", "--timeout", "2"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("cannot reach the peer's node"),
