@@ -59,8 +59,14 @@ async fn watcher_leaves_an_honest_liquidation_alone_and_warns_about_short_locks(
         Some(WatchEvent::Warning(w)) => assert!(w.contains("lock period (1 s)"), "{w}"),
         other => panic!("expected a warning, got {other:?}"),
     }
+    // The contract's state is reported first, then each change.
+    let next = async |watcher: &mut vbank_client::WatcherHandle| {
+        tokio::time::timeout(Duration::from_secs(10), watcher.next()).await.expect("an event")
+    };
+    assert_eq!(next(&mut watcher).await, Some(WatchEvent::State(OnChainState::Running)));
     net.alice.onchain.liquidate(&latest).await.expect("honest liquidation");
-    match tokio::time::timeout(Duration::from_secs(10), watcher.next()).await.expect("an event") {
+    assert_eq!(next(&mut watcher).await, Some(WatchEvent::State(OnChainState::Liquidating)));
+    match next(&mut watcher).await {
         Some(WatchEvent::HonestLiquidation { nonce }) => assert_eq!(nonce, latest.nonce),
         other => panic!("expected an honest liquidation, got {other:?}"),
     }

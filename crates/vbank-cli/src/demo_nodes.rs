@@ -29,6 +29,7 @@ pub(crate) enum Nodes {
         bob: Service<RedbStore>,
         watcher: WatcherHandle,
         bob_at: String,
+        channel: Address,
     },
     Processes {
         // Killed on drop.
@@ -101,13 +102,15 @@ impl Nodes {
     ) -> Result<Self> {
         let stores = [dir.join("alice.redb"), dir.join("bob.redb")];
         if in_process {
-            let alice = open_service(&stores[0], keys[0].clone(), None)?;
-            let bob = open_service(&stores[1], keys[1].clone(), Some(crate::node::admission(bob_chain.clone(), lock)))?;
+            let alice = open_service(&stores[0], keys[0].clone(), None, false)?;
+            let admission = crate::node::admission(bob_chain.clone(), lock, crate::node::DEFAULT_MAX_LOCK.max(lock));
+            let bob = open_service(&stores[1], keys[1].clone(), Some(admission), true)?;
+            bob.set_funding_check(crate::node::funding_check(bob_chain.clone()));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("listening on loopback")?;
             let bob_at = listener.local_addr()?.to_string();
             bob.listen(listener);
             let watcher = crate::node::watch(&bob, bob_chain, address, Duration::from_millis(200));
-            return Ok(Self::InProcess { alice, bob, watcher, bob_at });
+            return Ok(Self::InProcess { alice, bob, watcher, bob_at, channel: address });
         }
         let lock = lock.to_string();
         let bob_args = ["--rpc-url", url, "--accept-channels", "--min-lock", &lock, "--poll-ms", "200"];
@@ -151,8 +154,11 @@ impl Nodes {
     pub(crate) async fn punished(&mut self, say: impl Fn(String)) -> Result<Punished> {
         let wait = async {
             match self {
-                Self::InProcess { watcher, .. } => loop {
+                Self::InProcess { watcher, bob, channel, .. } => loop {
                     match watcher.next().await {
+                        Some(WatchEvent::State(state)) => {
+                            bob.set_funding(*channel, crate::node::funding_of(state)).await?;
+                        }
                         Some(WatchEvent::Punished { nonce, report }) => {
                             return Ok(Punished { nonce, gas_used: report.gas_used });
                         }

@@ -32,6 +32,7 @@ impl KeyArgs {
     /// The key, if any source is set.
     pub(crate) fn load(&self) -> Result<Option<PrivateKeySigner>> {
         if let Some(path) = &self.keystore {
+            vbank_node::check_private(path, "keystore")?;
             let password = std::env::var(&self.password_env).with_context(|| {
                 format!("the keystore's password is read from ${}, which is not set", self.password_env)
             })?;
@@ -40,6 +41,7 @@ impl KeyArgs {
             return Ok(Some(signer));
         }
         if let Some(path) = &self.key_file {
+            vbank_node::check_private(path, "key file")?;
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
             return Ok(Some(parse_key(&text, &format!("key file {}", path.display()))?));

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use vbank_client::{Chain, OnChain, OnChainState, Punisher, WatchEvent, Watcher, WatcherHandle};
-use vbank_core::{Amount, ChannelParams, Event};
+use vbank_core::{Amount, ChannelParams, Event, Funding, Settlement};
 use vbank_node::{Admission, Node, Notice, RedbStore, Service};
 
 use crate::{
@@ -58,6 +58,10 @@ pub(crate) struct NodeArgs {
     /// node has to punish a stale liquidation).
     #[arg(long, default_value_t = 3600)]
     min_lock: u64,
+    /// With --accept-channels: the longest lock period accepted, in seconds (a peer's deposit
+    /// frozen that long after its liquidation; default 30 days, at most 2^32 - 1).
+    #[arg(long, default_value_t = DEFAULT_MAX_LOCK)]
+    max_lock: u64,
     /// Pay this node's deposit into a channel it joined as party 1 as soon as sheet 0 is
     /// countersigned, if it is at most this amount ("1", "0.5eth", "1000wei").
     #[arg(long, requires = "rpc_url")]
@@ -82,6 +86,11 @@ pub(crate) struct WatchArgs {
     key: KeyArgs,
 }
 
+/// The longest lock period a node accepts unless told otherwise: 30 days.
+pub(crate) const DEFAULT_MAX_LOCK: u64 = 30 * 24 * 3600;
+/// The longest lock period the contract takes (its `unlockTime` must not wrap).
+pub(crate) const CONTRACT_MAX_LOCK: u64 = u32::MAX as u64;
+
 /// Prints a line to stdout, ignoring a closed pipe (a node must not die because nobody reads).
 pub(crate) fn say(line: String) {
     use std::io::Write;
@@ -89,11 +98,13 @@ pub(crate) fn say(line: String) {
 }
 
 /// Admission of channels opened by peers, checked against the chain `chain` reads.
-pub(crate) fn admission(chain: Chain, min_lock: u64) -> Admission {
+pub(crate) fn admission(chain: Chain, min_lock: u64, max_lock: u64) -> Admission {
     Arc::new(move |channel: Address, peer: Address| {
         let chain = chain.clone();
         Box::pin(async move {
-            let info = OnChain::new(chain.clone(), channel).verify().await.map_err(|e| e.to_string())?;
+            // The cheap reads first; the code is verified (two simulated deployments) last.
+            let onchain = OnChain::new(chain.clone(), channel);
+            let info = onchain.info().await.map_err(|e| e.to_string())?;
             let me = chain.address();
             if info.parties != [peer, me] {
                 return Err(format!(
@@ -110,6 +121,13 @@ pub(crate) fn admission(chain: Chain, min_lock: u64) -> Admission {
                     info.lock_period
                 ));
             }
+            if info.lock_period > max_lock {
+                return Err(format!(
+                    "its lock period of {} s is longer than this node's maximum of {max_lock} s",
+                    info.lock_period
+                ));
+            }
+            let info = onchain.verify().await.map_err(|e| e.to_string())?;
             Ok(ChannelParams {
                 chain_id: chain.chain_id(),
                 contract: channel,
@@ -130,13 +148,51 @@ pub(crate) fn watch(service: &Service<RedbStore>, chain: &Chain, id: Address, po
     Watcher::new(OnChain::new(chain.clone(), id), punisher, poll).spawn()
 }
 
-/// Forwards a watcher's events to stdout.
-fn log_watch(id: Address, mut handle: WatcherHandle, json_mode: bool) -> tokio::task::JoinHandle<()> {
+/// Forwards a watcher's events to stdout, and the contract's state to the node (payments wait
+/// for both deposits; a channel that ended on chain is frozen).
+fn log_watch(
+    service: &Service<RedbStore>,
+    id: Address,
+    mut handle: WatcherHandle,
+    json_mode: bool,
+) -> tokio::task::JoinHandle<()> {
+    let service = service.clone();
     tokio::spawn(async move {
         while let Some(e) = handle.next().await {
+            if let WatchEvent::State(state) = e
+                && let Err(err) = service.set_funding(id, funding_of(state)).await
+            {
+                say(format!("watch {id}: cannot record the contract's state {state}: {err}"));
+            }
             say(describe_watch(id, &e, json_mode));
         }
     })
+}
+
+/// What a contract's state means for payments on its channel.
+pub(crate) fn funding_of(state: OnChainState) -> Funding {
+    match state {
+        OnChainState::Funding => Funding::Pending,
+        OnChainState::Running => Funding::Running,
+        OnChainState::Liquidating | OnChainState::Closed => Funding::Ended,
+    }
+}
+
+/// Settles on chain a channel the node froze because the peer broke the protocol (DESIGN §2
+/// rule 5): the node chose the sheet under its lock; this only submits it.
+async fn settle_violation(chain: Chain, id: Address, settlement: Settlement) -> String {
+    let onchain = OnChain::new(chain, id);
+    let result = match settlement {
+        Settlement::Liquidate(sheet) => onchain.liquidate(&sheet).await.map(|r| (format!("sheet {}", sheet.nonce), r)),
+        Settlement::Cooperative { nonce, balances, signatures } => {
+            onchain.cooperative_close(nonce, balances, &signatures).await.map(|r| (format!("the close at {nonce}"), r))
+        }
+        Settlement::Cancel => onchain.cancel().await.map(|r| ("a cancel".to_string(), r)),
+    };
+    match result {
+        Ok((what, r)) => format!("channel {id}: settled on chain with {what} (tx {}, gas {})", r.hash, r.gas_used),
+        Err(e) => format!("channel {id}: settling on chain failed: {e}; run `vbank close`"),
+    }
 }
 
 fn describe_watch(id: Address, e: &WatchEvent, json_mode: bool) -> String {
@@ -148,6 +204,7 @@ fn describe_watch(id: Address, e: &WatchEvent, json_mode: bool) -> String {
                 ("punished", json!({ "nonce": nonce, "tx": report.hash, "gas_used": report.gas_used }))
             }
             WatchEvent::RpcError(e) => ("rpc_error", json!(e)),
+            WatchEvent::State(s) => ("state", json!(s.to_string())),
             WatchEvent::Closed => ("closed", json!(null)),
         };
         return json!({ "watch": id, "event": kind, "detail": detail }).to_string();
@@ -162,6 +219,7 @@ fn describe_watch(id: Address, e: &WatchEvent, json_mode: bool) -> String {
             report.hash, report.gas_used
         ),
         WatchEvent::RpcError(e) => format!("watch {id}: RPC error, retrying: {e}"),
+        WatchEvent::State(s) => format!("watch {id}: the contract is {s}"),
         WatchEvent::Closed => format!("watch {id}: the channel is closed"),
     }
 }
@@ -187,6 +245,7 @@ fn describe_notice(n: &Notice, json_mode: bool) -> Option<String> {
             Event::CloseReady { nonce, .. } => {
                 format!("channel {channel}: cooperative close at sheet {nonce} signed by both")
             }
+            Event::Frozen { reason, .. } => format!("channel {channel}: frozen, no more updates: {reason}"),
         },
         Notice::RefusedByPeer { peer, reason, .. } => format!("peer {peer} refused: {reason}"),
         Notice::Refused { peer, reason, .. } => format!("refused a frame from {peer}: {reason}"),
@@ -202,11 +261,13 @@ fn describe_notice(n: &Notice, json_mode: bool) -> Option<String> {
 }
 
 /// Pays this party's deposit into `id` if it is due and at most `max`.
-async fn auto_deposit(chain: Chain, id: Address, max: Amount) -> String {
+async fn auto_deposit(chain: Chain, params: ChannelParams, max: Amount) -> String {
+    let id = params.contract;
     let onchain = OnChain::new(chain.clone(), id);
-    let info = match onchain.info().await {
+    // The contract must be genuine and hold exactly the agreed parameters before any deposit.
+    let info = match onchain.verify_params(&params).await {
         Ok(i) => i,
-        Err(e) => return format!("channel {id}: cannot read it to deposit: {e}"),
+        Err(e) => return format!("channel {id}: not depositing: {e}"),
     };
     let Some(i) = info.index_of(chain.address()) else { return format!("channel {id}: not a party") };
     if info.state != OnChainState::Funding || info.deposited[i] {
@@ -219,7 +280,7 @@ async fn auto_deposit(chain: Chain, id: Address, max: Amount) -> String {
             format_eth(max)
         );
     }
-    match onchain.deposit().await {
+    match onchain.deposit_agreed(&params).await {
         Ok(r) => format!("channel {id}: deposited {} (tx {}, gas {})", format_eth(info.amounts[i]), r.hash, r.gas_used),
         Err(e) => format!("channel {id}: deposit failed: {e}"),
     }
@@ -230,11 +291,23 @@ pub(crate) fn open_service(
     store: &std::path::Path,
     signer: PrivateKeySigner,
     admission: Option<Admission>,
+    follow_chain: bool,
 ) -> Result<Service<RedbStore>> {
     let db = RedbStore::open(store)
         .with_context(|| format!("opening store {} (is a vbank node using it?)", store.display()))?;
     let node = Node::open(signer.clone(), db).context("loading channels")?;
+    // A node that watches the chain gates payments on it (both deposits in, not ended).
+    let node = if follow_chain { node.follow_chain() } else { node };
     Ok(Service::new(node, signer, admission))
+}
+
+/// Reads a channel's funding from the chain, for a payment that meets a channel not yet seen
+/// funded (the watcher's next poll may be a second away).
+pub(crate) fn funding_check(chain: Chain) -> vbank_node::FundingCheck {
+    Arc::new(move |id: Address| {
+        let onchain = OnChain::new(chain.clone(), id);
+        Box::pin(async move { Some(funding_of(onchain.state().await.ok()?)) })
+    })
 }
 
 pub(crate) fn load_key(key: &KeyArgs) -> Result<PrivateKeySigner> {
@@ -251,10 +324,20 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
     };
     let auto_deposit_max = args.auto_deposit.as_deref().map(parse_amount).transpose().context("--auto-deposit")?;
     let admit = match (&chain, args.accept_channels) {
-        (Some(c), true) => Some(admission(c.clone(), args.min_lock)),
+        (Some(c), true) => Some(admission(c.clone(), args.min_lock, args.max_lock)),
         _ => None,
     };
-    let service = open_service(&args.store, signer.clone(), admit)?;
+    if args.max_lock > CONTRACT_MAX_LOCK || args.min_lock > args.max_lock {
+        bail!(
+            "--min-lock {} and --max-lock {} must satisfy min <= max <= {CONTRACT_MAX_LOCK}",
+            args.min_lock,
+            args.max_lock
+        );
+    }
+    let service = open_service(&args.store, signer.clone(), admit, chain.is_some())?;
+    if let Some(c) = &chain {
+        service.set_funding_check(funding_check(c.clone()));
+    }
     if let (Some(contract), Some(peer), Some(deposits)) = (args.channel, args.peer, &args.deposits) {
         let mut node = service.node().lock().await;
         if node.channel(contract).is_none() {
@@ -266,6 +349,18 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             };
             let chain_id = args.chain_id.or(chain.as_ref().map(Chain::chain_id)).unwrap_or(31337);
             let params = ChannelParams { chain_id, contract, parties, deposits };
+            // A channel added by hand is checked like an admitted one: genuine code, exactly
+            // these parties and deposits on this chain. Without a chain nothing can be checked
+            // (off-chain use: nothing is deposited by this node then).
+            match &chain {
+                Some(c) => {
+                    OnChain::new(c.clone(), contract)
+                        .verify_params(&params)
+                        .await
+                        .context("checking the channel on chain before adding it")?;
+                }
+                None => eprintln!("warning: channel {contract} added without --rpc-url: its contract is not verified"),
+            }
             let seed: B256 = PrivateKeySigner::random().to_bytes();
             node.add_channel(params, seed).context("adding the channel")?;
         }
@@ -316,16 +411,17 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             let node = service.node().lock().await;
             for id in node.channel_ids() {
                 if watched.insert(id) {
-                    log_watch(id, watch(&service, chain, id, poll), json_mode);
+                    log_watch(&service, id, watch(&service, chain, id, poll), json_mode);
                 }
                 let joined_open =
                     node.channel(id).is_some_and(|c| c.me() == 1 && *c.phase() != vbank_core::Phase::Opening);
                 if let Some(max) = auto_deposit_max
                     && joined_open
                     && deposit_tried.insert(id)
+                    && let Some(params) = node.channel(id).map(|c| c.params().clone())
                 {
                     let chain = chain.clone();
-                    tokio::spawn(async move { say(auto_deposit(chain, id, max).await) });
+                    tokio::spawn(async move { say(auto_deposit(chain, params, max).await) });
                 }
             }
         }
@@ -340,6 +436,13 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
         };
         if let Some(line) = describe_notice(&n, json_mode) {
             say(line);
+        }
+        // DESIGN §2 rule 5: the node froze the channel and chose the sheet; settle it on chain.
+        if let (Some(chain), Notice::Event { channel, event: Event::Frozen { settlement, violation: true, .. } }) =
+            (&chain, &n)
+        {
+            let (chain, id, settlement) = (chain.clone(), *channel, settlement.clone());
+            tokio::spawn(async move { say(settle_violation(chain, id, settlement).await) });
         }
         sweep = matches!(n, Notice::Admitted { .. } | Notice::Event { event: Event::Opened, .. });
     }
@@ -365,7 +468,7 @@ pub(crate) async fn watch_cmd(args: WatchArgs, json_mode: bool) -> Result<()> {
     let chain = Chain::connect(&args.rpc_url, signer.clone(), args.chain_id)
         .await
         .with_context(|| format!("connecting to {}", args.rpc_url))?;
-    let service = open_service(&args.store, signer, None)?;
+    let service = open_service(&args.store, signer, None, true)?;
     let ids = service.node().lock().await.channel_ids();
     if ids.is_empty() {
         bail!("no channels in {}", args.store.display());
@@ -374,7 +477,8 @@ pub(crate) async fn watch_cmd(args: WatchArgs, json_mode: bool) -> Result<()> {
         say(format!("watching {} channel(s) on chain {}; stops when all are closed", ids.len(), chain.chain_id()));
     }
     let poll = Duration::from_millis(args.poll_ms);
-    let tasks: Vec<_> = ids.iter().map(|id| log_watch(*id, watch(&service, &chain, *id, poll), json_mode)).collect();
+    let tasks: Vec<_> =
+        ids.iter().map(|id| log_watch(&service, *id, watch(&service, &chain, *id, poll), json_mode)).collect();
     for t in tasks {
         t.await.context("a watcher task failed")?;
     }

@@ -117,7 +117,7 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
                  or `vbank close --channel {address}` to cancel it"
             )
         };
-        let request = Request::Open { params, timeout_secs: args.timeout };
+        let request = Request::Open { params: params.clone(), timeout_secs: args.timeout };
         waiting("waiting for the peer to countersign balance sheet 0", party.request(request))
             .await
             .context("opening the channel with the peer")
@@ -130,7 +130,7 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
     let mut deposit_gas = None;
     let info = onchain.info().await?;
     if info.state == OnChainState::Funding && !info.deposited[0] && deposits[0] > 0 {
-        let r = waiting(&format!("depositing {}", format_eth(deposits[0])), onchain.deposit())
+        let r = waiting(&format!("depositing {}", format_eth(deposits[0])), onchain.deposit_agreed(&params))
             .await
             .context("depositing")?;
         deposit_gas = Some(r.gas_used);

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use vbank_client::{Chain, OnChain, OnChainState, TxReport};
-use vbank_core::ChannelParams;
+use vbank_core::{ChannelParams, Settlement};
 use vbank_node::{ChannelStatus, ControlClient, RedbStore, Reply, Request, Service, control_path};
 
 use crate::{
@@ -81,7 +81,7 @@ impl Party {
         if let Some(c) = ControlClient::connect(&control_path(store)).await {
             return Ok(Self::Node(c));
         }
-        Ok(Self::Direct(open_service(store, signer()?, None)?))
+        Ok(Self::Direct(open_service(store, signer()?, None, false)?))
     }
 
     /// Carries out a request; a refusal becomes an error.
@@ -294,38 +294,33 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
         }
         OnChainState::Running => {
             let peer = party.channel(args.channel).await?.context("the channel is not in the store")?.peer;
-            let latest = match party.request(Request::Latest { channel: args.channel }).await? {
-                Reply::Latest { sheet } => sheet,
-                other => bail!("unexpected reply {other:?}"),
-            };
             // Cooperative when the peer's node can be reached: linked to the running node, at
             // --connect, or at the address remembered from an earlier link.
-            let coop = {
-                let attempt = async {
-                    if let Some(addr) = &args.connect {
-                        party.connect(addr, peer).await?;
-                    }
-                    party.request(Request::Close { channel: args.channel, timeout_secs: args.timeout }).await
+            if let Some(addr) = &args.connect
+                && let Err(e) = party.connect(addr, peer).await
+            {
+                eprintln!("cannot reach the peer at {addr}: {e:#}");
+            }
+            // The node tries the cooperative close, then freezes the channel and chooses, under
+            // its lock and from its stored state, what to settle with: nothing chosen here.
+            let request = Request::Settle { channel: args.channel, cooperative: true, timeout_secs: args.timeout };
+            let (settlement, cooperative_error) =
+                match waiting("asking the peer to sign the close", party.request(request)).await? {
+                    Reply::Settle { settlement, cooperative_error } => (settlement, cooperative_error),
+                    other => bail!("unexpected reply {other:?}"),
                 };
-                match waiting("asking the peer to sign the close", attempt).await {
-                    Ok(Reply::Closed { nonce, balances, signatures }) => Some((nonce, balances, signatures)),
-                    Ok(other) => bail!("unexpected reply {other:?}"),
-                    Err(e) => {
-                        eprintln!("cooperative close failed ({e:#}); liquidating with the latest sheet instead");
-                        None
-                    }
-                }
-            };
-            match coop {
-                Some((nonce, balances, signatures)) => {
+            match settlement {
+                Settlement::Cooperative { nonce, balances, signatures } => {
                     let r = waiting("closing", onchain.cooperative_close(nonce, balances, &signatures))
                         .await
                         .context("submitting cooperativeClose")?;
                     let [b0, b1] = balances.map(format_eth);
                     ("cooperative", r, format!("both paid at once: party 0 {b0}, party 1 {b1}"))
                 }
-                None => {
-                    let sheet = latest.context("no countersigned sheet to liquidate with")?;
+                Settlement::Liquidate(sheet) => {
+                    if let Some(e) = cooperative_error {
+                        eprintln!("cooperative close failed ({e}); liquidating with the latest sheet instead");
+                    }
                     let r = waiting("liquidating", onchain.liquidate(&sheet)).await.context("liquidating")?;
                     let unlock = onchain.info().await?.liquidation.map_or(0, |l| l.unlock_time);
                     let d = format!(
@@ -334,6 +329,9 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
                     );
                     ("unilateral", r, d)
                 }
+                Settlement::Cancel => bail!(
+                    "the channel runs on chain but this party holds no countersigned sheet: only the peer can close it"
+                ),
             }
         }
         OnChainState::Liquidating if !args.wait => {

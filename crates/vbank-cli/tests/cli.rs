@@ -93,6 +93,15 @@ fn deploy_to_an_rpc_url_served_by_the_anvil_script() {
     std::fs::create_dir_all(&dir).expect("dir");
     let key_file = dir.join("key");
     std::fs::write(&key_file, format!("{KEY0}\n")).expect("write key");
+    // A key file others can read is refused, with the fix in the message.
+    let refused =
+        vbank(&["deploy", "--rpc-url", "http://127.0.0.1:1", "--key-file", key_file.to_str().expect("utf8")], &[]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("chmod 600"), "{refused:?}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
     let o =
         vbank(&["deploy", "--rpc-url", &url, "--party1", ADDR1, "--key-file", key_file.to_str().expect("utf8")], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -149,7 +158,7 @@ fn demo_tells_the_whole_story(extra: &[&str]) {
         .current_dir(repo())
         .output()
         .expect("demo");
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert!(v["compile"].as_str().is_some_and(|c| c.contains("identical to the embedded artifact")), "{v}");
     assert_eq!((v["payments"].as_u64(), v["final_state"].as_str()), (Some(1000), Some("Closed")), "{v}");

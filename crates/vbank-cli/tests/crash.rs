@@ -363,13 +363,22 @@ fn deploy_pay_deposit_close_through_the_cli() {
     let c3s = c3.to_string();
     let (mut bob, port) = start_bob_with(&bob_store, 0, c3, "1,1", &["--rpc-url", &url, "--poll-ms", "100"]);
     let connect = format!("127.0.0.1:{port}");
-    open_pay(&run, &connect, &c3s, "0.1");
+    // Bob's node follows the chain: it takes no payment before both deposits are in.
+    let refused = Command::new(env!("CARGO_BIN_EXE_vbank"))
+        .args(["--json", "pay", "--store", &store, "--connect", &connect, "--channel", &c3s, "--amount", "0.1"])
+        .args(["--peer", &bob_addr, "--deposits", "1,1", "--timeout", "5"])
+        .env("VBANK_PRIVATE_KEY", alice_env)
+        .output()
+        .expect("run vbank");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("not yet funded"), "{refused:?}");
+    deposit_both(&run, &c3s);
+    run(alice_env, &["pay", "--store", &store, "--connect", &connect, "--channel", &c3s, "--amount", "0.1"]);
     let stale = {
         let state = RedbStore::open(&alice_store).expect("alice's store").load(c3).expect("load").expect("channel");
         Channel::restore(state, alice_key()).expect("restore").latest().expect("sheet").clone()
     };
     run(alice_env, &["pay", "--store", &store, "--connect", &connect, "--channel", &c3s, "--amount", "0.6"]);
-    deposit_both(&run, &c3s);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let chain = vbank_client::Chain::connect(&url, alice_key(), None).await.expect("connect");

@@ -311,9 +311,52 @@ impl OnChain {
         TxReport::from_receipt(&receipt)
     }
 
-    /// Pays this party's agreed deposit.
+    /// Checks that the contract is genuine ([`OnChain::verify`]) and was made with exactly the
+    /// parameters a channel was agreed with: this chain, parties, deposits. Anything else (a
+    /// fake contract, other amounts that would lock the funds) is refused.
+    pub async fn verify_params(&self, params: &vbank_core::ChannelParams) -> Result<ChannelInfo> {
+        let mismatch = |what: String| Err(Error::Precheck(format!("channel {}: {what}", self.address())));
+        if params.contract != self.address() {
+            return mismatch(format!("the agreed parameters are for contract {}", params.contract));
+        }
+        if params.chain_id != self.chain.chain_id() {
+            return mismatch(format!(
+                "it was agreed on chain {}, the endpoint serves chain {}",
+                params.chain_id,
+                self.chain.chain_id()
+            ));
+        }
+        let info = self.verify().await?;
+        if info.parties != params.parties {
+            return mismatch(format!(
+                "the contract's parties are {} and {}, the agreed ones {} and {}",
+                info.parties[0], info.parties[1], params.parties[0], params.parties[1]
+            ));
+        }
+        if info.amounts != params.deposits {
+            return mismatch(format!(
+                "the contract expects deposits of {} and {} wei, the agreed ones are {} and {} wei",
+                info.amounts[0], info.amounts[1], params.deposits[0], params.deposits[1]
+            ));
+        }
+        Ok(info)
+    }
+
+    /// Pays this party's deposit into a channel agreed with `params`, after
+    /// [`OnChain::verify_params`].
+    pub async fn deposit_agreed(&self, params: &vbank_core::ChannelParams) -> Result<TxReport> {
+        let info = self.verify_params(params).await?;
+        self.deposit_checked(info).await
+    }
+
+    /// Pays this party's deposit as the contract states it, once its code is verified genuine
+    /// ([`OnChain::verify`]): no deposit goes into a contract that is not a VirtualBank.
     pub async fn deposit(&self) -> Result<TxReport> {
-        let info = self.info().await?;
+        let info = if self.force { self.info().await? } else { self.verify().await? };
+        self.deposit_checked(info).await
+    }
+
+    async fn deposit_checked(&self, info: ChannelInfo) -> Result<TxReport> {
         let i = self.me(&info)?;
         self.state_is(&info, OnChainState::Funding)?;
         self.check(!info.deposited[i], || "this party's deposit is already in".into())?;

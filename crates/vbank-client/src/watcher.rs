@@ -29,6 +29,8 @@ pub enum WatchEvent {
         /// The `withdrawByPeer` transaction.
         report: TxReport,
     },
+    /// The contract's state, reported at the first poll and whenever it changes.
+    State(OnChainState),
     /// An RPC call failed; the watcher keeps polling.
     RpcError(String),
     /// The channel is closed; the watcher stops.
@@ -67,8 +69,19 @@ impl Watcher {
 
     /// One look at the chain: punishes a stale liquidation by the peer if there is one.
     pub async fn check(&self) -> Result<Option<WatchEvent>> {
+        Ok(self.look().await?.1)
+    }
+
+    /// One look at the chain: the contract's state, and what was done about it (a stale
+    /// liquidation by the peer is punished).
+    pub async fn look(&self) -> Result<(OnChainState, Option<WatchEvent>)> {
         // One call per poll while nothing happens; the whole state only once a liquidation shows.
-        match self.onchain.state().await? {
+        let state = self.onchain.state().await?;
+        Ok((state, self.act(state).await?))
+    }
+
+    async fn act(&self, state: OnChainState) -> Result<Option<WatchEvent>> {
+        match state {
             OnChainState::Closed => return Ok(Some(WatchEvent::Closed)),
             OnChainState::Liquidating => {}
             _ => return Ok(None),
@@ -96,6 +109,7 @@ impl Watcher {
         let task = tokio::spawn(async move {
             let mut warned = false;
             let mut reported_honest = None;
+            let mut last_state = None;
             loop {
                 if !warned && let Ok(info) = self.onchain.info().await {
                     warned = true;
@@ -103,7 +117,14 @@ impl Watcher {
                         let _ = tx.send(WatchEvent::Warning(w));
                     }
                 }
-                match self.check().await {
+                let looked = self.look().await.map(|(state, event)| {
+                    if last_state != Some(state) {
+                        last_state = Some(state);
+                        let _ = tx.send(WatchEvent::State(state));
+                    }
+                    event
+                });
+                match looked {
                     Ok(Some(WatchEvent::HonestLiquidation { nonce })) => {
                         if reported_honest != Some(nonce) {
                             reported_honest = Some(nonce);

@@ -13,8 +13,55 @@ use crate::{
     waiver::{MAX_UPDATES, waiver_key},
 };
 
-/// The version tag of [`ChannelState`]'s serialised form.
-pub const STATE_VERSION: u32 = 1;
+/// The version tag of [`ChannelState`]'s serialised form. Version 1 (before `frozen` and
+/// `funding`) is read and migrated: an old channel is not frozen and its funding is unchecked.
+pub const STATE_VERSION: u32 = 2;
+
+/// What this party knows of the channel's contract, as far as payments are concerned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Funding {
+    /// Not followed on chain (a node without a chain endpoint): payments are not gated.
+    #[default]
+    Unchecked,
+    /// The contract is waiting for deposits: sheet 0 may be agreed, payments may not.
+    Pending,
+    /// Both deposits are in and the channel runs: payments flow.
+    Running,
+    /// Cancelled, liquidated or closed on chain: the channel is frozen.
+    Ended,
+}
+
+impl Funding {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Unchecked => "unchecked",
+            Self::Pending => "not yet funded",
+            Self::Running => "running",
+            Self::Ended => "ended",
+        }
+    }
+}
+
+/// How a frozen channel is to be settled on chain, chosen by [`Channel::freeze`] from the stored
+/// state: nothing is signed after the choice, so it stays right.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settlement {
+    /// No countersigned sheet exists: cancel the contract (deposits refunded).
+    Cancel,
+    /// Both signatures of a cooperative close are here.
+    Cooperative {
+        /// The nonce.
+        nonce: u64,
+        /// The payouts.
+        balances: [Amount; 2],
+        /// Party 0's and party 1's signatures.
+        signatures: [Sig; 2],
+    },
+    /// Liquidate with this party's latest countersigned sheet, which it never revoked.
+    Liquidate(LiquidationSheet),
+}
 
 /// What both parties agreed on before opening: the contract and its deposits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +214,12 @@ pub struct ChannelState {
     revocations: RevocationStore,
     queue: Payments,
     next_payment: u64,
+    /// Why the channel is frozen (DESIGN §2 rule 6), if it is: no update is signed any more.
+    #[serde(default)]
+    pub frozen: Option<String>,
+    /// What this party knows of the contract's state.
+    #[serde(default)]
+    pub funding: Funding,
 }
 
 /// Something the application should know after a step.
@@ -197,6 +250,16 @@ pub enum Event {
         amount: Amount,
         /// The new sheet.
         nonce: u64,
+    },
+    /// The channel was frozen (DESIGN §2 rule 6): no update is signed any more, and this is how
+    /// it is to be settled on chain.
+    Frozen {
+        /// Why.
+        reason: String,
+        /// The choice, made from the stored state.
+        settlement: Settlement,
+        /// The peer broke the protocol (DESIGN §2 rule 5): settle on chain at once.
+        violation: bool,
     },
     /// Both signatures of a cooperative close are here; anyone can submit it.
     CloseReady {
@@ -265,12 +328,18 @@ impl Channel {
             revocations: RevocationStore::new(),
             queue: Payments::default(),
             next_payment: 0,
+            frozen: None,
+            funding: Funding::Unchecked,
         };
         Self::restore(state, signer)
     }
 
     /// A channel from stored state and the party's signing key.
-    pub fn restore(state: ChannelState, signer: PrivateKeySigner) -> Result<Self> {
+    pub fn restore(mut state: ChannelState, signer: PrivateKeySigner) -> Result<Self> {
+        if state.version == 1 {
+            // Version 1 had neither `frozen` nor `funding`: their defaults are what it meant.
+            state.version = STATE_VERSION;
+        }
         if state.version != STATE_VERSION {
             return Err(Error::Version { found: state.version, expected: STATE_VERSION });
         }
@@ -280,6 +349,13 @@ impl Channel {
         }
         let domain = state.params.domain();
         Ok(Self { state, signer, domain, waiver_cache: std::cell::Cell::new(None), peer_key: PeerKey::default() })
+    }
+
+    /// Puts the channel back to `state`, one of its own earlier states (a step whose result
+    /// could not be stored is undone this way).
+    pub fn reset(&mut self, state: ChannelState) {
+        self.state = state;
+        self.waiver_cache.set(None);
     }
 
     /// The state to persist.
@@ -420,9 +496,21 @@ impl Channel {
     }
 
     fn require_open(&self) -> Result<()> {
+        if let Some(reason) = &self.state.frozen {
+            return Err(Error::Frozen(reason.clone()));
+        }
         match self.state.phase {
             Phase::Open => Ok(()),
             ref p => Err(Error::NotOpen(p.name())),
+        }
+    }
+
+    /// Payments need a channel that runs on chain (or one whose chain is not followed).
+    fn require_running(&self) -> Result<()> {
+        self.require_open()?;
+        match self.state.funding {
+            Funding::Unchecked | Funding::Running => Ok(()),
+            f => Err(Error::NotRunning(f.name())),
         }
     }
 
@@ -453,7 +541,7 @@ impl Channel {
     /// Queues a payment of `amount` wei to the peer; returns its id. It goes out with the next
     /// [`Channel::propose`], coalesced with the other queued payments.
     pub fn pay(&mut self, amount: Amount) -> Result<u64> {
-        self.require_open()?;
+        self.require_running()?;
         if amount == 0 {
             return Err(Error::ZeroPayment);
         }
@@ -472,9 +560,14 @@ impl Channel {
         Ok(id)
     }
 
-    /// Proposes the next sheet with every queued payment, if the channel is open, idle and has some.
+    /// Proposes the next sheet with every queued payment, if the channel is open, idle, has
+    /// some, is not frozen and runs on chain (or is not followed there).
     pub fn propose(&mut self) -> Result<Option<Message>> {
-        if self.state.phase != Phase::Open || self.state.flight != Flight::Idle || self.state.queue.count == 0 {
+        if self.state.phase != Phase::Open
+            || self.state.flight != Flight::Idle
+            || self.state.queue.count == 0
+            || self.require_running().is_err()
+        {
             return Ok(None);
         }
         let latest = self.state.latest.as_ref().ok_or(Error::NotOpen("opening"))?;
@@ -494,6 +587,103 @@ impl Channel {
         self.state.queue = Payments::default();
         self.state.flight = Flight::Proposed { nonce, balances, payments };
         Ok(Some(Message::Propose { nonce, balances, waiver }))
+    }
+
+    /// Cancels the queued (not yet proposed) payments among ids `first..=last`, each of
+    /// `each` wei, when they are the tail of the queue (ids are consecutive, so only a tail can
+    /// go); returns the ids cancelled. Payments already proposed are not touched: they may
+    /// still complete.
+    pub fn cancel_queued(&mut self, first: u64, last: u64, each: Amount) -> Vec<u64> {
+        let q = self.state.queue;
+        if q.count == 0 || q.first + q.count != last + 1 {
+            return Vec::new();
+        }
+        let from = first.max(q.first);
+        let k = last + 1 - from;
+        let Some(amount) = each.checked_mul(Amount::from(k)).filter(|a| *a <= q.amount) else {
+            return Vec::new();
+        };
+        self.state.queue.count -= k;
+        self.state.queue.amount -= amount;
+        if self.state.queue.count == 0 {
+            self.state.queue = Payments::default();
+        }
+        (from..=last).collect()
+    }
+
+    /// Abandons this party's proposal in flight (nonce > 0) after the peer refused it: the
+    /// sheet is never committed here, so its payments are cancelled for good rather than sent
+    /// again at the next reconnect (DESIGN §2 rule 11). Returns their ids (empty when no
+    /// proposal was in flight). Safe whatever the peer did: only a Commit from this party makes
+    /// the peer's countersignature usable against it, and no Commit follows now.
+    pub fn withdraw_proposal(&mut self) -> Vec<u64> {
+        match self.state.flight {
+            Flight::Proposed { nonce, payments, .. } if nonce > 0 => {
+                self.state.flight = Flight::Idle;
+                payments.ids()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Why the channel is frozen, if it is.
+    pub fn frozen(&self) -> Option<&str> {
+        self.state.frozen.as_deref()
+    }
+
+    /// What this party knows of the contract's state.
+    pub fn funding(&self) -> Funding {
+        self.state.funding
+    }
+
+    /// Records the contract's state as the chain shows it. A channel that ended on chain is
+    /// frozen: nothing it could sign would be worth anything.
+    pub fn set_funding(&mut self, funding: Funding) -> Step {
+        self.state.funding = funding;
+        if funding == Funding::Ended && self.state.frozen.is_none() {
+            return self.freeze("the channel ended on chain", false).1;
+        }
+        Step::default()
+    }
+
+    /// Freezes the channel for closing (DESIGN §2 rule 6) and chooses how to settle it, from the
+    /// state as it is now: the cooperative close if both signatures are here, else this party's
+    /// latest countersigned sheet, else a cancel. From now on no update is signed (only the
+    /// peer's revocations are still taken), so the choice cannot go stale: the latest sheet is
+    /// never revoked, because its successor will never be countersigned. Freezing again gives
+    /// the same choice. Queued payments are cancelled; payments in an update that will not
+    /// complete are reported as cancelled too. Store the state before acting on the choice.
+    pub fn freeze(&mut self, reason: &str, violation: bool) -> (Settlement, Step) {
+        let mut step = Step::default();
+        let first = self.state.frozen.is_none();
+        if first {
+            self.state.frozen = Some(reason.to_string());
+            let mut ids = std::mem::take(&mut self.state.queue).ids();
+            if let Flight::Proposed { payments, .. } = &self.state.flight {
+                // The proposal's sheet will never be countersigned here: its payments are not made.
+                ids.splice(0..0, payments.ids());
+                self.state.flight = Flight::Idle;
+            }
+            if !ids.is_empty() {
+                step.events.push(Event::PaymentsCancelled { ids });
+            }
+        }
+        let settlement = self.settlement();
+        if first {
+            step.events.push(Event::Frozen { reason: reason.to_string(), settlement: settlement.clone(), violation });
+        }
+        (settlement, step)
+    }
+
+    /// How the channel would be settled now (see [`Channel::freeze`]).
+    pub fn settlement(&self) -> Settlement {
+        if let Some((nonce, balances, signatures)) = self.close_signatures() {
+            return Settlement::Cooperative { nonce, balances, signatures };
+        }
+        match &self.state.latest {
+            Some(l) => Settlement::Liquidate(l.clone()),
+            None => Settlement::Cancel,
+        }
     }
 
     /// Signs a cooperative close at the current state. Queued payments are cancelled.
@@ -519,9 +709,19 @@ impl Channel {
     pub fn retransmit(&self) -> Result<Vec<Message>> {
         let mut out = Vec::new();
         let open = matches!(self.state.phase, Phase::Open);
-        if open && self.nonce() > 0 && !matches!(self.state.flight, Flight::Committed { .. }) {
+        // The last revocation may have been lost whether the channel is open, closing or frozen:
+        // it reveals only the secret of a sheet already replaced by a stored, countersigned one.
+        let opened = self.state.phase != Phase::Opening;
+        if opened && self.nonce() > 0 && !matches!(self.state.flight, Flight::Committed { .. }) {
             let nonce = self.nonce() - 1;
             out.push(Message::Revoke { nonce, secret: self.state.chain.secret(nonce)? });
+        }
+        if self.state.frozen.is_some() {
+            // Nothing new is offered; a commit already made (its secret revealed) may be resent.
+            if let Flight::Committed { nonce, .. } = &self.state.flight {
+                out.push(self.commit_message(*nonce)?);
+            }
+            return Ok(out);
         }
         match &self.state.flight {
             // The opener's Commit of sheet 0 gets no answer (there is nothing to revoke): until a
@@ -565,6 +765,12 @@ impl Channel {
     /// Handles a message from the peer. Everything is checked before anything changes: on error
     /// the state is exactly as before, and the latest sheet can still be liquidated.
     pub fn handle(&mut self, msg: &Message) -> Result<Step> {
+        // A frozen channel signs nothing new; a revocation only adds what punishes the peer.
+        if let Some(reason) = &self.state.frozen
+            && !matches!(msg, Message::Revoke { .. })
+        {
+            return Err(Error::Frozen(reason.clone()));
+        }
         match msg {
             Message::Propose { nonce, balances, waiver } => self.on_propose(msg, *nonce, *balances, *waiver),
             Message::Countersign { nonce, signature, waiver } => self.on_countersign(msg, *nonce, signature, *waiver),
@@ -592,7 +798,11 @@ impl Channel {
                 return Err(self.unexpected(msg));
             }
         } else {
+            if let Some(reason) = &self.state.frozen {
+                return Err(Error::Frozen(reason.clone()));
+            }
             self.require_open().map_err(|_| self.unexpected(msg))?;
+            self.require_running()?;
         }
         let expected = if opening { 0 } else { self.nonce() + 1 };
         if nonce != expected {
@@ -751,7 +961,8 @@ impl Channel {
                 None => Err(self.unexpected(msg)),
             };
         };
-        if nonce + 1 != n {
+        // The nonce is the peer's: `nonce + 1` must not overflow (u64::MAX is just a wrong nonce).
+        if nonce.checked_add(1) != Some(n) {
             return Err(Error::WrongNonce { expected: n - 1, got: nonce });
         }
         self.check_revocation(nonce, secret)?;
@@ -862,9 +1073,12 @@ impl ChannelState {
             version: u32,
         }
         let tag: Tag = serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))?;
-        if tag.version != STATE_VERSION {
+        if tag.version != STATE_VERSION && tag.version != 1 {
             return Err(Error::Version { found: tag.version, expected: STATE_VERSION });
         }
-        serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))
+        let mut state: Self = serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))?;
+        // Version 1 is migrated: not frozen, funding unchecked (the serde defaults).
+        state.version = STATE_VERSION;
+        Ok(state)
     }
 }

@@ -112,6 +112,12 @@ pub enum Error {
         /// Supported.
         expected: u32,
     },
+    /// The channel is frozen for closing (DESIGN §2 rule 6): no update is signed any more.
+    #[error("the channel is frozen ({0}): no more updates")]
+    Frozen(String),
+    /// The channel is not funded and running on chain: no payment is made or accepted.
+    #[error("the channel is {0} on chain: no payments")]
+    NotRunning(&'static str),
     /// A stored state or message could not be decoded.
     #[error("decode error: {0}")]
     Decode(String),

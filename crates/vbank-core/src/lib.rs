@@ -9,7 +9,8 @@ mod tests;
 mod waiver;
 
 pub use channel::{
-    Channel, ChannelParams, ChannelState, Event, LiquidationSheet, Phase, STATE_VERSION, Step, exchange,
+    Channel, ChannelParams, ChannelState, Event, Funding, LiquidationSheet, Phase, STATE_VERSION, Settlement, Step,
+    exchange,
 };
 pub use error::{Error, Result, Severity};
 pub use message::Message;

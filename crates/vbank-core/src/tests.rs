@@ -7,8 +7,8 @@ use alloy_signer_local::PrivateKeySigner;
 use proptest::prelude::*;
 
 use crate::{
-    BalanceSheet, Channel, ChannelParams, ChannelState, Close, Error, Event, Message, Phase, Severity, Sig, Waiver,
-    recover,
+    BalanceSheet, Channel, ChannelParams, ChannelState, Close, Error, Event, Funding, Message, Phase, Settlement,
+    Severity, Sig, Waiver, recover,
 };
 
 const DEPOSITS: [u128; 2] = [1_000_000, 600_000];
@@ -41,6 +41,8 @@ struct Pair {
     history: Vec<Message>,
     /// The latest countersignature each party was last checked with.
     verified: [Option<Sig>; 2],
+    /// What each party chose when it froze the channel, if it did.
+    frozen: [Option<Settlement>; 2],
 }
 
 impl Pair {
@@ -58,6 +60,7 @@ impl Pair {
             acked: [0; 2],
             history: Vec::new(),
             verified: [None; 2],
+            frozen: [None, None],
         }
     }
 
@@ -180,6 +183,14 @@ impl Pair {
                 latest.nonce
             );
             let c = &self.ch[x];
+            // a frozen party's choice never changes, whatever arrives after it
+            if let Some(chosen) = &self.frozen[x] {
+                assert_eq!(&c.settlement(), chosen, "party {x}: the settlement changed after the freeze");
+            }
+            // what the party would settle with if it froze now cannot be punished by the peer
+            if let Settlement::Liquidate(s) = c.settlement() {
+                assert!(self.ch[1 - x].punishment(s.nonce, s.waiver).is_none(), "party {x}: settlement is revoked");
+            }
             // money never moves wrongly: every sheet the peer can use without being punished gives x
             // at least what x is owed, counting x's own unacknowledged payments as gone
             let floor = (p.deposits[x] + self.received[x]).saturating_sub(self.paid[x]);
@@ -457,9 +468,133 @@ fn state_round_trips_with_its_version_tag() {
     let restored = Channel::restore(back.clone(), key(1)).expect("restore");
     assert_eq!(restored.balances(), p.ch[0].balances());
     assert!(matches!(Channel::restore(back, key(2)), Err(Error::WrongKey { .. })));
-    let bumped = String::from_utf8(bytes).expect("utf8").replacen("\"version\":1", "\"version\":99", 1);
-    assert_eq!(ChannelState::from_bytes(bumped.as_bytes()), Err(Error::Version { found: 99, expected: 1 }));
+    let bumped = String::from_utf8(bytes).expect("utf8").replacen("\"version\":2", "\"version\":99", 1);
+    assert_eq!(ChannelState::from_bytes(bumped.as_bytes()), Err(Error::Version { found: 99, expected: 2 }));
     assert!(matches!(ChannelState::from_bytes(b"{"), Err(Error::Decode(_))));
+}
+
+#[test]
+fn a_version_1_state_is_migrated_not_misread() {
+    let mut p = Pair::opened();
+    p.pay(0, 9).expect("pay");
+    p.settle();
+    let mut v: serde_json::Value = serde_json::from_slice(&p.ch[0].state().to_bytes().expect("bytes")).expect("json");
+    let obj = v.as_object_mut().expect("object");
+    obj.insert("version".into(), 1.into());
+    obj.remove("frozen");
+    obj.remove("funding");
+    let old = serde_json::to_vec(&v).expect("bytes");
+    let state = ChannelState::from_bytes(&old).expect("a version 1 state is read");
+    assert_eq!(state.version, crate::STATE_VERSION);
+    assert_eq!((state.frozen.clone(), state.funding), (None, Funding::Unchecked));
+    let ch = Channel::restore(state, key(1)).expect("restore");
+    assert_eq!(ch.balances(), p.ch[0].balances());
+}
+
+/// The review's finding 2: Alice decides to close while Bob's payment to her is in flight; the
+/// update completes (her sheet n is revoked), then Bob goes silent. The sheet she settles with
+/// is chosen when she freezes, not read before: it is n + 1, which Bob cannot punish, while
+/// the sheet read before (n) he could.
+#[test]
+fn freeze_settles_with_the_sheet_stored_at_the_freeze_not_one_read_before() {
+    let mut p = Pair::opened();
+    p.pay(1, 500).expect("pay");
+    p.propose(1);
+    p.deliver(0).expect("propose").expect("countersigned"); // Alice countersigns
+    let read_before = p.ch[0].latest().cloned().expect("sheet 0");
+    p.deliver(1).expect("countersign").expect("committed"); // Bob commits with his revocation
+    p.deliver(0).expect("commit").expect("revoked"); // Alice stores sheet 1, revokes sheet 0
+    p.deliver(1).expect("revoke").expect("taken"); // then Bob goes silent
+    // Bob now holds Alice's secret for sheet 0: a liquidation with it would be punished.
+    assert!(p.ch[1].punishment(read_before.nonce, read_before.waiver).is_some());
+    let (settlement, step) = p.ch[0].freeze("closing", false);
+    let Settlement::Liquidate(sheet) = settlement else { panic!("a liquidation, got {settlement:?}") };
+    assert_eq!(sheet.nonce, read_before.nonce + 1);
+    assert_eq!(sheet.balances, [DEPOSITS[0] + 500, DEPOSITS[1] - 500]);
+    assert!(p.ch[1].punishment(sheet.nonce, sheet.waiver).is_none(), "the chosen sheet is not revoked");
+    assert!(matches!(step.events.last(), Some(Event::Frozen { violation: false, .. })));
+    // Frozen: nothing new is signed, whoever asks; the choice stays the same.
+    assert!(matches!(p.ch[0].pay(1), Err(Error::Frozen(_))));
+    p.pay(1, 7).expect("Bob may still queue");
+    p.propose(1);
+    assert!(matches!(p.deliver(0), Some(Err(Error::Frozen(_)))));
+    assert_eq!(p.ch[0].freeze("again", false).0, Settlement::Liquidate(sheet.clone()));
+    assert!(p.ch[0].freeze("again", false).1.events.is_empty());
+    // The state round-trips frozen.
+    let back = ChannelState::from_bytes(&p.ch[0].state().to_bytes().expect("bytes")).expect("read");
+    assert_eq!(back.frozen.as_deref(), Some("closing"));
+}
+
+#[test]
+fn freeze_while_proposing_cancels_the_proposal_and_keeps_the_older_sheet() {
+    let mut p = Pair::opened();
+    let id = p.pay(0, 40).expect("pay");
+    p.propose(0);
+    p.pay(0, 2).expect("queued");
+    p.deliver(1).expect("propose").expect("countersigned");
+    let (settlement, step) = p.ch[0].freeze("closing", false);
+    assert_eq!(settlement, Settlement::Liquidate(p.ch[0].latest().cloned().expect("sheet 0")));
+    assert_eq!(p.ch[0].nonce(), 0);
+    assert!(matches!(&step.events[0], Event::PaymentsCancelled { ids } if ids == &vec![id, id + 1]));
+    // Bob's countersignature now comes too late: refused, nothing revealed.
+    assert!(matches!(p.deliver(0), Some(Err(Error::Frozen(_)))));
+    assert!(p.revealed[0].is_empty());
+    // Before any countersigned sheet, the settlement is a cancel.
+    let mut fresh = Pair::new();
+    assert_eq!(fresh.ch[1].freeze("never opened", false).0, Settlement::Cancel);
+}
+
+#[test]
+fn a_revoke_with_the_largest_nonce_is_refused_not_a_panic() {
+    let mut p = Pair::opened();
+    p.pay(0, 5).expect("pay");
+    p.propose(0);
+    p.deliver(1).expect("propose").expect("ok");
+    p.deliver(0).expect("countersign").expect("ok");
+    let revoke = Message::Revoke { nonce: u64::MAX, secret: B256::repeat_byte(7) };
+    assert!(matches!(p.ch[0].handle(&revoke), Err(Error::WrongNonce { .. })));
+}
+
+#[test]
+fn a_lost_revoke_is_sent_again_once_closing() {
+    let mut p = Pair::opened();
+    p.pay(0, 5).expect("pay");
+    p.settle();
+    p.ch[1].close().expect("close");
+    let again = p.ch[1].retransmit().expect("retransmit");
+    assert!(again.iter().any(|m| matches!(m, Message::Revoke { nonce: 0, .. })), "{again:?}");
+}
+
+#[test]
+fn payments_wait_for_the_chain_to_show_both_deposits() {
+    let mut p = Pair::opened();
+    for c in &mut p.ch {
+        c.set_funding(Funding::Pending);
+    }
+    assert_eq!(p.ch[0].pay(5), Err(Error::NotRunning("not yet funded")));
+    // Bob's view lags: Alice sees it running and proposes; Bob refuses, nothing is received.
+    p.ch[0].set_funding(Funding::Running);
+    p.pay(0, 5).expect("pay");
+    p.propose(0);
+    assert!(matches!(p.deliver(1), Some(Err(Error::NotRunning(_)))));
+    assert_eq!(p.received[1], 0);
+    // Once the channel ended on chain, it is frozen.
+    let step = p.ch[1].set_funding(Funding::Ended);
+    assert!(matches!(step.events.last(), Some(Event::Frozen { .. })));
+    assert!(p.ch[1].frozen().is_some());
+}
+
+#[test]
+fn a_failed_requests_queued_payments_can_be_cancelled() {
+    let mut p = Pair::opened();
+    let a = p.pay(0, 10).expect("pay");
+    let b = p.pay(0, 10).expect("pay");
+    assert_eq!(p.ch[0].spendable(), DEPOSITS[0] - 20);
+    // Only a tail of the queue can go: ids are consecutive.
+    assert!(p.ch[0].cancel_queued(a, a, 10).is_empty());
+    assert_eq!(p.ch[0].cancel_queued(a, b, 10), vec![a, b]);
+    assert_eq!((p.ch[0].queued(), p.ch[0].spendable()), (0, DEPOSITS[0]));
+    assert_eq!(p.ch[0].propose(), Ok(None));
 }
 
 // ---------------------------------------------------------------------- property tests
@@ -476,6 +611,8 @@ enum Action {
     Reconnect,
     /// A malicious or corrupted message to a party.
     Attack(usize, Attack),
+    /// The party freezes the channel to close it.
+    Freeze(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -583,7 +720,7 @@ impl Pair {
         match a {
             Action::Pay(x, amount) => {
                 let amount = (*amount).min(self.ch[*x].spendable());
-                if amount > 0 {
+                if amount > 0 && self.ch[*x].frozen().is_none() {
                     self.pay(*x, amount).expect("affordable payment");
                 }
             }
@@ -603,6 +740,10 @@ impl Pair {
                 }
             }
             Action::Reconnect => self.reconnect(),
+            Action::Freeze(x) => {
+                let (settlement, _) = self.ch[*x].freeze("test", false);
+                self.frozen[*x].get_or_insert(settlement);
+            }
             Action::Attack(to, atk) => {
                 let Some(m) = self.attack_message(*to, atk) else { return false };
                 let before = self.ch[*to].state().clone();
@@ -652,6 +793,35 @@ proptest! {
         prop_assert_eq!(p.acked, p.paid);
         prop_assert_eq!(p.received, [p.paid[1], p.paid[0]]);
         prop_assert_eq!(p.ch[0].balances()[0], DEPOSITS[0] + p.paid[1] - p.paid[0]);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, max_shrink_iters: 2_000, ..ProptestConfig::default() })]
+
+    /// DESIGN §2 rule 6: a party that freezes the channel at any point of an honest run (the
+    /// other goes on sending, reordering, duplicating, reconnecting) keeps one settlement from
+    /// then on, and it is never a sheet the peer can punish nor below what the party is owed.
+    #[test]
+    fn freezing_at_any_point_settles_safely(
+        before in prop::collection::vec(action().prop_filter("honest", |a| !matches!(a, Action::Attack(..))), 0..25),
+        who in 0usize..2,
+        after in prop::collection::vec(action().prop_filter("honest", |a| !matches!(a, Action::Attack(..))), 0..25),
+    ) {
+        let mut p = Pair::opened();
+        for a in before.iter().chain([Action::Freeze(who)].iter()).chain(after.iter()) {
+            p.run(a);
+            p.check_invariants();
+        }
+        p.reconnect();
+        for _ in 0..50 {
+            p.propose(1 - who);
+            for to in [0, 1] {
+                let _ = p.deliver(to);
+            }
+            p.check_invariants();
+        }
+        prop_assert!(p.ch[who].frozen().is_some());
     }
 }
 

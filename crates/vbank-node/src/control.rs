@@ -19,12 +19,14 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
 };
-use vbank_core::{Amount, ChannelParams, LiquidationSheet, Phase, Sig};
+use vbank_core::{Amount, ChannelParams, Funding, LiquidationSheet, Phase, Settlement, Sig};
 
 use crate::{CloseSignatures, Error, Node, Paid, Result, Service, Store};
 
 /// The longest request line accepted, in bytes.
 pub const MAX_REQUEST: usize = 64 * 1024;
+/// The longest reply line a client accepts, in bytes: a status of 100,000 channels fits.
+pub const MAX_REPLY: usize = 256 * 1024 * 1024;
 
 /// The control socket of the node whose store is at `store`: `<store>.sock`.
 pub fn control_path(store: &Path) -> PathBuf {
@@ -71,10 +73,22 @@ pub enum Request {
         /// Seconds to wait for the peer.
         timeout_secs: u64,
     },
-    /// This party's latest countersigned sheet, to liquidate with.
+    /// This party's latest countersigned sheet, for inspection (and the demo's cheat). Never
+    /// settle with it: it can be revoked a moment later; [`Request::Settle`] chooses under the
+    /// node's lock after freezing the channel.
     Latest {
         /// The channel.
         channel: Address,
+    },
+    /// Close for good: cooperatively if asked and the peer answers, then freeze the channel and
+    /// return how to settle it on chain (see [`Service::settle`]).
+    Settle {
+        /// The channel.
+        channel: Address,
+        /// Try a cooperative close first.
+        cooperative: bool,
+        /// Seconds to wait for the peer.
+        timeout_secs: u64,
     },
 }
 
@@ -89,8 +103,15 @@ pub struct ChannelStatus {
     pub me: usize,
     /// The other party.
     pub peer: Address,
-    /// "opening", "open" or "closing".
+    /// "opening", "open", "closing", "frozen" (no more updates: being settled on chain) or
+    /// "ended" (cancelled, liquidated or closed on chain).
     pub phase: String,
+    /// Why the channel is frozen, if it is.
+    #[serde(default)]
+    pub frozen: Option<String>,
+    /// What the node knows of the contract.
+    #[serde(default)]
+    pub funding: Funding,
     /// The latest countersigned sheet's nonce.
     pub nonce: u64,
     /// Party 0's and party 1's balances in it.
@@ -114,12 +135,16 @@ impl ChannelStatus {
                 params: ch.params().clone(),
                 me: ch.me(),
                 peer: ch.peer_address(),
-                phase: match ch.phase() {
-                    Phase::Opening => "opening",
-                    Phase::Open => "open",
-                    Phase::Closing { .. } => "closing",
+                phase: match (ch.funding(), ch.frozen(), ch.phase()) {
+                    (Funding::Ended, ..) => "ended",
+                    (_, Some(_), _) => "frozen",
+                    (.., Phase::Opening) => "opening",
+                    (.., Phase::Open) => "open",
+                    (.., Phase::Closing { .. }) => "closing",
                 }
                 .into(),
+                frozen: ch.frozen().map(str::to_string),
+                funding: ch.funding(),
                 nonce: ch.nonce(),
                 balances: ch.balances(),
                 spendable: ch.spendable(),
@@ -165,6 +190,13 @@ pub enum Reply {
     Latest {
         /// The sheet, if the channel has one.
         sheet: Option<LiquidationSheet>,
+    },
+    /// For [`Request::Settle`].
+    Settle {
+        /// How to settle the frozen channel on chain.
+        settlement: Settlement,
+        /// Why the cooperative close did not happen, if it did not.
+        cooperative_error: Option<String>,
     },
     /// The request failed; nothing changed unless the message says so.
     Error {
@@ -212,6 +244,14 @@ impl<S: Store + Send + 'static> Service<S> {
                 let node = self.node().lock().await;
                 let ch = node.channel(channel).ok_or(Error::UnknownChannel(channel))?;
                 Reply::Latest { sheet: ch.latest().cloned() }
+            }
+            Request::Settle { channel, cooperative, timeout_secs } => {
+                if cooperative {
+                    // Unreachable is not an error here: the channel is settled alone.
+                    let _ = self.link_for(channel).await;
+                }
+                let (settlement, cooperative_error) = self.settle(channel, cooperative, secs(timeout_secs)).await?;
+                Reply::Settle { settlement, cooperative_error }
             }
         })
     }
@@ -263,7 +303,7 @@ impl<S: Store + Send + 'static> Service<S> {
         let (rd, mut wr) = tokio::io::split(stream);
         let mut rd = BufReader::new(rd);
         loop {
-            let Some(line) = read_line(&mut rd).await? else { return Ok(()) };
+            let Some(line) = read_line(&mut rd, MAX_REQUEST).await? else { return Ok(()) };
             let reply = match serde_json::from_slice::<Request>(&line) {
                 Ok(r) => self.control(r).await,
                 Err(e) => Reply::Error { message: format!("malformed request: {e}") },
@@ -273,8 +313,8 @@ impl<S: Store + Send + 'static> Service<S> {
     }
 }
 
-/// Reads one line of at most [`MAX_REQUEST`] bytes; `None` at the end of the stream.
-async fn read_line<R: AsyncBufReadExt + Unpin>(rd: &mut R) -> Result<Option<Vec<u8>>> {
+/// Reads one line of at most `max` bytes; `None` at the end of the stream.
+async fn read_line<R: AsyncBufReadExt + Unpin>(rd: &mut R, max: usize) -> Result<Option<Vec<u8>>> {
     let mut line = Vec::new();
     loop {
         let buf = rd.fill_buf().await?;
@@ -285,7 +325,7 @@ async fn read_line<R: AsyncBufReadExt + Unpin>(rd: &mut R) -> Result<Option<Vec<
             Some(i) => (&buf[..i], Some(i + 1)),
             None => (buf, None),
         };
-        if line.len() + chunk.len() > MAX_REQUEST {
+        if line.len() + chunk.len() > max {
             return Err(Error::Oversize(line.len() + chunk.len()));
         }
         line.extend_from_slice(chunk);
@@ -323,7 +363,8 @@ impl ControlClient {
     /// Sends a request and waits for the reply; a [`Reply::Error`] becomes [`Error::Control`].
     pub async fn request(&mut self, request: &Request) -> Result<Reply> {
         write_json(&mut self.wr, request).await?;
-        let line = read_line(&mut self.rd).await?.ok_or(Error::Closed)?;
+        // Replies are the node's own and can be long (a status of thousands of channels).
+        let line = read_line(&mut self.rd, MAX_REPLY).await?.ok_or(Error::Closed)?;
         match serde_json::from_slice(&line).map_err(|e| Error::Malformed(e.to_string()))? {
             Reply::Error { message } => Err(Error::Control(message)),
             r => Ok(r),
@@ -344,7 +385,7 @@ mod tests {
             let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
             rt.block_on(async {
                 let mut rd = BufReader::new(bytes.as_slice());
-                while let Ok(Some(line)) = read_line(&mut rd).await {
+                while let Ok(Some(line)) = read_line(&mut rd, MAX_REQUEST).await {
                     prop_assert!(line.len() <= MAX_REQUEST);
                     prop_assert!(!line.contains(&b'\n'));
                     let _ = serde_json::from_slice::<Request>(&line);
@@ -357,12 +398,12 @@ mod tests {
     #[tokio::test]
     async fn lines_are_split_and_capped() {
         let mut rd = BufReader::new(&b"{\"status\":null}\n\"status\"\nrest"[..]);
-        assert_eq!(read_line(&mut rd).await.expect("line"), Some(b"{\"status\":null}".to_vec()));
-        let second = read_line(&mut rd).await.expect("line").expect("some");
+        assert_eq!(read_line(&mut rd, MAX_REQUEST).await.expect("line"), Some(b"{\"status\":null}".to_vec()));
+        let second = read_line(&mut rd, MAX_REQUEST).await.expect("line").expect("some");
         assert_eq!(serde_json::from_slice::<Request>(&second).expect("a request"), Request::Status);
         // A last line without its newline: the client hung up mid-request.
-        assert!(matches!(read_line(&mut rd).await, Err(Error::Closed)));
+        assert!(matches!(read_line(&mut rd, MAX_REQUEST).await, Err(Error::Closed)));
         let long = vec![b'x'; MAX_REQUEST + 1];
-        assert!(matches!(read_line(&mut BufReader::new(long.as_slice())).await, Err(Error::Oversize(_))));
+        assert!(matches!(read_line(&mut BufReader::new(long.as_slice()), MAX_REQUEST).await, Err(Error::Oversize(_))));
     }
 }

@@ -31,6 +31,9 @@ pub enum Error {
         /// The channel named.
         channel: Address,
     },
+    /// A file holding secrets (a store, a key) is readable by other users, or cannot be checked.
+    #[error("{0}")]
+    Permissions(String),
     /// The store failed; the state may not be durable, so nothing is sent.
     #[error("store error: {0}")]
     Store(String),
@@ -63,6 +66,21 @@ pub enum Error {
     /// Payments were cancelled because the channel is closing.
     #[error("payments on channel {0} were cancelled: it is closing")]
     Cancelled(Address),
+    /// A payment request failed part-way: some payments were acknowledged, the queued ones were
+    /// cancelled (they never go out), and those already proposed may still complete.
+    #[error(
+        "{reason}: {settled} payment(s) acknowledged, {cancelled} cancelled (never sent), {in_flight} in flight (may still complete)"
+    )]
+    Unsettled {
+        /// Why the request ended.
+        reason: Box<Error>,
+        /// Acknowledged.
+        settled: u64,
+        /// Cancelled before they were proposed.
+        cancelled: u64,
+        /// Proposed, outcome unknown yet.
+        in_flight: u64,
+    },
     /// The control socket failed, or the node refused a control request.
     #[error("{0}")]
     Control(String),

@@ -13,5 +13,5 @@ pub use error::{Error, Result};
 pub use frame::{Frame, MAX_FRAME, read_frame, write_frame};
 pub use handshake::handshake;
 pub use node::{Node, serve};
-pub use service::{Admission, CloseSignatures, Notice, Paid, Service};
-pub use store::{MemoryStore, RedbStore, Store};
+pub use service::{Admission, CloseSignatures, FundingCheck, Notice, Paid, Service};
+pub use store::{MemoryStore, RedbStore, Store, check_private};

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use alloy_primitives::Address;
 use alloy_signer_local::PrivateKeySigner;
-use vbank_core::{Channel, ChannelParams, Event, Message, Step};
+use vbank_core::{Channel, ChannelParams, Event, Funding, Message, Settlement, Step};
 
 use crate::{Error, Frame, Result, Store};
 
@@ -13,6 +13,8 @@ pub struct Node<S: Store> {
     signer: PrivateKeySigner,
     store: S,
     channels: BTreeMap<Address, Channel>,
+    /// Channels start [`Funding::Pending`] (payments wait for the chain to show both deposits).
+    follows_chain: bool,
 }
 
 impl<S: Store> std::fmt::Debug for Node<S> {
@@ -30,7 +32,22 @@ impl<S: Store> Node<S> {
                 channels.insert(id, Channel::restore(state, signer.clone())?);
             }
         }
-        Ok(Self { signer, store, channels })
+        Ok(Self { signer, store, channels, follows_chain: false })
+    }
+
+    /// A node whose channels' on-chain state is followed (by a watcher calling
+    /// [`Node::set_funding`]): new channels, and stored ones never checked, start
+    /// [`Funding::Pending`], so no payment is sent or accepted before the chain shows both
+    /// deposits in.
+    pub fn follow_chain(mut self) -> Self {
+        self.follows_chain = true;
+        for ch in self.channels.values_mut() {
+            if ch.funding() == Funding::Unchecked {
+                // In memory only: stored at the channel's next step, and set again at each start.
+                let _ = ch.set_funding(Funding::Pending);
+            }
+        }
+        self
     }
 
     /// This party's address.
@@ -53,9 +70,17 @@ impl<S: Store> Node<S> {
         self.channels.values().map(Channel::peer_address).collect()
     }
 
-    fn persist(&self, id: Address) -> Result<()> {
-        let ch = self.channels.get(&id).ok_or(Error::UnknownChannel(id))?;
-        self.store.save(id, ch.state())
+    /// Runs `step` on channel `id` and stores the result; on any error (the core's or the
+    /// store's) the channel is put back exactly as it was, so memory never runs ahead of the
+    /// disk (DESIGN §2 rule 4): what a failed save left unstored is never retransmitted.
+    fn transact<T>(&mut self, id: Address, step: impl FnOnce(&mut Channel) -> Result<T>) -> Result<T> {
+        let ch = self.channels.get_mut(&id).ok_or(Error::UnknownChannel(id))?;
+        let before = ch.state().clone();
+        let outcome = step(ch).and_then(|out| self.store.save(id, ch.state()).map(|()| out));
+        if outcome.is_err() {
+            ch.reset(before);
+        }
+        outcome
     }
 
     /// Adds a new channel (stored before it is used); returns the opening message for party 0.
@@ -67,9 +92,13 @@ impl<S: Store> Node<S> {
             .position(|p| *p == self.address())
             .ok_or(Error::NotPeer { from: self.address(), channel: id })?;
         let mut ch = Channel::new(params, me as u8, self.signer.clone(), waiver_seed)?;
+        if self.follows_chain {
+            let _ = ch.set_funding(Funding::Pending);
+        }
         let first = if me == 0 { Some(ch.open()?) } else { None };
+        // Stored before it is kept: a failed save leaves no channel behind.
+        self.store.save(id, ch.state())?;
         self.channels.insert(id, ch);
-        self.persist(id)?;
         Ok(first.map(|message| Frame::Channel { channel: id, message }))
     }
 
@@ -99,30 +128,64 @@ impl<S: Store> Node<S> {
     /// Queues a payment on a channel and proposes if the channel is idle. The returned frame
     /// (if any) may be sent: its state is stored.
     pub fn pay(&mut self, id: Address, amount: u128) -> Result<(u64, Option<Frame>)> {
-        let ch = self.channels.get_mut(&id).ok_or(Error::UnknownChannel(id))?;
-        let pid = ch.pay(amount)?;
-        let msg = ch.propose()?;
-        self.persist(id)?;
+        let (pid, msg) = self.transact(id, |ch| {
+            let pid = ch.pay(amount)?;
+            Ok((pid, ch.propose()?))
+        })?;
         Ok((pid, msg.map(|message| Frame::Channel { channel: id, message })))
     }
 
     /// Proposes queued payments on a channel, if it is idle (after an update completed).
     pub fn propose(&mut self, id: Address) -> Result<Option<Frame>> {
-        let ch = self.channels.get_mut(&id).ok_or(Error::UnknownChannel(id))?;
-        let msg = ch.propose()?;
-        if msg.is_some() {
-            self.persist(id)?;
+        let ch = self.channels.get(&id).ok_or(Error::UnknownChannel(id))?;
+        if ch.queued() == 0 || !ch.is_idle() || ch.frozen().is_some() {
+            return Ok(None);
         }
+        let msg = self.transact(id, |ch| Ok(ch.propose()?))?;
         Ok(msg.map(|message| Frame::Channel { channel: id, message }))
     }
 
     /// Signs a cooperative close of a channel at its current sheet (stored before it is returned).
     pub fn close(&mut self, id: Address) -> Result<Frame> {
-        let ch = self.channels.get_mut(&id).ok_or(Error::UnknownChannel(id))?;
-        let step = ch.close()?;
-        self.persist(id)?;
+        let step = self.transact(id, |ch| Ok(ch.close()?))?;
         let message = step.reply.ok_or(Error::Store("close produced no request".into()))?;
         Ok(Frame::Channel { channel: id, message })
+    }
+
+    /// Cancels (durably) the queued payments `first..=last` of `each` wei that were not proposed
+    /// yet (see [`Channel::cancel_queued`]): a payment reported as failed never goes out later.
+    pub fn cancel_queued(&mut self, id: Address, first: u64, last: u64, each: u128) -> Result<Vec<u64>> {
+        self.transact(id, |ch| Ok(ch.cancel_queued(first, last, each)))
+    }
+
+    /// The peer refused this party's proposal on channel `id`: abandons it durably (see
+    /// [`Channel::withdraw_proposal`]) and returns the payment ids cancelled.
+    pub fn withdraw_proposal(&mut self, id: Address) -> Result<Vec<u64>> {
+        if self.channels.get(&id).is_none_or(Channel::is_idle) {
+            return Ok(Vec::new());
+        }
+        self.transact(id, |ch| Ok(ch.withdraw_proposal()))
+    }
+
+    /// Freezes channel `id` durably and chooses how to settle it (DESIGN §2 rule 6, see
+    /// [`Channel::freeze`]): under the caller's hold on this node, from the stored state, and
+    /// stored before it returns, so no update is signed after the choice. Returns the choice and
+    /// the events (payments that will not be made).
+    pub fn freeze(&mut self, id: Address, reason: &str, violation: bool) -> Result<(Settlement, Vec<Event>)> {
+        self.transact(id, |ch| {
+            let (settlement, step) = ch.freeze(reason, violation);
+            Ok((settlement, step.events))
+        })
+    }
+
+    /// Records what the chain shows of channel `id`'s contract (stored when it changes); a
+    /// channel that ended on chain is frozen.
+    pub fn set_funding(&mut self, id: Address, funding: Funding) -> Result<Vec<Event>> {
+        let ch = self.channels.get(&id).ok_or(Error::UnknownChannel(id))?;
+        if ch.funding() == funding {
+            return Ok(Vec::new());
+        }
+        self.transact(id, |ch| Ok(ch.set_funding(funding).events))
     }
 
     /// Handles a frame from the authenticated peer `from`. On success the channel's new state is
@@ -131,14 +194,13 @@ impl<S: Store> Node<S> {
         let Frame::Channel { channel, message } = frame else {
             return Ok((None, Vec::new()));
         };
-        let ch = self.channels.get_mut(channel).ok_or(Error::UnknownChannel(*channel))?;
+        let ch = self.channels.get(channel).ok_or(Error::UnknownChannel(*channel))?;
         if ch.peer_address() != from {
             return Err(Error::NotPeer { from, channel: *channel });
         }
-        let Step { reply, events } = ch.handle(message)?;
         // Every accepted message is stored, whether or not it produced a reply or an event: the
         // core may have moved (a re-queued proposal, a recorded signature).
-        self.persist(*channel)?;
+        let Step { reply, events } = self.transact(*channel, |ch| Ok(ch.handle(message)?))?;
         Ok((reply.map(|message| Frame::Channel { channel: *channel, message }), events))
     }
 
@@ -161,6 +223,15 @@ impl<S: Store> Node<S> {
             }
             Err(e @ Error::Store(_)) => Err(e),
             Err(Error::Protocol(e)) if e.severity() == vbank_core::Severity::Ignore => Ok((Vec::new(), Vec::new())),
+            // DESIGN §2 rule 5: a wrong or inconsistent revocation proves a broken or cheating
+            // peer. The channel is frozen durably (no further update) and settled with the
+            // latest sheet by whoever follows the Frozen event with a chain endpoint.
+            Err(Error::Protocol(e)) if e.severity() == vbank_core::Severity::Close => {
+                let reason = format!("protocol violation by the peer: {e}");
+                let Some(id) = channel else { return Ok((Vec::new(), Vec::new())) };
+                let (_, events) = self.freeze(id, &reason, true)?;
+                Ok((vec![Frame::Refused { channel, reason }], events))
+            }
             Err(e) => Ok((vec![Frame::Refused { channel, reason: e.to_string() }], Vec::new())),
         }
     }

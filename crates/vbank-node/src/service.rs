@@ -23,7 +23,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::{Mutex, broadcast, mpsc},
 };
-use vbank_core::{Amount, ChannelParams, Event, Phase, Sig};
+use vbank_core::{Amount, ChannelParams, Event, Funding, Phase, Settlement, Sig};
 
 use crate::{Error, Frame, Node, Result, Store, handshake, read_frame, write_frame};
 
@@ -31,6 +31,11 @@ use crate::{Error, Frame, Node, Result, Store, handshake, read_frame, write_fram
 /// the peer, the channel's parameters (checked, e.g. against the contract on chain), or why not.
 pub type Admission =
     Arc<dyn Fn(Address, Address) -> Pin<Box<dyn Future<Output = Result<ChannelParams, String>> + Send>> + Send + Sync>;
+
+/// Reads a channel's contract state from the chain (`None` when the chain cannot be read now):
+/// asked when a payment meets a channel still recorded as not funded, so that a deposit mined
+/// a moment ago does not wait for the watcher's next poll.
+pub type FundingCheck = Arc<dyn Fn(Address) -> Pin<Box<dyn Future<Output = Option<Funding>> + Send>> + Send + Sync>;
 
 /// What happened on a running node, for logs and waiting requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +122,18 @@ struct Inner<S: Store> {
     dialed: std::sync::Mutex<HashMap<Address, String>>,
     closing: std::sync::atomic::AtomicBool,
     handshakes: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
+    funding_check: std::sync::Mutex<Option<FundingCheck>>,
+    /// Admission's refusals, by channel: a refused channel is not checked on chain again.
+    refused: std::sync::Mutex<HashMap<Address, String>>,
 }
+
+/// Channels a peer may have admitted here and still opening, at most.
+const OPENING_PER_PEER: usize = 4;
+/// Refusals remembered, at most (the oldest are dropped first… any, in fact: a refusal forgotten
+/// only costs one more check).
+const REFUSALS_KEPT: usize = 4096;
+/// An admitted channel whose sheet 0 is not countersigned by then is forgotten.
+const OPENING_TTL: Duration = Duration::from_secs(600);
 
 /// Locks a plain mutex of the service. Its holders never panic with the data half-changed (they
 /// insert, remove or count), so a poisoned lock is used as it is.
@@ -198,8 +214,29 @@ impl<S: Store + Send + 'static> Service<S> {
                 dialed: std::sync::Mutex::new(HashMap::new()),
                 closing: std::sync::atomic::AtomicBool::new(false),
                 handshakes: Arc::new(std::sync::Mutex::new(HashMap::new())),
+                funding_check: std::sync::Mutex::new(None),
+                refused: std::sync::Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Reads channels' contract state with `check` when a payment meets a channel not yet
+    /// recorded as funded (see [`FundingCheck`]).
+    pub fn set_funding_check(&self, check: FundingCheck) {
+        *locked(&self.inner.funding_check) = Some(check);
+    }
+
+    /// If channel `id` is recorded as not yet funded, asks the chain again (see
+    /// [`Service::set_funding_check`]).
+    async fn refresh_funding(&self, id: Address) -> Result<()> {
+        let pending = self.inner.node.lock().await.channel(id).is_some_and(|c| c.funding() == Funding::Pending);
+        let check = locked(&self.inner.funding_check).clone();
+        if let (true, Some(check)) = (pending, check)
+            && let Some(funding) = check(id).await
+        {
+            self.set_funding(id, funding).await?;
+        }
+        Ok(())
     }
 
     /// The node, for reading channels or acting on them directly.
@@ -469,12 +506,28 @@ impl<S: Store + Send + 'static> Service<S> {
             };
             let go_on = match &frame {
                 Frame::Refused { channel, reason } => {
+                    // A refused proposal is abandoned: its payments failed for good (rule 11).
+                    let mut cancelled = Vec::new();
+                    if let Some(id) = channel {
+                        let mut node = self.inner.node.lock().await;
+                        if node.channel(*id).is_some_and(|c| c.peer_address() == peer) {
+                            cancelled = node.withdraw_proposal(*id)?;
+                        }
+                    }
                     self.notify(Notice::RefusedByPeer { peer, channel: *channel, reason: reason.clone() });
+                    if let (Some(id), false) = (channel, cancelled.is_empty()) {
+                        self.notify(Notice::Event { channel: *id, event: Event::PaymentsCancelled { ids: cancelled } });
+                    }
                     false
                 }
                 // Only an opening proposal can start a channel here; a refused one was answered.
                 Frame::Channel { channel, message: vbank_core::Message::Propose { nonce: 0, .. } } => {
                     self.admit(peer, *channel).await?
+                }
+                // A payment on a channel not yet seen funded: look at the chain once more.
+                Frame::Channel { channel, message: vbank_core::Message::Propose { .. } } => {
+                    self.refresh_funding(*channel).await?;
+                    true
                 }
                 _ => true,
             };
@@ -507,27 +560,71 @@ impl<S: Store + Send + 'static> Service<S> {
     /// [`Node::respond`], which answers "unknown channel".
     async fn admit(&self, peer: Address, channel: Address) -> Result<bool> {
         let Some(admission) = &self.inner.admission else { return Ok(true) };
-        if self.inner.node.lock().await.channel(channel).is_some() {
-            return Ok(true);
-        }
-        let refused = match admission(channel, peer).await {
-            Ok(p) if p.contract == channel && p.parties == [peer, self.address()] => {
-                let mut node = self.inner.node.lock().await;
-                if node.channel(channel).is_none() {
-                    let seed: B256 = PrivateKeySigner::random().to_bytes();
-                    node.add_channel(p, seed)?;
-                    drop(node);
-                    self.notify(Notice::Admitted { channel, peer });
-                }
+        let pending = {
+            let node = self.inner.node.lock().await;
+            if node.channel(channel).is_some() {
                 return Ok(true);
             }
-            Ok(_) => format!("its parties are not [{peer}, {}]", self.address()),
-            Err(reason) => reason,
+            let opening =
+                |id| node.channel(id).is_some_and(|c| c.peer_address() == peer && *c.phase() == Phase::Opening);
+            node.channel_ids().into_iter().filter(|id| opening(*id)).count()
+        };
+        // Cheap refusals first: a verdict already given, too many openings from this peer.
+        let known = locked(&self.inner.refused).get(&channel).cloned();
+        let refused = if let Some(reason) = known {
+            reason
+        } else if pending >= OPENING_PER_PEER {
+            format!("{pending} channels of this peer are already opening here")
+        } else {
+            let verdict = match admission(channel, peer).await {
+                Ok(p) if p.contract == channel && p.parties == [peer, self.address()] => Ok(p),
+                Ok(_) => Err(format!("its parties are not [{peer}, {}]", self.address())),
+                Err(reason) => Err(reason),
+            };
+            match verdict {
+                Ok(p) => {
+                    let mut node = self.inner.node.lock().await;
+                    if node.channel(channel).is_none() {
+                        let seed: B256 = PrivateKeySigner::random().to_bytes();
+                        node.add_channel(p, seed)?;
+                        drop(node);
+                        self.forget_unopened(channel);
+                        self.notify(Notice::Admitted { channel, peer });
+                    }
+                    return Ok(true);
+                }
+                Err(reason) => {
+                    let mut refused = locked(&self.inner.refused);
+                    if refused.len() >= REFUSALS_KEPT {
+                        refused.clear();
+                    }
+                    refused.insert(channel, reason.clone());
+                    reason
+                }
+            }
         };
         let reason = format!("channel {channel} not admitted: {refused}");
         self.notify(Notice::Refused { peer, channel: Some(channel), reason: reason.clone() });
         self.send(peer, [Frame::Refused { channel: Some(channel), reason }]);
         Ok(false)
+    }
+
+    /// Forgets an admitted channel whose opening does not complete within [`OPENING_TTL`]
+    /// (nothing countersigned by the peer exists then, so nothing can be lost).
+    fn forget_unopened(&self, channel: Address) {
+        let this = self.clone();
+        self.spawn(async move {
+            tokio::time::sleep(OPENING_TTL).await;
+            let mut node = this.inner.node.lock().await;
+            if node.channel(channel).is_some_and(|c| *c.phase() == Phase::Opening) && node.forget(channel).is_ok() {
+                drop(node);
+                this.notify(Notice::Refused {
+                    peer: Address::ZERO,
+                    channel: Some(channel),
+                    reason: format!("channel {channel} forgotten: its opening did not complete within 10 minutes"),
+                });
+            }
+        });
     }
 
     /// Waits until `check` (run on the node now and after every notice) gives an answer, for
@@ -596,6 +693,7 @@ impl<S: Store + Send + 'static> Service<S> {
     /// acknowledged. Nothing is queued if the peer is not linked or the balance does not cover
     /// them all.
     pub async fn pay(&self, id: Address, amount: Amount, count: u64, timeout: Duration) -> Result<Paid> {
+        self.refresh_funding(id).await?;
         let mut rx = self.subscribe();
         let (first, last) = {
             let mut node = self.inner.node.lock().await;
@@ -629,26 +727,43 @@ impl<S: Store + Send + 'static> Service<S> {
         // Acknowledgements come in payment order: once one covers `last`, all of these are.
         let count = last - first + 1;
         let all = |nonce| Ok(Paid { count, amount: amount * Amount::from(count), nonce });
-        self.wait_for(&mut rx, timeout, "the payments are queued but not acknowledged", |node, n| match n {
-            Some(Notice::Event { channel, event: Event::PaymentsAcked { first: f, count: c, nonce, .. } })
-                if *channel == id =>
-            {
-                (f + c > last).then(|| all(*nonce))
-            }
-            Some(Notice::Event { channel, event: Event::PaymentsCancelled { ids } })
-                if *channel == id && ids.iter().any(|p| (first..=last).contains(p)) =>
-            {
-                Some(Err(Error::Cancelled(id)))
-            }
-            // Notices were missed: the channel's state says whether they are settled.
-            None => {
-                let ch = node.channel(id)?;
-                (ch.unsettled_from() > last)
-                    .then(|| if *ch.phase() == Phase::Open { all(ch.nonce()) } else { Err(Error::Cancelled(id)) })
-            }
-            other => refusal(node, other, id).map(Err),
-        })
-        .await
+        let outcome = self
+            .wait_for(&mut rx, timeout, "the payments are queued but not acknowledged", |node, n| match n {
+                Some(Notice::Event { channel, event: Event::PaymentsAcked { first: f, count: c, nonce, .. } })
+                    if *channel == id =>
+                {
+                    (f + c > last).then(|| all(*nonce))
+                }
+                Some(Notice::Event { channel, event: Event::PaymentsCancelled { ids } })
+                    if *channel == id && ids.iter().any(|p| (first..=last).contains(p)) =>
+                {
+                    Some(Err(Error::Cancelled(id)))
+                }
+                // Notices were missed: the channel's state says whether they are settled.
+                None => {
+                    let ch = node.channel(id)?;
+                    (ch.unsettled_from() > last)
+                        .then(|| if *ch.phase() == Phase::Open { all(ch.nonce()) } else { Err(Error::Cancelled(id)) })
+                }
+                other => refusal(node, other, id).map(Err),
+            })
+            .await;
+        let Err(error) = outcome else { return outcome };
+        // DESIGN §2 rule 11: what failed stays failed. Payments still queued are cancelled now
+        // (they never go out behind the payer's back); those already proposed may complete.
+        let mut node = self.inner.node.lock().await;
+        let cancelled = node.cancel_queued(id, first, last, amount)?;
+        let Some(ch) = node.channel(id) else { return Err(error) };
+        let settled = ch.unsettled_from().saturating_sub(first).min(count);
+        let in_flight = count - settled - cancelled.len() as u64;
+        drop(node);
+        if cancelled.is_empty() && in_flight == 0 {
+            return Err(error);
+        }
+        if !cancelled.is_empty() {
+            self.notify(Notice::Event { channel: id, event: Event::PaymentsCancelled { ids: cancelled.clone() } });
+        }
+        Err(Error::Unsettled { reason: Box::new(error), settled, cancelled: cancelled.len() as u64, in_flight })
     }
 
     /// Agrees a cooperative close of channel `id` with its linked peer at the current sheet
@@ -682,6 +797,49 @@ impl<S: Store + Send + 'static> Service<S> {
             refusal(node, n, id).map(Err)
         })
         .await
+    }
+}
+
+impl<S: Store + Send + 'static> Service<S> {
+    /// Closes channel `id` for good: first cooperatively if `cooperative` and the peer answers
+    /// within `timeout` (see [`Service::close`]), then, whatever happened, freezes the channel
+    /// under the node's lock and returns how to settle it on chain (DESIGN §2 rule 6). The
+    /// choice is made from the state stored at that moment, after any update that completed
+    /// during the cooperative attempt, and nothing is signed after it: a liquidation with the
+    /// returned sheet cannot be punished. Also returns why the cooperative attempt failed.
+    pub async fn settle(
+        &self,
+        id: Address,
+        cooperative: bool,
+        timeout: Duration,
+    ) -> Result<(Settlement, Option<String>)> {
+        let attempt = if cooperative {
+            match self.close(id, timeout).await {
+                Ok(_) => None,
+                Err(e @ (Error::UnknownChannel(_) | Error::Store(_))) => return Err(e),
+                Err(e) => Some(e.to_string()),
+            }
+        } else {
+            Some("not attempted".to_string())
+        };
+        let (settlement, events) = {
+            let mut node = self.inner.node.lock().await;
+            node.freeze(id, "closing", false)?
+        };
+        for event in events {
+            self.notify(Notice::Event { channel: id, event });
+        }
+        Ok((settlement, attempt))
+    }
+
+    /// Records what the chain shows of channel `id` (a watcher calls this): payments wait for
+    /// [`Funding::Running`], and a channel that ended on chain is frozen.
+    pub async fn set_funding(&self, id: Address, funding: Funding) -> Result<()> {
+        let events = self.inner.node.lock().await.set_funding(id, funding)?;
+        for event in events {
+            self.notify(Notice::Event { channel: id, event });
+        }
+        Ok(())
     }
 }
 

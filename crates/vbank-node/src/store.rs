@@ -40,9 +40,39 @@ pub struct RedbStore {
     db: Database,
 }
 
+/// Refuses a file that group or others may read or write: a store holds the channels' waiver
+/// seeds and revocation secrets, a key file the party's key. Says how to fix it.
+pub fn check_private(path: &Path, what: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Error::Permissions(format!("{what} {}: {e}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::Permissions(format!(
+            "{what} {} is accessible to other users (mode {:o}); it holds secrets: run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 impl RedbStore {
-    /// Opens or creates the store at `path`.
+    /// Opens the store at `path`, creating it (mode 0600) if missing. A store that group or
+    /// others can access is refused ([`check_private`]).
     pub fn open(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::Store(format!("creating {}: {e}", path.display())))?;
+        }
+        check_private(path, "store")?;
         let db = Database::create(path).map_err(store_err)?;
         let tx = db.begin_write().map_err(store_err)?;
         tx.open_table(CHANNELS).map_err(store_err)?;

@@ -1,0 +1,135 @@
+//! A store that fails on demand (disk full, I/O error): the node's memory never runs ahead of
+//! what is stored, so nothing unstored is ever sent, now or after a reconnect (review finding 3,
+//! DESIGN §2 rules 1 and 4). Also: a wrong revocation freezes the channel durably (rule 5).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use alloy_primitives::Address;
+use vbank_core::{ChannelState, Event, Message, Settlement};
+use vbank_node::{Error, Frame, MemoryStore, Node, Result, Store};
+
+mod common;
+use common::{key, params};
+
+/// A [`MemoryStore`] whose saves fail while `fail` is set.
+#[derive(Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    fail: AtomicBool,
+}
+
+impl FlakyStore {
+    fn check(&self) -> Result<()> {
+        if self.fail.load(Ordering::SeqCst) { Err(Error::Store("disk full (test)".into())) } else { Ok(()) }
+    }
+}
+
+impl Store for &'static FlakyStore {
+    fn save(&self, channel: Address, state: &ChannelState) -> Result<()> {
+        self.check()?;
+        self.inner.save(channel, state)
+    }
+    fn load(&self, channel: Address) -> Result<Option<ChannelState>> {
+        self.inner.load(channel)
+    }
+    fn list(&self) -> Result<Vec<Address>> {
+        self.inner.list()
+    }
+    fn remove(&self, channel: Address) -> Result<()> {
+        self.check()?;
+        self.inner.remove(channel)
+    }
+    fn save_peer(&self, peer: Address, addr: &str) -> Result<()> {
+        self.check()?;
+        self.inner.save_peer(peer, addr)
+    }
+    fn peer_addresses(&self) -> Result<Vec<(Address, String)>> {
+        self.inner.peer_addresses()
+    }
+}
+
+fn leak() -> &'static FlakyStore {
+    Box::leak(Box::default())
+}
+
+/// Delivers `frames` from `from` to `to` and everything they cause, until quiet.
+fn exchange<A: Store, B: Store>(alice: &mut Node<A>, bob: &mut Node<B>, mut frames: Vec<(usize, Frame)>) {
+    let addr = [key(1).address(), key(2).address()];
+    while let Some((from, f)) = frames.pop() {
+        let out = if from == 0 { bob.respond(addr[0], &f) } else { alice.respond(addr[1], &f) };
+        let (out, _) = out.expect("respond");
+        frames.extend(out.into_iter().map(|o| (1 - from, o)));
+    }
+}
+
+fn opened() -> (Node<&'static FlakyStore>, &'static FlakyStore, Node<MemoryStore>, Address) {
+    let store = leak();
+    let mut alice = Node::open(key(1), store).expect("alice");
+    let mut bob = Node::open(key(2), MemoryStore::default()).expect("bob");
+    bob.add_channel(params(7), alloy_primitives::B256::repeat_byte(2)).expect("bob's channel");
+    let first = alice.add_channel(params(7), alloy_primitives::B256::repeat_byte(1)).expect("alice's channel");
+    exchange(&mut alice, &mut bob, vec![(0, first.expect("sheet 0"))]);
+    (alice, store, bob, params(7).contract)
+}
+
+#[test]
+fn a_failed_save_leaves_memory_as_stored_and_nothing_unstored_is_resent() {
+    let (mut alice, store, mut bob, id) = opened();
+    let bob_addr = key(2).address();
+    // Bob pays Alice: his proposal, her countersignature, his commit (with his revocation).
+    let (_, propose) = bob.pay(id, 500).expect("bob pays");
+    let (countersign, _) = alice.respond(bob_addr, &propose.expect("proposal")).expect("countersign");
+    let (commit, _) = bob.respond(key(1).address(), &countersign[0]).expect("commit");
+    let stored_before = store.inner.load(id).expect("load").expect("stored");
+    // Alice's disk fails as she takes the commit (which would store sheet 1 and reveal sheet 0).
+    store.fail.store(true, Ordering::SeqCst);
+    let err = alice.respond(bob_addr, &commit[0]).expect_err("the save fails");
+    assert!(matches!(err, Error::Store(_)), "{err}");
+    // Memory is exactly what is stored: sheet 0, nothing revealed.
+    assert_eq!(alice.channel(id).expect("channel").state(), &stored_before);
+    assert_eq!(alice.channel(id).expect("channel").nonce(), 0);
+    let resent = alice.on_connect(bob_addr).expect("retransmit");
+    assert!(
+        !resent.iter().any(|f| matches!(f, Frame::Channel { message: Message::Revoke { .. }, .. })),
+        "a revocation of an unreplaced sheet would be sent: {resent:?}"
+    );
+    // Local requests that fail to store change nothing either.
+    assert!(alice.pay(id, 1).is_err());
+    assert_eq!(alice.channel(id).expect("channel").queued(), 0);
+    // The disk recovers: Bob's retransmitted commit completes the update.
+    store.fail.store(false, Ordering::SeqCst);
+    let (revoke, events) = alice.respond(bob_addr, &commit[0]).expect("commit again");
+    assert!(events.iter().any(|e| matches!(e, Event::Received { amount: 500, nonce: 1 })));
+    exchange(&mut alice, &mut bob, revoke.into_iter().map(|f| (0, f)).collect());
+    assert_eq!(alice.channel(id).expect("channel").balances(), [1_000_500, 999_500]);
+    let stored = store.inner.load(id).expect("load").expect("stored");
+    assert_eq!(vbank_core::Channel::restore(stored, key(1)).expect("restore").nonce(), 1);
+}
+
+#[test]
+fn a_wrong_revocation_freezes_the_channel_durably() {
+    let (mut alice, store, mut bob, id) = opened();
+    let bob_addr = key(2).address();
+    // Alice pays; Bob countersigns; Alice commits; Bob's revocation is forged.
+    let (_, propose) = alice.pay(id, 300).expect("alice pays");
+    let (countersign, _) = bob.respond(key(1).address(), &propose.expect("proposal")).expect("countersign");
+    let (commit, _) = alice.respond(bob_addr, &countersign[0]).expect("commit");
+    let (revoke, _) = bob.respond(key(1).address(), &commit[0]).expect("revoke");
+    let forged = match &revoke[0] {
+        Frame::Channel { channel, message: Message::Revoke { nonce, .. } } => Frame::Channel {
+            channel: *channel,
+            message: Message::Revoke { nonce: *nonce, secret: alloy_primitives::B256::repeat_byte(9) },
+        },
+        other => panic!("expected a revocation, got {other:?}"),
+    };
+    let (out, events) = alice.respond(bob_addr, &forged).expect("answered");
+    assert!(matches!(&out[..], [Frame::Refused { .. }]));
+    let Some(Event::Frozen { settlement: Settlement::Liquidate(sheet), violation: true, .. }) = events.last() else {
+        panic!("the channel is frozen for a liquidation: {events:?}")
+    };
+    assert_eq!(sheet.nonce, 1);
+    // Durably: a restart still refuses every update.
+    let mut again = Node::open(key(1), store).expect("reopen");
+    assert!(again.channel(id).expect("channel").frozen().is_some());
+    assert!(matches!(again.pay(id, 1), Err(Error::Protocol(vbank_core::Error::Frozen(_)))));
+}
