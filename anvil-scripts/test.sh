@@ -14,6 +14,8 @@ if [[ ${VBANK_SKIP:-} != contracts ]]; then
   cd "$VBANK_ROOT/contracts"
   step "forge fmt --check"
   "$FORGE" fmt --check
+  step "EIP-712 v2 vectors up to date (ethers)"
+  node "$VBANK_ROOT/anvil-scripts/eip712-v2-vectors.js" --check
   step "forge test (unit, fuzz, invariant)"
   "$FORGE" test
   step "forge snapshot --check (gas drift)"
