@@ -19,7 +19,7 @@ if [[ ${VBANK_SKIP:-} != contracts ]]; then
   step "forge test (unit, fuzz, invariant)"
   "$FORGE" test
   step "forge snapshot --check (gas drift)"
-  "$FORGE" snapshot --match-contract VirtualBankGasTest --isolate --check
+  "$FORGE" snapshot --match-contract "VirtualBankGasTest|VirtualBankV2GasTest" --isolate --check
   step "slither"
   "$VBANK_ROOT/anvil-scripts/slither.sh"
   step "EIP-1153: deployment refused on a pre-Cancun chain (anvil --hardfork shanghai)"
