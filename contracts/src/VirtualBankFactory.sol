@@ -16,6 +16,8 @@ import {VirtualBankV2} from "./VirtualBankV2.sol";
 /// @dev Its constructor deploys the implementation and the preimage registry (CREATE nonces 1 and
 /// 2, so their addresses are fixed too). The implementation probes EIP-1153 in its constructor, so
 /// this factory cannot be deployed, and no channel opened, on a chain without transient storage.
+// The ETH `openAndDeposit` receives is exactly the deposit and leaves with the clone's creation.
+// slither-disable-next-line locked-ether
 contract VirtualBankFactory {
     /// @notice The largest lock period accepted: 2^32 - 1 seconds.
     uint64 public constant MAX_LOCK_PERIOD = type(uint32).max;
@@ -117,10 +119,8 @@ contract VirtualBankFactory {
         address token,
         bytes32 salt
     ) external payable returns (address channel) {
-        uint256 i;
-        if (msg.sender == parties[0]) i = 0;
-        else if (msg.sender == parties[1]) i = 1;
-        else revert VirtualBankNotParty(msg.sender);
+        uint256 i = msg.sender == parties[0] ? 0 : 1;
+        if (i == 1 && msg.sender != parties[1]) revert VirtualBankNotParty(msg.sender);
         uint256 amount = amounts[i];
         uint256 expectedValue = token == address(0) ? amount : 0;
         if (msg.value != expectedValue) revert VirtualBankWrongDeposit(expectedValue, msg.value);
