@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 /// @title VirtualBank: a trustless two-party clearing channel for native ETH
 /// @notice One instance per channel. Both parties deposit, then pay each other off-chain with
@@ -14,7 +15,8 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 /// proves the master had already revoked it. Both parties can also close together in one step.
 /// @dev Payouts never let a recipient block the channel: a transfer that fails (for example a
 /// contract whose `receive` reverts) is credited to the recipient and can be pulled with `claim`.
-/// Requires EIP-1153 (transient storage, Cancun) for the reentrancy guard.
+/// Requires EIP-1153 (transient storage, Cancun) for the reentrancy guard: the constructor probes
+/// TSTORE/TLOAD, so the deployment fails on a chain without them instead of locking deposits later.
 contract VirtualBank is EIP712, ReentrancyGuardTransient {
     /// @notice The life cycle of the channel.
     enum State {
@@ -63,6 +65,9 @@ contract VirtualBank is EIP712, ReentrancyGuardTransient {
     uint64 private liquidationUnlockTime;
     uint128 private frozenBalance;
 
+    /// @notice The largest lock period accepted: 2^32 - 1 seconds (136 years).
+    uint64 public constant MAX_LOCK_PERIOD = type(uint32).max;
+
     /// @notice Payouts that could not be pushed, per recipient; pulled with `claim`.
     mapping(address => uint256) public owed;
     /// @notice Sum of `owed` over all recipients.
@@ -77,6 +82,10 @@ contract VirtualBank is EIP712, ReentrancyGuardTransient {
     error VirtualBankZeroDeposits();
     /// @notice The lock period is zero.
     error VirtualBankZeroLockPeriod();
+    /// @notice The lock period exceeds 2^32 - 1 seconds (a larger one could wrap the 64-bit unlock time).
+    /// @param lockPeriod the lock period given
+    /// @param max the largest accepted, 2^32 - 1
+    error VirtualBankLockPeriodTooLarge(uint256 lockPeriod, uint256 max);
     /// @notice The deposits together exceed what the channel can account for (2^128 - 1 wei).
     /// @param total the sum of the agreed deposits
     error VirtualBankDepositsTooLarge(uint256 total);
@@ -174,7 +183,7 @@ contract VirtualBank is EIP712, ReentrancyGuardTransient {
     /// @notice Creates a channel between two parties.
     /// @param parties_ the two parties; party 0 and party 1 in every sheet
     /// @param amounts_ the deposit each party agrees to make; a zero amount counts as made
-    /// @param lockPeriod_ seconds a liquidating party's balance stays frozen
+    /// @param lockPeriod_ seconds a liquidating party's balance stays frozen; 1 to 2^32 - 1
     constructor(address[2] memory parties_, uint256[2] memory amounts_, uint64 lockPeriod_) EIP712("VirtualBank", "1") {
         if (parties_[0] == address(0) || parties_[1] == address(0)) revert VirtualBankZeroParty();
         if (parties_[0] == parties_[1]) revert VirtualBankSameParty(parties_[0]);
@@ -183,6 +192,15 @@ contract VirtualBank is EIP712, ReentrancyGuardTransient {
             revert VirtualBankDepositsTooLarge(_saturatingAdd(amounts_[0], amounts_[1]));
         }
         if (lockPeriod_ == 0) revert VirtualBankZeroLockPeriod();
+        if (lockPeriod_ > MAX_LOCK_PERIOD) revert VirtualBankLockPeriodTooLarge(lockPeriod_, MAX_LOCK_PERIOD);
+        // EIP-1153 probe: on a chain without TSTORE/TLOAD these are invalid opcodes and the deployment
+        // fails. Without it, deposits would succeed and every exit (guarded by the transient
+        // reentrancy lock) would revert, locking the deposits for good.
+        assembly ("memory-safe") {
+            tstore(0, 1)
+            if iszero(eq(tload(0), 1)) { revert(0, 0) }
+            tstore(0, 0)
+        }
         PARTY0 = parties_[0];
         PARTY1 = parties_[1];
         AMOUNT0 = amounts_[0];
@@ -242,13 +260,13 @@ contract VirtualBank is EIP712, ReentrancyGuardTransient {
 
         uint256 unlockTime = block.timestamp + lockPeriod;
         state = State.Liquidating;
-        // forge-lint: disable-next-line(unsafe-typecast)
-        masterIndex = uint8(master);
+        masterIndex = SafeCast.toUint8(master);
         liquidationWaiver = waiver;
-        // Fit: nonce checked above; unlockTime < 2^64 for any real timestamp; balances sum to <= 2^128 - 1.
-        liquidationNonce = uint64(nonce);
-        liquidationUnlockTime = uint64(unlockTime);
-        frozenBalance = uint128(balances[master]);
+        // Checked narrowing: nonce is checked above; lockPeriod < 2^32, so unlockTime fits 64 bits
+        // for any timestamp below 2^63; the balances sum to the deposits, at most 2^128 - 1.
+        liquidationNonce = SafeCast.toUint64(nonce);
+        liquidationUnlockTime = SafeCast.toUint64(unlockTime);
+        frozenBalance = SafeCast.toUint128(balances[master]);
         emit Liquidated(msg.sender, nonce, balances[0], balances[1], waiver, unlockTime);
         _pay(peer, balances[1 - master]);
     }

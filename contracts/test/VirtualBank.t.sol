@@ -62,6 +62,54 @@ contract VirtualBankTest is BankFixture {
         _deploy(alice, bob, 1, 1, 0);
     }
 
+    function test_RevertWhen_Constructor_LockPeriodTooLarge() public {
+        uint256 max = type(uint32).max;
+        vm.expectRevert(abi.encodeWithSelector(VirtualBank.VirtualBankLockPeriodTooLarge.selector, max + 1, max));
+        _deploy(alice, bob, 1, 1, uint64(max + 1));
+        vm.expectRevert(
+            abi.encodeWithSelector(VirtualBank.VirtualBankLockPeriodTooLarge.selector, type(uint64).max, max)
+        );
+        _deploy(alice, bob, 1, 1, type(uint64).max);
+        assertEq(_deploy(alice, bob, 1, 1, uint64(max)).lockPeriod(), max, "2^32 - 1 accepted");
+    }
+
+    function deployExternal(uint64 lock) external returns (VirtualBank) {
+        return _deploy(alice, bob, A0, A1, lock);
+    }
+
+    /// @notice Issue 12 item 1, the attack itself: Bob chooses a lock period near 2^64, so that
+    /// `now + lockPeriod` wrapped in 64 bits lies in the past; he liquidates with a sheet he revoked
+    /// long ago and withdraws in the same block, before Alice can punish. The channel must either
+    /// refuse such a lock period or keep the cheater's balance frozen for the whole period.
+    function test_Attack_HugeLockPeriodCannotWrapUnlockTime() public {
+        uint64[4] memory locks = [
+            type(uint64).max,
+            type(uint64).max - uint64(block.timestamp) + 1, // unlockTime wraps to exactly 0
+            uint64(1) << 32,
+            uint64(1) << 63
+        ];
+        for (uint256 k = 0; k < locks.length; k++) {
+            try this.deployExternal(locks[k]) returns (VirtualBank b) {
+                vm.deal(alice, A0);
+                vm.prank(alice);
+                b.deposit{value: A0}();
+                vm.deal(bob, A1);
+                vm.prank(bob);
+                b.deposit{value: A1}();
+                // Bob liquidates with an old sheet (nonce 1) that gave him everything.
+                address waiver = vm.addr(_waiverKey(BOB_KEY, 1));
+                bytes memory sig = _signSheet(ALICE_KEY, b, 1, 0, A0 + A1, waiver);
+                vm.prank(bob);
+                b.liquidate(1, [uint256(0), A0 + A1], waiver, sig);
+                (bool ok,) = address(b).call(abi.encodeCall(VirtualBank.withdrawByMaster, ()));
+                assertTrue(!ok, "the cheater withdrew in the liquidation's block");
+                assertTrue(b.liquidation().unlockTime >= block.timestamp + locks[k], "unlock time wrapped");
+            } catch (bytes memory err) {
+                assertEq(bytes32(bytes4(err)), bytes32(VirtualBank.VirtualBankLockPeriodTooLarge.selector), "error");
+            }
+        }
+    }
+
     function test_RevertWhen_Constructor_DepositsTooLarge() public {
         uint256 big = type(uint128).max;
         vm.expectRevert(abi.encodeWithSelector(VirtualBank.VirtualBankDepositsTooLarge.selector, big + 1));
@@ -633,6 +681,34 @@ contract VirtualBankTest is BankFixture {
             assertEq(address(b).balance, 0, "nothing left");
         }
         assertEq(address(b).balance, b.outstanding(), "conservation");
+    }
+
+    /// @notice Over every accepted lock period and any timestamp up to 2^40 (year 36812): the unlock
+    /// time is exactly now + lockPeriod, and the master cannot withdraw a second before it.
+    function testFuzz_LockPeriod_UnlockTimeNeverEarly(uint256 lock, uint256 start, uint256 early) public {
+        lock = bound(lock, 1, type(uint32).max);
+        start = bound(start, 1, 1 << 40);
+        vm.warp(start);
+        VirtualBank b = _open(alice, bob, A0, A1, uint64(lock));
+        uint256 masterShare = _liquidateAs(b, true, 5, 1 ether);
+        uint256 unlockTime = b.liquidation().unlockTime;
+        assertEq(unlockTime, start + lock, "unlock time");
+        uint256 when = start + bound(early, 0, lock - 1);
+        vm.warp(when);
+        vm.expectRevert(abi.encodeWithSelector(VirtualBank.VirtualBankLockNotExpired.selector, unlockTime, when));
+        b.withdrawByMaster();
+        vm.warp(unlockTime);
+        b.withdrawByMaster();
+        assertEq(alice.balance, masterShare, "master paid after the lock");
+    }
+
+    /// @notice Every lock period above 2^32 - 1 is refused at construction.
+    function testFuzz_RevertWhen_LockPeriodTooLarge(uint64 lock) public {
+        lock = uint64(bound(lock, uint256(type(uint32).max) + 1, type(uint64).max));
+        vm.expectRevert(
+            abi.encodeWithSelector(VirtualBank.VirtualBankLockPeriodTooLarge.selector, lock, type(uint32).max)
+        );
+        _deploy(alice, bob, A0, A1, lock);
     }
 
     /// @dev Liquidates `b` at (nonce, b0, total - b0) as alice or bob; returns the master's share.

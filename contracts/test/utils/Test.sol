@@ -18,6 +18,8 @@ interface Vm {
     function assume(bool condition) external pure;
     function label(address account, string calldata newLabel) external;
     function snapshotGasLastCall(string calldata group, string calldata name) external returns (uint256 gasUsed);
+    function etch(address target, bytes calldata newRuntimeBytecode) external;
+    function expectCall(address callee, bytes calldata data) external;
 }
 
 /// @notice vbank's small test base: the cheatcode handle plus the assertions and helpers the
@@ -50,6 +52,10 @@ abstract contract Test {
 
     function assertEq(bytes32 a, bytes32 b, string memory message) internal pure {
         if (a != b) fail(string.concat(message, ": words differ"));
+    }
+
+    function assertEq(bool a, bool b, string memory message) internal pure {
+        if (a != b) fail(string.concat(message, ": booleans differ"));
     }
 
     function assertLe(uint256 a, uint256 b, string memory message) internal pure {
