@@ -1027,3 +1027,27 @@ async fn write_loop(
     }
     "the link was closed".into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_counted_per_ipv4_address_and_per_ipv6_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert_eq!(ip_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(ip_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        // one /64: one key, whatever the interface identifier
+        assert_eq!(ip_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(ip_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), ip("2001:db8:1:2::"));
+        assert_ne!(ip_key(ip("2001:db8:1:3::1")), ip_key(ip("2001:db8:1:2::1")));
+        let limits = Limits { connections_per_ip: 2, ..Limits::default() };
+        let counts = Arc::new(std::sync::Mutex::new(Counts::default()));
+        let a = Slot::take(&counts, ip_key(ip("2001:db8:1:2::1")), false, &limits).expect("first");
+        let _b = Slot::take(&counts, ip_key(ip("2001:db8:1:2::2")), false, &limits).expect("second");
+        assert!(Slot::take(&counts, ip_key(ip("2001:db8:1:2::3")), false, &limits).is_none(), "same /64");
+        let _c = Slot::take(&counts, ip_key(ip("2001:db8:1:3::1")), false, &limits).expect("another /64");
+        drop(a);
+        let _d = Slot::take(&counts, ip_key(ip("2001:db8:1:2::3")), false, &limits).expect("a slot was freed");
+    }
+}
