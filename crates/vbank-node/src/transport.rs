@@ -98,12 +98,11 @@ pub fn fuzz_one(data: &[u8]) {
         // the responder facing arbitrary acts one and three
         Some(0) => {
             let mut r = Responder::new(&a);
-            if let Some(one) = data.get(1..1 + ACT_ONE_LEN).and_then(|s| <[u8; ACT_ONE_LEN]>::try_from(s).ok()) {
-                if r.act_one(&one).is_ok()
-                    && let Some(t) = data.get(51..51 + ACT_THREE_LEN).and_then(|s| s.try_into().ok())
-                {
-                    let _ = r.act_three(&t);
-                }
+            if let Some(one) = data.get(1..1 + ACT_ONE_LEN).and_then(|s| <[u8; ACT_ONE_LEN]>::try_from(s).ok())
+                && r.act_one(&one).is_ok()
+                && let Some(t) = data.get(51..51 + ACT_THREE_LEN).and_then(|s| s.try_into().ok())
+            {
+                let _ = r.act_three(&t);
             }
         }
         // the initiator facing an arbitrary act two

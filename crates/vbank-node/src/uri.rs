@@ -182,7 +182,8 @@ mod tests {
 
     #[test]
     fn clear_errors() {
-        let cases: Vec<(String, fn(&UriError) -> bool)> = vec![
+        type Check = fn(&UriError) -> bool;
+        let cases: Vec<(String, Check)> = vec![
             ("127.0.0.1:9735".into(), |e| matches!(e, UriError::MissingKey(_))),
             ("localhost:9735".into(), |e| matches!(e, UriError::MissingKey(_))),
             ("[::1]:9735".into(), |e| matches!(e, UriError::MissingKey(_))),
