@@ -1,16 +1,15 @@
-//! Fuzzes the frame and message decoder: any bytes must give a frame or a typed error, never a
-//! panic; a decoded frame must re-encode and decode to itself. Also the stored-state decoder and
-//! the control socket's request decoder.
+//! Fuzzes what a peer's bytes meet: the BOLT #8 handshake acts (responder and initiator), a
+//! received stream decrypted message by message, and the frame decoder behind the decryption
+//! (`vbank_node::transport::fuzz_one`: any bytes give a value or a typed error, never a panic;
+//! what decrypts is what was encrypted; a decoded frame re-encodes to itself). Also the
+//! stored-state decoder and the control socket's request decoder. The same function runs over
+//! `fuzz/corpus/frame_decoder/` in `cargo test -p vbank-node` (tests/fuzz_corpus.rs).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vbank_node::frame::{decode, encode};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(frame) = decode(data) {
-        let again = encode(&frame).expect("a decoded frame encodes");
-        assert_eq!(decode(&again).expect("and decodes again"), frame);
-    }
+    vbank_node::transport::fuzz_one(data);
     // the state decoder faces stored bytes, which a crash could have cut short
     let _ = vbank_core::ChannelState::from_bytes(data);
     // the control socket's requests (a local client's line)

@@ -16,7 +16,9 @@ use clap::Args;
 use serde_json::{Value, json};
 use vbank_client::{Chain, LocalChain, OnChain, deploy, increase_time};
 use vbank_core::{Channel, ChannelParams, Event, Message, WaiverChain, exchange};
-use vbank_node::{Node, RedbStore, handshake, read_frame, serve, write_frame};
+use vbank_node::{
+    Frame, Node, RedbStore, Session, address_of, initiate, node_key, read_frame, respond, serve, write_frame,
+};
 
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
@@ -131,9 +133,13 @@ pub(crate) async fn peer(args: PeerArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("port {}", listener.local_addr()?.port());
     let (mut s, _) = listener.accept().await?;
-    let alice = key(1).address();
-    let peer = handshake(&mut s, &key(2), |p| p == alice).await?;
-    serve(&mut s, &node, peer, |_, _| {}).await?;
+    s.set_nodelay(true)?;
+    let (them, mut session) = respond(&mut s, &key(2)).await?;
+    let peer = address_of(&them);
+    if peer != key(1).address() {
+        bail!("the bench's peer is {peer}, not Alice");
+    }
+    serve(&mut s, &mut session, &node, peer, |_, _| {}).await?;
     Ok(())
 }
 
@@ -164,34 +170,37 @@ async fn two_processes(seconds: f64) -> Result<TwoProcesses> {
     let open = alice.add_channel(bench_params(), B256::repeat_byte(1))?.context("the opening proposal")?;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     s.set_nodelay(true)?;
-    let bob = handshake(&mut s, &key(1), |p| p == key(2).address()).await?;
-    write_frame(&mut s, &open).await?;
+    let mut session = initiate(&mut s, &key(1), &node_key(&key(2))).await?;
+    let bob = key(2).address();
+    write_frame(&mut s, &mut session.sender, &open).await?;
     // drives frames until `done` says so
     async fn drive(
         s: &mut tokio::net::TcpStream,
+        session: &mut Session,
         alice: &mut Node<RedbStore>,
         bob: Address,
         mut done: impl FnMut(&[Event]) -> bool,
     ) -> Result<()> {
         loop {
-            let f = read_frame(s).await?;
+            let f = read_frame(s, &mut session.receiver).await?;
             let (reply, events) = alice.handle(bob, &f)?;
             if let Some(r) = reply {
-                write_frame(s, &r).await?;
+                write_frame(s, &mut session.sender, &r).await?;
             }
             if done(&events) {
                 return Ok(());
             }
         }
     }
-    drive(&mut s, &mut alice, bob, |e| e.contains(&Event::Opened)).await?;
+    drive(&mut s, &mut session, &mut alice, bob, |e| e.contains(&Event::Opened)).await?;
     let mut latencies = Vec::new();
     let start = Instant::now();
     while start.elapsed().as_secs_f64() < seconds {
         let t = Instant::now();
         let (_, frame) = alice.pay(id, 1)?;
-        write_frame(&mut s, &frame.context("a proposal")?).await?;
-        drive(&mut s, &mut alice, bob, |e| e.iter().any(|e| matches!(e, Event::PaymentsAcked { .. }))).await?;
+        write_frame(&mut s, &mut session.sender, &frame.context("a proposal")?).await?;
+        let acked = |e: &[Event]| e.iter().any(|e| matches!(e, Event::PaymentsAcked { .. }));
+        drive(&mut s, &mut session, &mut alice, bob, acked).await?;
         latencies.push(t.elapsed().as_secs_f64());
     }
     let elapsed = start.elapsed();
@@ -205,6 +214,76 @@ async fn two_processes(seconds: f64) -> Result<TwoProcesses> {
         rate: per_second(updates, elapsed),
         p50_ms: percentile(&latencies, 0.5) * 1e3,
         p99_ms: percentile(&latencies, 0.99) * 1e3,
+    })
+}
+
+/// The four frames of one update (propose, countersign, commit, revoke), with real-sized fields.
+fn update_frames() -> Vec<Frame> {
+    let channel = bench_params().contract;
+    let sig = vbank_core::Sig([0x1b; 65]);
+    let waiver = Address::repeat_byte(0x5a);
+    let secret = B256::repeat_byte(0x3c);
+    let big = u128::MAX / 8;
+    [
+        Message::Propose { nonce: 123_456, balances: [big - 123_456, big + 123_456], waiver },
+        Message::Countersign { nonce: 123_456, signature: sig, waiver },
+        Message::Commit { nonce: 123_456, signature: sig, revocation: Some(secret) },
+        Message::Revoke { nonce: 123_455, secret },
+    ]
+    .into_iter()
+    .map(|message| Frame::Channel { channel, message })
+    .collect()
+}
+
+struct TransportCost {
+    handshake_us: f64,
+    frame_us: f64,
+    update_us: f64,
+    frame_bytes: f64,
+}
+
+/// BOLT #8's cost: a whole handshake (both sides, in memory), and encrypting plus decrypting
+/// the frames of one update (JSON encoding excluded: it was there before the encryption).
+fn transport_cost(t: f64) -> Result<TransportCost> {
+    use vbank_node::noise::{Initiator, Responder};
+    let (ka, kb) = (key(1), key(2));
+    let (sa, sb) = (*ka.credential().as_nonzero_scalar(), *kb.credential().as_nonzero_scalar());
+    let bob = node_key(&kb);
+    let mut failed = false;
+    let handshake = time_op(t, |_| {
+        let mut i = Initiator::new(&sa, bob);
+        let mut r = Responder::new(&sb);
+        let done = r
+            .act_one(&i.act_one())
+            .ok()
+            .and_then(|two| i.act_two(&two).ok())
+            .and_then(|(three, _)| r.act_three(&three).ok());
+        failed |= done.is_none();
+    });
+    if failed {
+        bail!("a benchmark handshake failed");
+    }
+    let payloads: Vec<Vec<u8>> = update_frames()
+        .iter()
+        .map(|f| vbank_node::frame::encode(f).map_err(anyhow::Error::from))
+        .collect::<Result<_>>()?;
+    let frame_bytes = payloads.iter().map(Vec::len).sum::<usize>() as f64 / payloads.len() as f64;
+    let (mut a, mut b) = Session::pair_for_tests([1; 32], [2; 32], [3; 32]);
+    let update = time_op(t, |_| {
+        for p in &payloads {
+            let wire = a.sender.encrypt(p).unwrap_or_default();
+            let (msgs, err) = b.receiver.decrypt_all(&wire);
+            failed |= err.is_some() || msgs.len() != 1;
+        }
+    });
+    if failed {
+        bail!("a benchmark frame did not decrypt");
+    }
+    Ok(TransportCost {
+        handshake_us: handshake * 1e6,
+        frame_us: update * 1e6 / payloads.len() as f64,
+        update_us: update * 1e6,
+        frame_bytes,
     })
 }
 
@@ -350,11 +429,28 @@ pub(crate) async fn run(args: BenchArgs, json_mode: bool) -> Result<()> {
     ));
     out["in_process"] = json!({ "updates": updates, "updates_per_s": rate, "ratio_to_bound": rate / bound });
 
-    // 3. Two processes over loopback TCP, each with a durable redb store (fsync per state).
+    // 2b. The transport's cost: BOLT #8 handshake, encrypt + decrypt per frame and per update.
+    let tc = transport_cost(t)?;
+    say(format!(
+        "2b. transport (BOLT #8, ChaCha20-Poly1305): handshake {:.0} µs (both sides); encrypt + decrypt {:.2} µs per \
+         frame ({:.0} bytes on average), {:.2} µs per update (4 frames) = {:.1}% of the crypto bound's update",
+        tc.handshake_us,
+        tc.frame_us,
+        tc.frame_bytes,
+        tc.update_us,
+        100.0 * tc.update_us / (per_update * 1e6)
+    ));
+    out["transport"] = json!({
+        "handshake_us": tc.handshake_us, "frame_us": tc.frame_us, "update_us": tc.update_us,
+        "frame_bytes": tc.frame_bytes, "share_of_update": tc.update_us / (per_update * 1e6),
+    });
+
+    // 3. Two processes over loopback TCP, each with a durable redb store (fsync per stored state),
+    // linked by the encrypted transport.
     let tp = two_processes(args.seconds).await.context("the two-process measurement")?;
     say(format!(
-        "3. two processes over loopback TCP, redb stores (fsync per stored state): {:.0} updates/s = {:.2} of the bound; \
-         latency p50 {:.2} ms, p99 {:.2} ms ({} updates)",
+        "3. two processes over loopback TCP, BOLT #8 encrypted, redb stores (fsync per stored state): {:.0} updates/s \
+         = {:.2} of the bound; latency p50 {:.2} ms, p99 {:.2} ms ({} updates)",
         tp.rate,
         tp.rate / bound,
         tp.p50_ms,

@@ -13,7 +13,7 @@ use tokio::{
     sync::mpsc,
 };
 use vbank_client::{Chain, WatchEvent, WatcherHandle};
-use vbank_node::{ControlClient, RedbStore, Service, control_path};
+use vbank_node::{ControlClient, NodeUri, RedbStore, Service, control_path};
 
 use crate::{node::open_service, party::Party};
 
@@ -28,7 +28,7 @@ pub(crate) enum Nodes {
         alice: Service<RedbStore>,
         bob: Service<RedbStore>,
         watcher: WatcherHandle,
-        bob_at: String,
+        bob_at: NodeUri,
         channel: Address,
     },
     Processes {
@@ -36,18 +36,18 @@ pub(crate) enum Nodes {
         _children: Box<[Child; 2]>,
         sockets: [PathBuf; 2],
         bob_lines: mpsc::UnboundedReceiver<String>,
-        bob_at: String,
+        bob_at: NodeUri,
         pids: [u32; 2],
     },
 }
 
 /// Starts `vbank --json node` for `key` on `store` with `extra` arguments; returns it, its
-/// stdout lines and its listening address.
+/// stdout lines and its node URI.
 async fn spawn_node(
     key: &PrivateKeySigner,
     store: &std::path::Path,
     extra: &[&str],
-) -> Result<(Child, mpsc::UnboundedReceiver<String>, String)> {
+) -> Result<(Child, mpsc::UnboundedReceiver<String>, NodeUri)> {
     let mut child = Command::new(std::env::current_exe().context("the vbank binary")?)
         .args(["--json", "node", "--store"])
         .arg(store)
@@ -65,7 +65,7 @@ async fn spawn_node(
         .context("the node did not start within 30 s")??
         .context("the node exited at start")?;
     let v: serde_json::Value = serde_json::from_str(&first).with_context(|| format!("the node said {first:?}"))?;
-    let at = v["listening"].as_str().context("no listening address")?.to_string();
+    let at: NodeUri = v["uri"].as_str().context("no node URI")?.parse()?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -107,7 +107,7 @@ impl Nodes {
             let bob = open_service(&stores[1], keys[1].clone(), Some(admission), true)?;
             bob.set_funding_check(crate::node::funding_check(bob_chain.clone()));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("listening on loopback")?;
-            let bob_at = listener.local_addr()?.to_string();
+            let bob_at = bob.uri(listener.local_addr()?);
             bob.listen(listener);
             let watcher = crate::node::watch(&bob, bob_chain, address, Duration::from_millis(200));
             return Ok(Self::InProcess { alice, bob, watcher, bob_at, channel: address });
@@ -135,8 +135,8 @@ impl Nodes {
         }
     }
 
-    /// Where Bob's node listens.
-    pub(crate) fn bob_at(&self) -> &str {
+    /// Bob's node URI.
+    pub(crate) fn bob_at(&self) -> &NodeUri {
         match self {
             Self::InProcess { bob_at, .. } | Self::Processes { bob_at, .. } => bob_at,
         }

@@ -22,7 +22,8 @@ pub(crate) struct NodeArgs {
     /// The node's store (a redb file; created if missing).
     #[arg(long)]
     store: PathBuf,
-    /// Address to listen on for peers.
+    /// Address to listen on for peers (peers dial the node URI printed at start:
+    /// vbank://<this party's public key>@host:port).
     #[arg(long, default_value = "127.0.0.1:9735")]
     listen: String,
     #[command(flatten)]
@@ -370,14 +371,23 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
     let local = listener.local_addr()?;
     let ids = service.node().lock().await.channel_ids();
     let control_at = vbank_node::control_path(&args.store).display().to_string();
+    // The URI peers dial: this node's key and where it listens (an unspecified address such as
+    // 0.0.0.0 must be replaced by one the peers reach).
+    let uri = service.uri(local);
     if json_mode {
-        say(json!({ "listening": local.to_string(), "address": signer.address(), "channels": ids, "control": control_at })
-            .to_string());
+        say(json!({ "listening": local.to_string(), "uri": uri, "address": signer.address(), "channels": ids,
+                    "control": control_at })
+        .to_string());
     } else {
         say(format!(
-            "listening on {local} as {} with {} channel(s); control socket {control_at}",
+            "listening on {local} as {} with {} channel(s); node URI {uri}; control socket {control_at}{}",
             signer.address(),
-            ids.len()
+            ids.len(),
+            if local.ip().is_unspecified() {
+                "; peers dial this URI with the host they reach this machine at"
+            } else {
+                ""
+            }
         ));
     }
     let mut notices = service.subscribe();

@@ -10,7 +10,7 @@ use serde_json::json;
 use vbank_client::{Chain, OnChain, OnChainState, deploy};
 use vbank_core::ChannelParams;
 
-use vbank_node::Request;
+use vbank_node::{NodeUri, Request};
 
 use crate::{
     keys::KeyArgs,
@@ -24,12 +24,13 @@ pub(crate) struct OpenArgs {
     /// This party's store (a redb file; created if missing).
     #[arg(long)]
     store: PathBuf,
-    /// The peer's node, host:port (`vbank node --accept-channels`).
+    /// The peer's node URI, vbank://<key>@host:port, as its `vbank node --accept-channels`
+    /// prints it; the peer (party 1) is the party of that key.
     #[arg(long)]
-    connect: String,
-    /// The peer's address (party 1).
+    connect: NodeUri,
+    /// The peer's address (party 1), checked against the URI's key (default: the URI's).
     #[arg(long)]
-    peer: Address,
+    peer: Option<Address>,
     /// The deposits of this party (party 0) and the peer, e.g. "1,1" (ETH) or "5gwei,0".
     #[arg(long)]
     deposits: String,
@@ -69,8 +70,9 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
         bail!("the node on {} is {node_address}, but the key given is {me}", args.store.display());
     }
 
+    let peer = args.peer.unwrap_or_else(|| args.connect.address());
     // The peer's node first: no gas is spent on a channel it would not take.
-    waiting("connecting to the peer's node", party.connect(&args.connect, args.peer))
+    waiting("connecting to the peer's node", party.connect(&args.connect, peer))
         .await
         .context("before deploying anything")?;
 
@@ -78,12 +80,12 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
     let address = match args.channel {
         Some(a) => {
             let info = OnChain::new(chain.clone(), a).verify().await.with_context(|| format!("checking {a}"))?;
-            if info.parties != [me, args.peer] {
+            if info.parties != [me, peer] {
                 bail!(
                     "channel {a} is between {} and {}, not this party and {}",
                     info.parties[0],
                     info.parties[1],
-                    args.peer
+                    peer
                 );
             }
             if info.amounts != deposits {
@@ -96,7 +98,7 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
             a
         }
         None => {
-            let (a, r) = waiting("deploying the virtual bank", deploy(&chain, [me, args.peer], deposits, args.lock))
+            let (a, r) = waiting("deploying the virtual bank", deploy(&chain, [me, peer], deposits, args.lock))
                 .await
                 .context("deploying VirtualBank")?;
             deploy_gas = Some(r.gas_used);
@@ -109,7 +111,7 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
     let onchain = OnChain::new(chain.clone(), address);
 
     // Sheet 0, countersigned both ways, before any money goes in.
-    let params = ChannelParams { chain_id: chain.chain_id(), contract: address, parties: [me, args.peer], deposits };
+    let params = ChannelParams { chain_id: chain.chain_id(), contract: address, parties: [me, peer], deposits };
     if party.channel(address).await?.is_none_or(|c| c.phase == "opening") {
         let resume = || {
             format!(
@@ -163,7 +165,7 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
     if json_mode {
         println!(
             "{}",
-            json!({ "channel": address, "chain_id": chain.chain_id(), "parties": [me, args.peer],
+            json!({ "channel": address, "chain_id": chain.chain_id(), "parties": [me, peer],
                     "deposits": [deposits[0].to_string(), deposits[1].to_string()], "state": state.to_string(),
                     "deploy_gas": deploy_gas, "deposit_gas": deposit_gas })
         );

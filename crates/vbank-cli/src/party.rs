@@ -12,7 +12,7 @@ use clap::Args;
 use serde_json::json;
 use vbank_client::{Chain, OnChain, OnChainState, TxReport};
 use vbank_core::{ChannelParams, Settlement};
-use vbank_node::{ChannelStatus, ControlClient, RedbStore, Reply, Request, Service, control_path};
+use vbank_node::{ChannelStatus, ControlClient, NodeUri, RedbStore, Reply, Request, Service, control_path};
 
 use crate::{
     keys::KeyArgs,
@@ -26,9 +26,10 @@ pub(crate) struct PayArgs {
     /// This party's store (a redb file; created if missing).
     #[arg(long)]
     store: PathBuf,
-    /// The peer's node, host:port (default: the address this party last reached it at).
+    /// The peer's node URI, vbank://<key>@host:port as its `vbank node` prints it (default: the
+    /// URI this party last reached it at).
     #[arg(long)]
-    connect: Option<String>,
+    connect: Option<NodeUri>,
     /// The channel's contract address.
     #[arg(long)]
     channel: Address,
@@ -97,8 +98,14 @@ impl Party {
 
     /// The party's address and channels.
     pub(crate) async fn status(&mut self) -> Result<(Address, Vec<ChannelStatus>)> {
+        let (address, _, channels) = self.status_with_uri().await?;
+        Ok((address, channels))
+    }
+
+    /// The party's address, its node's URI (if a node listens) and its channels.
+    pub(crate) async fn status_with_uri(&mut self) -> Result<(Address, Option<NodeUri>, Vec<ChannelStatus>)> {
         match self.request(Request::Status).await? {
-            Reply::Status { address, channels } => Ok((address, channels)),
+            Reply::Status { address, uri, channels } => Ok((address, uri, channels)),
             other => bail!("unexpected reply {other:?}"),
         }
     }
@@ -108,9 +115,12 @@ impl Party {
         Ok(self.status().await?.1.into_iter().find(|c| c.channel == id))
     }
 
-    /// Links to `peer`'s node at `addr` (if not linked).
-    pub(crate) async fn connect(&mut self, addr: &str, peer: Address) -> Result<()> {
-        self.request(Request::Connect { addr: addr.into(), peer }).await?;
+    /// Links to `peer`'s node at `uri` (if not linked); the URI's key must be `peer`'s.
+    pub(crate) async fn connect(&mut self, uri: &NodeUri, peer: Address) -> Result<()> {
+        if uri.address() != peer {
+            bail!("--connect {uri} is the node of {}, not of the peer {peer}", uri.address());
+        }
+        self.request(Request::Connect { uri: uri.clone() }).await?;
         Ok(())
     }
 }
@@ -152,7 +162,7 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
     let paid = waiting("waiting for the peer's countersignatures", party.request(request)).await;
     let paid = match paid {
         Err(e) if args.connect.is_none() && format!("{e:#}").contains("is not connected") => {
-            return Err(e.context("paying (pass --connect HOST:PORT to link to the peer's node)"));
+            return Err(e.context("paying (pass --connect vbank://<key>@host:port, the URI the peer's node prints)"));
         }
         other => other.context("paying")?,
     };
@@ -183,7 +193,7 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
     // The key, loaded once: needed for the chain, and for the store unless a node runs.
     let signer = args.rpc_url.as_ref().map(|_| load_key(&args.key)).transpose()?;
     let mut party = Party::attach(&args.store, || signer.clone().map_or_else(|| load_key(&args.key), Ok)).await?;
-    let (address, channels) = party.status().await?;
+    let (address, uri, channels) = party.status_with_uri().await?;
     // On-chain, per channel: its state and deposits, or why it could not be read.
     let mut onchain = Vec::new();
     if let (Some(url), Some(signer)) = (&args.rpc_url, signer) {
@@ -203,7 +213,8 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             .enumerate()
             .map(|(i, c)| {
                 json!({
-                    "channel": c.channel, "me": c.me, "peer": c.peer, "phase": c.phase, "nonce": c.nonce,
+                    "channel": c.channel, "me": c.me, "peer": c.peer, "peer_uri": c.peer_uri, "phase": c.phase,
+                    "nonce": c.nonce,
                     "balances": [c.balances[0].to_string(), c.balances[1].to_string()],
                     "spendable": c.spendable.to_string(), "idle": c.idle, "queued": c.queued,
                     "onchain": chain_json(i),
@@ -212,9 +223,12 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             .collect();
         println!(
             "{}",
-            json!({ "address": address, "node_running": matches!(party, Party::Node(_)), "channels": rows })
+            json!({ "address": address, "uri": uri, "node_running": matches!(party, Party::Node(_)), "channels": rows })
         );
         return Ok(());
+    }
+    if let Some(uri) = &uri {
+        println!("node {uri}");
     }
     if channels.is_empty() {
         println!("no channels in {}", args.store.display());
@@ -234,8 +248,9 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             ),
             Some(Err(e)) => format!("; on chain: {e}"),
         };
+        let peer = c.peer_uri.as_ref().map_or_else(|| c.peer.to_string(), ToString::to_string);
         println!(
-            "channel {} ({}): party {} of 2, sheet {}, balances {} / {}, spendable {}{}{chain}",
+            "channel {} ({}): party {} of 2, peer {peer}, sheet {}, balances {} / {}, spendable {}{}{chain}",
             c.channel,
             c.phase,
             c.me,
@@ -257,11 +272,11 @@ pub(crate) struct CloseArgs {
     /// The channel's contract address.
     #[arg(long)]
     channel: Address,
-    /// The peer's node, host:port, for a cooperative close (default: the address this party last
-    /// reached it at); if the peer does not answer, the channel is liquidated with this party's
-    /// latest sheet.
+    /// The peer's node URI (vbank://<key>@host:port), for a cooperative close (default: the URI
+    /// this party last reached it at); if the peer does not answer, the channel is liquidated
+    /// with this party's latest sheet.
     #[arg(long)]
-    connect: Option<String>,
+    connect: Option<NodeUri>,
     /// Seconds to wait for the peer.
     #[arg(long, default_value_t = 10)]
     timeout: u64,

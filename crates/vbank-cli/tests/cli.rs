@@ -135,6 +135,16 @@ fn bad_input_gets_a_clear_error_and_exit_code_1() {
         assert!(stderr(&o).contains(want), "{args:?}: {:?} does not contain {want:?}", stderr(&o));
         assert!(!stderr(&o).contains("panicked"), "{args:?} panicked");
     }
+    // A peer is named by its node URI: a plain host:port, or a bad key, is refused before anything
+    // is done (clap's usage error, code 2), with the URI form in the message.
+    for (connect, want) in [("127.0.0.1:9735", "vbank://<public key"), ("vbank://02abc@h:1", "not 66 hex digits")] {
+        for cmd in ["pay", "close", "open"] {
+            let store = "/nonexistent/dir/alice.redb";
+            let o = vbank(&[cmd, "--store", store, "--connect", connect, "--channel", ADDR1, "--amount", "1"], &[]);
+            assert_eq!(o.status.code(), Some(2), "{cmd} {connect}: {}", stderr(&o));
+            assert!(stderr(&o).contains(want), "{cmd} {connect}: {}", stderr(&o));
+        }
+    }
     let o = vbank(&["--json", "deploy", "--lock", "0"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("errors are JSON too with --json");
     assert!(v["error"].as_str().is_some_and(|e| e.contains("lock period")), "{v}");

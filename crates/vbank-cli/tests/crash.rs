@@ -13,7 +13,7 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use vbank_core::{Channel, ChannelParams, Close, Event, Phase, recover};
-use vbank_node::{Error, Frame, Node, RedbStore, Store, handshake, read_frame, write_frame};
+use vbank_node::{Error, Frame, Node, NodeUri, RedbStore, Store, initiate, node_key, read_frame, write_frame};
 
 const BOB_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 const CONTRACT: Address = Address::repeat_byte(0xcc);
@@ -54,6 +54,11 @@ fn start_bob_with(
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
     let port = line.split_whitespace().nth(2).and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse().ok());
     (child, port.unwrap_or_else(|| panic!("no port in {line:?}")))
+}
+
+/// Bob's node URI at `port` on loopback.
+fn bob_uri(port: u16) -> String {
+    NodeUri::new(node_key(&bob_key()), "127.0.0.1", port).to_string()
 }
 
 /// Alice handles one frame from Bob: the frames to send back (her reply, then a proposal of
@@ -114,13 +119,13 @@ async fn fifty_sigkills_lose_no_acknowledged_payment() {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        if handshake(&mut s, &alice_key(), |p| p == bob).await.is_err() {
+        let Ok(mut session) = initiate(&mut s, &alice_key(), &node_key(&bob_key())).await else {
             continue;
-        }
+        };
         let mut alive = true;
         for f in alice.on_connect(bob).expect("retransmit").into_iter().chain(alice.propose(CONTRACT).expect("propose"))
         {
-            alive &= write_frame(&mut s, &f).await.is_ok();
+            alive &= write_frame(&mut s, &mut session.sender, &f).await.is_ok();
         }
         // stream payments; kill Bob after a random number of frames
         let kill_after = rng.next(12);
@@ -132,7 +137,7 @@ async fn fifty_sigkills_lose_no_acknowledged_payment() {
                 let (_, f) = alice.pay(CONTRACT, amount).expect("pay");
                 paid += amount;
                 if let Some(f) = f {
-                    alive &= write_frame(&mut s, &f).await.is_ok();
+                    alive &= write_frame(&mut s, &mut session.sender, &f).await.is_ok();
                 }
             }
             if frames == kill_after {
@@ -141,7 +146,8 @@ async fn fifty_sigkills_lose_no_acknowledged_payment() {
                 kills += 1;
                 break;
             }
-            let f = match tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s)).await {
+            let f = match tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s, &mut session.receiver)).await
+            {
                 Ok(Ok(f)) => f,
                 _ => break,
             };
@@ -149,7 +155,7 @@ async fn fifty_sigkills_lose_no_acknowledged_payment() {
             let (out, newly) = alice_handles(&mut alice, bob, &f);
             acked += newly;
             for r in out {
-                alive &= write_frame(&mut s, &r).await.is_ok();
+                alive &= write_frame(&mut s, &mut session.sender, &r).await.is_ok();
             }
         }
         if kills < 50 || child.try_wait().expect("status").is_some() {
@@ -159,16 +165,17 @@ async fn fifty_sigkills_lose_no_acknowledged_payment() {
     }
     // let everything settle on a last connection
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    handshake(&mut s, &alice_key(), |p| p == bob).await.expect("auth");
+    let mut session = initiate(&mut s, &alice_key(), &node_key(&bob_key())).await.expect("handshake");
     for f in alice.on_connect(bob).expect("retransmit").into_iter().chain(alice.propose(CONTRACT).expect("propose")) {
-        write_frame(&mut s, &f).await.expect("write");
+        write_frame(&mut s, &mut session.sender, &f).await.expect("write");
     }
     loop {
         let ch = alice.channel(CONTRACT).expect("channel");
         if *ch.phase() == Phase::Open && ch.is_idle() && ch.queued() == 0 {
             break;
         }
-        let Ok(f) = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s)).await else {
+        let Ok(f) = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s, &mut session.receiver)).await
+        else {
             child.kill().expect("stop bob");
             child.wait().expect("reaped");
             let st = RedbStore::open(&bob_store).expect("bob's store").load(CONTRACT).expect("load");
@@ -177,7 +184,7 @@ async fn fifty_sigkills_lose_no_acknowledged_payment() {
         let (out, newly) = alice_handles(&mut alice, bob, &f.expect("frame"));
         acked += newly;
         for r in out {
-            write_frame(&mut s, &r).await.expect("write");
+            write_frame(&mut s, &mut session.sender, &r).await.expect("write");
         }
     }
     drop(s);
@@ -227,7 +234,7 @@ fn pay_and_status_through_the_peers_node() {
         cmd.output().expect("run vbank")
     };
     let store = alice_store.to_str().expect("utf8");
-    let connect = format!("127.0.0.1:{port}");
+    let connect = bob_uri(port);
     let channel = CONTRACT.to_string();
     let bob_addr = bob_key().address().to_string();
     let deposits = format!("{DEPOSIT}wei,{DEPOSIT}wei");
@@ -327,7 +334,7 @@ fn deploy_pay_deposit_close_through_the_cli() {
     // channel 1: cooperative
     let c1 = deploy(&run);
     let (mut bob, port) = start_bob_with(&bob_store, 0, c1, "1,1", &[]);
-    let connect = format!("127.0.0.1:{port}");
+    let connect = bob_uri(port);
     let c1s = c1.to_string();
     let v = open_pay(&run, &connect, &c1s, "0.25");
     assert_eq!(v["acknowledged"], 1);
@@ -343,7 +350,7 @@ fn deploy_pay_deposit_close_through_the_cli() {
     bob.wait().expect("reaped");
     let c2 = deploy(&run);
     let (mut bob, port) = start_bob_with(&bob_store, 0, c2, "1,1", &[]);
-    let connect = format!("127.0.0.1:{port}");
+    let connect = bob_uri(port);
     let c2s = c2.to_string();
     open_pay(&run, &connect, &c2s, "0.5");
     deposit_both(&run, &c2s);
@@ -362,7 +369,7 @@ fn deploy_pay_deposit_close_through_the_cli() {
     let c3 = deploy(&run);
     let c3s = c3.to_string();
     let (mut bob, port) = start_bob_with(&bob_store, 0, c3, "1,1", &["--rpc-url", &url, "--poll-ms", "100"]);
-    let connect = format!("127.0.0.1:{port}");
+    let connect = bob_uri(port);
     // Bob's node follows the chain: it takes no payment before both deposits are in.
     let refused = Command::new(env!("CARGO_BIN_EXE_vbank"))
         .args(["--json", "pay", "--store", &store, "--connect", &connect, "--channel", &c3s, "--amount", "0.1"])

@@ -55,8 +55,8 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `vbank node` with `args`, logging to `<store>.log`; returns it and its listening
-/// address (from the first line of the log).
+/// Starts `vbank node` with `args`, logging to `<store>.log`; returns it and its node URI (from
+/// the first line of the log).
 fn start_node(key: &str, store: &str, args: &[&str]) -> (Proc, String) {
     let log = format!("{store}.log");
     let out = std::fs::File::create(&log).expect("log file");
@@ -75,15 +75,16 @@ fn start_node(key: &str, store: &str, args: &[&str]) -> (Proc, String) {
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if let Some(line) = text.lines().next().filter(|_| text.contains('\n')) {
-            let addr = line.split_whitespace().nth(2).unwrap_or_else(|| panic!("no address in {line:?}"));
-            return (child, addr.to_string());
+            let uri = line.split("node URI ").nth(1).and_then(|r| r.split(';').next());
+            let uri = uri.unwrap_or_else(|| panic!("no node URI in {line:?}"));
+            return (child, uri.to_string());
         }
         assert!(Instant::now() < deadline, "the node did not start: {text}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-/// Bob's node accepting channels; returns it and host:port.
+/// Bob's node accepting channels; returns it and its node URI.
 fn bob_node(store: &str, url: &str) -> (Proc, String) {
     let args = ["--rpc-url", url, "--poll-ms", "100", "--accept-channels", "--min-lock", "2", "--auto-deposit", "1"];
     start_node(BOB_KEY, store, &args)

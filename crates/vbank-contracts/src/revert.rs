@@ -91,6 +91,12 @@ impl fmt::Display for Revert {
             E::VirtualBankTransferFailed(e) => {
                 write!(f, "sending {} to {} failed", eth(e.amount), e.to)
             }
+            E::VirtualBankLockPeriodTooLarge(e) => {
+                write!(f, "the lock period of {} s is over the limit of 2^32 - 1 s", e.lockPeriod)
+            }
+            E::SafeCastOverflowedUintDowncast(e) => {
+                write!(f, "value {} does not fit in {} bits", e.value, e.bits)
+            }
             E::ReentrancyGuardReentrantCall(_) => write!(f, "re-entrant call refused"),
             E::InvalidShortString(_) | E::StringTooLong(_) => write!(f, "invalid EIP-712 name or version string"),
         }
@@ -168,6 +174,17 @@ mod tests {
             (E::StringTooLong(VB::StringTooLong { str: "x".into() }), "invalid EIP-712"),
             (E::VirtualBankNothingOwed(VB::VirtualBankNothingOwed { party: A }), "nothing is owed to"),
             (E::VirtualBankTransferFailed(VB::VirtualBankTransferFailed { to: A, amount: w(10) }), "sending 1 ETH"),
+            (
+                E::VirtualBankLockPeriodTooLarge(VB::VirtualBankLockPeriodTooLarge {
+                    lockPeriod: U256::from(1u64 << 40),
+                    max: U256::from(u32::MAX),
+                }),
+                "over the limit of 2^32 - 1 s",
+            ),
+            (
+                E::SafeCastOverflowedUintDowncast(VB::SafeCastOverflowedUintDowncast { bits: 64, value: U256::MAX }),
+                "does not fit in 64 bits",
+            ),
         ]
     }
 

@@ -21,7 +21,7 @@ use tokio::{
 };
 use vbank_core::{Amount, ChannelParams, Funding, LiquidationSheet, Phase, Settlement, Sig};
 
-use crate::{CloseSignatures, Error, Node, Paid, Result, Service, Store};
+use crate::{CloseSignatures, Error, Node, NodeUri, Paid, Result, Service, Store};
 
 /// The longest request line accepted, in bytes.
 pub const MAX_REQUEST: usize = 64 * 1024;
@@ -41,12 +41,10 @@ pub fn control_path(store: &Path) -> PathBuf {
 pub enum Request {
     /// Every channel's state.
     Status,
-    /// Link to `peer`'s node at `addr` (nothing happens if it is linked already).
+    /// Link to the node at `uri` (nothing happens if its party is linked already).
     Connect {
-        /// host:port.
-        addr: String,
-        /// The peer's address, which its node must prove.
-        peer: Address,
+        /// The peer's node URI: where it listens and the key it must prove.
+        uri: NodeUri,
     },
     /// Open a channel as party 0 with a linked peer (see [`Service::open`]).
     Open {
@@ -103,6 +101,9 @@ pub struct ChannelStatus {
     pub me: usize,
     /// The other party.
     pub peer: Address,
+    /// The other party's node URI, if this node remembers one (it dialed the peer).
+    #[serde(default)]
+    pub peer_uri: Option<NodeUri>,
     /// "opening", "open", "closing", "frozen" (no more updates: being settled on chain) or
     /// "ended" (cancelled, liquidated or closed on chain).
     pub phase: String,
@@ -127,6 +128,13 @@ pub struct ChannelStatus {
 impl ChannelStatus {
     /// The status of every channel of `node`.
     pub fn of<S: Store>(node: &Node<S>) -> Vec<Self> {
+        // Entries from before node URIs (a plain host:port) show as none.
+        let uris: std::collections::HashMap<Address, NodeUri> = node
+            .peer_addresses()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(peer, s)| s.parse::<NodeUri>().ok().filter(|u| u.address() == peer).map(|u| (peer, u)))
+            .collect();
         node.channel_ids()
             .into_iter()
             .filter_map(|id| node.channel(id).map(|ch| (id, ch)))
@@ -135,6 +143,7 @@ impl ChannelStatus {
                 params: ch.params().clone(),
                 me: ch.me(),
                 peer: ch.peer_address(),
+                peer_uri: uris.get(&ch.peer_address()).cloned(),
                 phase: match (ch.funding(), ch.frozen(), ch.phase()) {
                     (Funding::Ended, ..) => "ended",
                     (_, Some(_), _) => "frozen",
@@ -163,6 +172,9 @@ pub enum Reply {
     Status {
         /// The node's party address.
         address: Address,
+        /// The node's URI, if it listens.
+        #[serde(default)]
+        uri: Option<NodeUri>,
         /// Its channels.
         channels: Vec<ChannelStatus>,
     },
@@ -216,11 +228,11 @@ impl<S: Store + Send + 'static> Service<S> {
         Ok(match request {
             Request::Status => {
                 let node = self.node().lock().await;
-                Reply::Status { address: node.address(), channels: ChannelStatus::of(&node) }
+                Reply::Status { address: node.address(), uri: self.own_uri(), channels: ChannelStatus::of(&node) }
             }
-            Request::Connect { addr, peer } => {
-                if !self.connected().contains(&peer) {
-                    self.connect(&addr, peer).await?;
+            Request::Connect { uri } => {
+                if !self.connected().contains(&uri.address()) {
+                    self.connect(&uri).await?;
                 }
                 Reply::Done
             }

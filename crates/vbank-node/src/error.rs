@@ -17,7 +17,14 @@ pub enum Error {
     /// An I/O error on the connection.
     #[error("connection error: {0}")]
     Io(#[from] std::io::Error),
-    /// The peer failed to prove control of the key it claims, or is not expected.
+    /// The encrypted transport refused a handshake act or a message (it failed authentication,
+    /// or was malformed); the link ends and nothing it carried was used.
+    #[error("transport: {0}")]
+    Transport(#[from] crate::NoiseError),
+    /// A node URI could not be parsed, or names another party than expected.
+    #[error(transparent)]
+    Uri(#[from] crate::UriError),
+    /// The peer is not one this node accepts, or a link broke a limit.
     #[error("peer authentication failed: {0}")]
     Auth(String),
     /// A frame names a channel this node does not have.

@@ -1,30 +1,39 @@
-//! Length-delimited frames: a 4-byte big-endian length, then that many bytes of JSON.
+//! What crosses a link, inside the encrypted transport ([`crate::transport`]): one JSON
+//! [`Frame`] per BOLT #8 message, at most [`MAX_FRAME`] bytes.
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::{Address, Bytes};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use vbank_core::{Message, Sig};
+use vbank_core::Message;
 
 use crate::{Error, Result};
 
-/// The largest payload accepted, in bytes.
-pub const MAX_FRAME: usize = 1 << 20;
+/// The largest payload accepted, in bytes: BOLT #8's largest message.
+pub const MAX_FRAME: usize = crate::noise::MAX_MESSAGE;
 
-/// Everything that crosses a connection.
+/// The largest pong a ping may ask for; a ping asking for more gets no answer (BOLT #1).
+pub const MAX_PONG: u16 = 16_384;
+
+/// Everything that crosses a link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Frame {
-    /// First frame each way: who I claim to be, and a fresh challenge for you to sign.
-    Hello {
-        /// The sender's party address.
-        address: Address,
-        /// 32 random bytes.
-        challenge: B256,
+    /// The first frame each way after the handshake (BOLT #1 `init`). The responder sends it only
+    /// to a peer it accepts, so the dialing side knows it is linked.
+    Init {},
+    /// Keepalive (BOLT #1 `ping`): answer with a [`Frame::Pong`] of `pong_len` zero bytes if it
+    /// is at most [`MAX_PONG`].
+    Ping {
+        /// The padding the pong must carry.
+        pong_len: u16,
+        /// Ignored bytes.
+        #[serde(default)]
+        padding: Bytes,
     },
-    /// The signature over the other side's challenge (see [`crate::handshake`]).
-    Auth {
-        /// The signature.
-        signature: Sig,
+    /// The answer to a [`Frame::Ping`].
+    Pong {
+        /// `pong_len` zero bytes.
+        #[serde(default)]
+        padding: Bytes,
     },
     /// A protocol message for one channel.
     Channel {
@@ -42,9 +51,13 @@ pub enum Frame {
     },
 }
 
-/// The payload of a frame (without the length prefix).
+/// The payload of a frame; a frame over [`MAX_FRAME`] bytes is an error.
 pub fn encode(frame: &Frame) -> Result<Vec<u8>> {
-    serde_json::to_vec(frame).map_err(|e| Error::Malformed(e.to_string()))
+    let payload = serde_json::to_vec(frame).map_err(|e| Error::Malformed(e.to_string()))?;
+    if payload.len() > MAX_FRAME {
+        return Err(Error::Oversize(payload.len()));
+    }
+    Ok(payload)
 }
 
 /// Decodes a frame's payload.
@@ -55,70 +68,44 @@ pub fn decode(payload: &[u8]) -> Result<Frame> {
     serde_json::from_slice(payload).map_err(|e| Error::Malformed(e.to_string()))
 }
 
-/// Reads one frame; the declared length is checked before anything is allocated.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Frame> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Error::Closed),
-        Err(e) => return Err(e.into()),
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(Error::Oversize(len));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => Error::Closed,
-        _ => e.into(),
-    })?;
-    decode(&buf)
-}
-
-/// Writes one frame and flushes it.
-pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> Result<()> {
-    let payload = encode(frame)?;
-    let len = u32::try_from(payload.len()).map_err(|_| Error::Oversize(payload.len()))?;
-    if payload.len() > MAX_FRAME {
-        return Err(Error::Oversize(payload.len()));
-    }
-    let mut buf = Vec::with_capacity(4 + payload.len());
-    buf.extend_from_slice(&len.to_be_bytes());
-    buf.extend_from_slice(&payload);
-    w.write_all(&buf).await?;
-    w.flush().await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloy_primitives::B256;
 
-    #[tokio::test]
-    async fn frames_round_trip_and_bad_ones_are_typed_errors() {
-        let f = Frame::Channel {
-            channel: Address::repeat_byte(1),
-            message: Message::Revoke { nonce: 3, secret: B256::repeat_byte(2) },
-        };
-        let mut buf = Vec::new();
-        write_frame(&mut buf, &f).await.expect("write");
-        let mut r = buf.as_slice();
-        assert_eq!(read_frame(&mut r).await.expect("read"), f);
-        // oversize: refused from the length alone
-        let mut big = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
-        big.extend_from_slice(b"{}");
-        assert!(matches!(read_frame(&mut big.as_slice()).await, Err(Error::Oversize(n)) if n == MAX_FRAME + 1));
-        // malformed JSON, unknown kinds, wrong field types
-        for bad in [&b"{"[..], b"{\"frame\":\"nope\"}", b"{\"frame\":\"auth\",\"signature\":\"0x12\"}", b"\xff\xfe"] {
-            let mut framed = (bad.len() as u32).to_be_bytes().to_vec();
-            framed.extend_from_slice(bad);
-            assert!(matches!(read_frame(&mut framed.as_slice()).await, Err(Error::Malformed(_))), "{bad:?}");
+    #[test]
+    fn frames_round_trip_and_bad_ones_are_typed_errors() {
+        for f in [
+            Frame::Channel {
+                channel: Address::repeat_byte(1),
+                message: Message::Revoke { nonce: 3, secret: B256::repeat_byte(2) },
+            },
+            Frame::Init {},
+            Frame::Ping { pong_len: 3, padding: Bytes::from(vec![0; 4]) },
+            Frame::Pong { padding: Bytes::new() },
+            Frame::Refused { channel: None, reason: "no".into() },
+        ] {
+            assert_eq!(decode(&encode(&f).expect("encode")).expect("decode"), f);
         }
-        // truncated
-        let mut cut = buf.clone();
-        cut.truncate(buf.len() - 1);
-        assert!(matches!(read_frame(&mut cut.as_slice()).await, Err(Error::Closed)));
-        assert!(matches!(read_frame(&mut &b""[..]).await, Err(Error::Closed)));
+        assert_eq!(
+            decode(b"{\"ping\":{\"pong_len\":0}}").expect("padding is optional"),
+            Frame::Ping { pong_len: 0, padding: Bytes::new() }
+        );
+        // oversize, both ways
+        let big = Frame::Refused { channel: None, reason: "x".repeat(MAX_FRAME) };
+        assert!(matches!(encode(&big), Err(Error::Oversize(_))));
+        assert!(matches!(decode(&vec![b' '; MAX_FRAME + 1]), Err(Error::Oversize(n)) if n == MAX_FRAME + 1));
+        // malformed JSON, unknown kinds (the old plaintext handshake's among them), wrong types
+        for bad in [
+            &b"{"[..],
+            b"{\"frame\":\"nope\"}",
+            b"{\"auth\":{\"signature\":\"0x12\"}}",
+            b"{\"hello\":{}}",
+            b"{\"ping\":{\"pong_len\":70000}}",
+            b"\xff\xfe",
+        ] {
+            assert!(matches!(decode(bad), Err(Error::Malformed(_))), "{bad:?}");
+        }
     }
 
     proptest::proptest! {
@@ -126,8 +113,6 @@ mod tests {
         #[test]
         fn decoder_survives_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
             let _ = decode(&bytes);
-            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-            let _ = rt.block_on(read_frame(&mut bytes.as_slice()));
         }
     }
 }

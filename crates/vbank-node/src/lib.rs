@@ -3,15 +3,19 @@
 pub mod control;
 mod error;
 pub mod frame;
-mod handshake;
 mod node;
+pub mod noise;
 mod service;
 mod store;
+pub mod transport;
+mod uri;
 
 pub use control::{ChannelStatus, ControlClient, Reply, Request, control_path};
 pub use error::{Error, Result};
-pub use frame::{Frame, MAX_FRAME, read_frame, write_frame};
-pub use handshake::handshake;
+pub use frame::{Frame, MAX_FRAME};
 pub use node::{Node, serve};
-pub use service::{Admission, CloseSignatures, FundingCheck, Notice, Paid, Service};
+pub use noise::{NoiseError, Session, address_of};
+pub use service::{Admission, CloseSignatures, FundingCheck, Limits, Notice, Paid, Service};
 pub use store::{MemoryStore, RedbStore, Store, check_private};
+pub use transport::{initiate, read_frame, respond, write_frame};
+pub use uri::{NodeUri, UriError, node_key};

@@ -250,12 +250,14 @@ impl<S: Store> Node<S> {
     }
 }
 
-/// Serves one authenticated connection to `peer`: retransmits what each shared channel is
-/// waiting on, then answers every frame (after storing the new state) until the peer hangs up.
-/// A refused frame is answered with [`Frame::Refused`] and the connection goes on; the channel
-/// stays at its last valid state. `on_event` sees every event.
+/// Serves one authenticated connection to `peer` (its BOLT #8 `session` done, see
+/// [`crate::transport`]): retransmits what each shared channel is waiting on, then answers every
+/// frame (after storing the new state) until the peer hangs up. A refused frame is answered with
+/// [`Frame::Refused`] and the connection goes on; the channel stays at its last valid state. A
+/// frame that fails authentication ends the connection. `on_event` sees every event.
 pub async fn serve<S, T>(
     stream: &mut T,
+    session: &mut crate::Session,
     node: &tokio::sync::Mutex<Node<S>>,
     peer: Address,
     mut on_event: impl FnMut(Address, &Event),
@@ -264,16 +266,18 @@ where
     S: Store,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    use crate::transport::{read_frame, write_frame};
     for f in node.lock().await.on_connect(peer)? {
-        crate::write_frame(stream, &f).await?;
+        write_frame(stream, &mut session.sender, &f).await?;
     }
     loop {
-        let frame = match crate::read_frame(stream).await {
+        let frame = match read_frame(stream, &mut session.receiver).await {
             Ok(f) => f,
             Err(Error::Closed) => return Ok(()),
             Err(e @ (Error::Malformed(_) | Error::Oversize(_))) => {
-                // A bad frame: say so and hang up (the framing may be lost); state is untouched.
-                let _ = crate::write_frame(stream, &Frame::Refused { channel: None, reason: e.to_string() }).await;
+                // An authentic but bad frame: say so and hang up; state is untouched.
+                let refused = Frame::Refused { channel: None, reason: e.to_string() };
+                let _ = write_frame(stream, &mut session.sender, &refused).await;
                 return Err(e);
             }
             Err(e) => return Err(e),
@@ -289,7 +293,7 @@ where
             }
         }
         for f in &out {
-            crate::write_frame(stream, f).await?;
+            write_frame(stream, &mut session.sender, f).await?;
         }
     }
 }

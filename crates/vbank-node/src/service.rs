@@ -1,31 +1,46 @@
-//! A running node: authenticated links to peers over TCP, admission of channels that peers open,
-//! and requests that wait for the protocol to finish (open, pay, close).
+//! A running node: encrypted, authenticated links to peers over TCP (BOLT #8, see
+//! [`crate::transport`]), admission of channels that peers open, and requests that wait for the
+//! protocol to finish (open, pay, close).
 //!
 //! Every state change goes through [`Node`], which stores it before anything is sent. Frames to
 //! a peer are queued on its link while the node's lock is held, so each channel's messages leave
 //! in the order the core produced them. A request whose peer is not connected fails before it
 //! changes anything.
+//!
+//! One peer cannot exhaust the node ([`Limits`]): handshakes are capped in number, per IP
+//! address and in time; inbound connections are capped per IP address (per /64 for IPv6); a peer
+//! has one link (a newer one replaces the older); an inbound peer without a channel is dropped
+//! after a grace period; each link's outgoing queue is bounded (the node stops reading from a
+//! peer whose queue is full, and drops a peer that does not read within the write timeout); and
+//! pings find dead links.
 
 use std::{
     collections::HashMap,
     future::Future,
+    net::IpAddr,
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::{Address, B256, Bytes};
 use alloy_signer_local::PrivateKeySigner;
 use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::{Mutex, broadcast, mpsc},
+    io::AsyncWriteExt,
+    net::{TcpListener, TcpStream, tcp::OwnedReadHalf, tcp::OwnedWriteHalf},
+    sync::{Mutex, Notify, broadcast, mpsc, watch},
 };
 use vbank_core::{Amount, ChannelParams, Event, Funding, Phase, Settlement, Sig};
 
-use crate::{Error, Frame, Node, Result, Store, handshake, read_frame, write_frame};
+use crate::{
+    Error, Frame, Node, NodeUri, Result, Store,
+    frame::{MAX_PONG, encode},
+    noise::{Decryptor, Encryptor, Session, address_of},
+    transport::{initiate, read_frame, respond, write_frame},
+};
 
 /// Decides whether to join a channel that an authenticated peer opens: given the channel id and
 /// the peer, the channel's parameters (checked, e.g. against the contract on chain), or why not.
@@ -42,7 +57,8 @@ pub type FundingCheck = Arc<dyn Fn(Address) -> Pin<Box<dyn Future<Output = Optio
 pub enum Notice {
     /// A peer is linked (after the handshake).
     Connected(Address),
-    /// A peer's link ended.
+    /// A peer's link ended, or (with the zero address) a connection was refused before the
+    /// peer was known.
     Disconnected {
         /// The peer.
         peer: Address,
@@ -105,9 +121,158 @@ pub struct CloseSignatures {
     pub signatures: [Sig; 2],
 }
 
+/// What one peer may take of a node. The defaults suit a node on the internet; tests use small
+/// values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a connect, the handshake and the first frame may take.
+    pub handshake_timeout: Duration,
+    /// Inbound connections in the handshake at once, in all.
+    pub max_handshakes: usize,
+    /// … of which from one IP address (one /64 for IPv6).
+    pub handshakes_per_ip: usize,
+    /// Inbound connections (in the handshake or linked) from one IP address (one /64 for IPv6).
+    pub connections_per_ip: usize,
+    /// An inbound peer that has no channel with this node after this long is dropped.
+    pub no_channel_grace: Duration,
+    /// Bytes queued for a peer above which the node stops reading from it.
+    pub max_queue_bytes: usize,
+    /// A write that the peer does not take within this long ends the link.
+    pub write_timeout: Duration,
+    /// A ping is sent this often on every link.
+    pub ping_interval: Duration,
+    /// A link on which nothing arrived for this long is ended (the peer did not answer pings).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 256,
+            handshakes_per_ip: 8,
+            connections_per_ip: 32,
+            no_channel_grace: Duration::from_secs(60),
+            max_queue_bytes: 1 << 20,
+            write_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// The key connections are counted under: the IPv4 address, or the /64 of an IPv6 address (one
+/// host usually holds a whole /64). An IPv4-mapped IPv6 address counts as the IPv4 address.
+pub(crate) fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    handshakes: HashMap<IpAddr, usize>,
+    connections: HashMap<IpAddr, usize>,
+}
+
+/// A counted slot (a handshake or a connection), given back when dropped.
+struct Slot {
+    counts: Arc<std::sync::Mutex<Counts>>,
+    key: IpAddr,
+    handshake: bool,
+}
+
+impl Slot {
+    fn take(counts: &Arc<std::sync::Mutex<Counts>>, key: IpAddr, handshake: bool, limits: &Limits) -> Option<Self> {
+        let mut c = locked(counts);
+        let (map, total_cap, per_ip) = if handshake {
+            (&mut c.handshakes, limits.max_handshakes, limits.handshakes_per_ip)
+        } else {
+            (&mut c.connections, usize::MAX, limits.connections_per_ip)
+        };
+        let total: usize = map.values().sum();
+        let mine = map.entry(key).or_default();
+        if total >= total_cap || *mine >= per_ip {
+            if *mine == 0 {
+                map.remove(&key);
+            }
+            return None;
+        }
+        *mine += 1;
+        Some(Self { counts: Arc::clone(counts), key, handshake })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = locked(&self.counts);
+        let map = if self.handshake { &mut c.handshakes } else { &mut c.connections };
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The sending side of a link: frames are encoded here and counted until the writer sent them.
+#[derive(Clone)]
+struct Outbox {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    room: Arc<Notify>,
+    kill: Arc<watch::Sender<Option<String>>>,
+}
+
+impl Outbox {
+    /// Queues a frame; false (and the link is ended) if it cannot be: the queue is over `cap`
+    /// bytes or the frame does not encode. What was queued is stored: it is sent again on the
+    /// next link.
+    fn push(&self, f: &Frame, cap: usize) -> bool {
+        let payload = match encode(f) {
+            Ok(p) => p,
+            Err(e) => {
+                self.end(format!("a frame to send does not encode: {e}"));
+                return false;
+            }
+        };
+        let n = payload.len();
+        if self.queued.load(Ordering::SeqCst).saturating_add(n) > cap {
+            self.end(format!("over {cap} bytes queued for the peer: it does not read"));
+            return false;
+        }
+        self.queued.fetch_add(n, Ordering::SeqCst);
+        if self.tx.send(payload).is_err() {
+            self.queued.fetch_sub(n, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Ends the link (the first reason given is the one reported).
+    fn end(&self, reason: String) {
+        self.kill.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
 struct Link {
     id: u64,
-    tx: mpsc::UnboundedSender<Frame>,
+    out: Outbox,
 }
 
 struct Inner<S: Store> {
@@ -118,10 +283,13 @@ struct Inner<S: Store> {
     notices: broadcast::Sender<Notice>,
     admission: Option<Admission>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Where each peer this node dialed listens: a dropped link to it is dialed again.
-    dialed: std::sync::Mutex<HashMap<Address, String>>,
+    /// The node URI of each peer this node dialed: a dropped link to it is dialed again.
+    dialed: std::sync::Mutex<HashMap<Address, NodeUri>>,
     closing: std::sync::atomic::AtomicBool,
-    handshakes: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
+    counts: Arc<std::sync::Mutex<Counts>>,
+    limits: Limits,
+    /// Where [`Service::listen`] listens.
+    listening: std::sync::Mutex<Option<std::net::SocketAddr>>,
     funding_check: std::sync::Mutex<Option<FundingCheck>>,
     /// Admission's refusals, by channel: a refused channel is not checked on chain again.
     refused: std::sync::Mutex<HashMap<Address, String>>,
@@ -141,42 +309,6 @@ fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Connections accepted but not yet authenticated, at most.
-const MAX_HANDSHAKES: usize = 256;
-/// … of which from one IP address.
-const PER_ADDRESS: usize = 8;
-
-/// A handshake in progress, counted until dropped.
-struct Handshake {
-    counts: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
-    ip: std::net::IpAddr,
-}
-
-impl Handshake {
-    fn start(counts: &Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>, ip: std::net::IpAddr) -> Option<Self> {
-        let mut c = locked(counts);
-        let total: usize = c.values().sum();
-        let mine = c.entry(ip).or_default();
-        if total >= MAX_HANDSHAKES || *mine >= PER_ADDRESS {
-            return None;
-        }
-        *mine += 1;
-        Some(Self { counts: Arc::clone(counts), ip })
-    }
-}
-
-impl Drop for Handshake {
-    fn drop(&mut self) {
-        let mut c = locked(&self.counts);
-        if let Some(n) = c.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// A node serving its channels: cheap to clone, all clones share one node.
 pub struct Service<S: Store> {
     inner: Arc<Inner<S>>,
@@ -194,13 +326,23 @@ impl<S: Store> std::fmt::Debug for Service<S> {
     }
 }
 
-/// How long a connect or a handshake may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Whether a link was dialed by this node or accepted from a peer (only inbound peers get the
+/// no-channel grace period).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Outbound,
+    Inbound,
+}
 
 impl<S: Store + Send + 'static> Service<S> {
-    /// Serves `node`, whose party key is `signer`. Without admission, only the peers of stored
-    /// channels may connect and unknown channels are refused.
+    /// Serves `node`, whose party key is `signer`, with the default [`Limits`]. Without
+    /// admission, only the peers of stored channels may connect and unknown channels are refused.
     pub fn new(node: Node<S>, signer: PrivateKeySigner, admission: Option<Admission>) -> Self {
+        Self::with_limits(node, signer, admission, Limits::default())
+    }
+
+    /// As [`Service::new`], with the given limits.
+    pub fn with_limits(node: Node<S>, signer: PrivateKeySigner, admission: Option<Admission>, limits: Limits) -> Self {
         let (notices, _) = broadcast::channel(4096);
         Self {
             inner: Arc::new(Inner {
@@ -213,7 +355,9 @@ impl<S: Store + Send + 'static> Service<S> {
                 tasks: std::sync::Mutex::new(Vec::new()),
                 dialed: std::sync::Mutex::new(HashMap::new()),
                 closing: std::sync::atomic::AtomicBool::new(false),
-                handshakes: Arc::new(std::sync::Mutex::new(HashMap::new())),
+                counts: Arc::new(std::sync::Mutex::new(Counts::default())),
+                limits,
+                listening: std::sync::Mutex::new(None),
                 funding_check: std::sync::Mutex::new(None),
                 refused: std::sync::Mutex::new(HashMap::new()),
             }),
@@ -249,6 +393,21 @@ impl<S: Store + Send + 'static> Service<S> {
         self.inner.signer.address()
     }
 
+    /// This node's URI when it listens at `at` (give the address peers reach, not 0.0.0.0).
+    pub fn uri(&self, at: std::net::SocketAddr) -> NodeUri {
+        NodeUri::of(&self.inner.signer, at)
+    }
+
+    /// This node's URI at the address [`Service::listen`] listens on, if it listens.
+    pub fn own_uri(&self) -> Option<NodeUri> {
+        locked(&self.inner.listening).map(|at| self.uri(at))
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
     /// Every notice from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.inner.notices.subscribe()
@@ -267,27 +426,19 @@ impl<S: Store + Send + 'static> Service<S> {
         let _ = self.inner.notices.send(n);
     }
 
+    /// The most a link's queue may hold before the link is ended: the reader stops at
+    /// `max_queue_bytes`, so only this node's own requests can go past it.
+    fn hard_cap(&self) -> usize {
+        self.inner.limits.max_queue_bytes.saturating_mul(4).max(4 * crate::MAX_FRAME)
+    }
+
     /// Queues frames to `peer`'s link; false if it is not linked (the frames' states are stored
     /// and are sent again when it links).
     fn send(&self, peer: Address, frames: impl IntoIterator<Item = Frame>) -> bool {
+        let cap = self.hard_cap();
         let links = self.links();
         let Some(link) = links.get(&peer) else { return false };
-        frames.into_iter().all(|f| link.tx.send(f).is_ok())
-    }
-
-    /// Runs the handshake; `dialed` is the peer this node called (else any peer of a stored
-    /// channel, or anyone if channels may be admitted).
-    async fn authenticate(&self, stream: &mut TcpStream, dialed: Option<Address>) -> Result<Address> {
-        let _ = stream.set_nodelay(true);
-        let known = self.inner.node.lock().await.peers();
-        let open = self.inner.admission.is_some();
-        let expected = |p: Address| match dialed {
-            Some(d) => p == d,
-            None => open || known.contains(&p),
-        };
-        tokio::time::timeout(CONNECT_TIMEOUT, handshake(stream, &self.inner.signer, expected))
-            .await
-            .map_err(|_| Error::Auth("the handshake timed out".into()))?
+        frames.into_iter().all(|f| link.out.push(&f, cap))
     }
 
     pub(crate) fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
@@ -313,10 +464,11 @@ impl<S: Store + Send + 'static> Service<S> {
 
     /// Accepts peers on `listener` until [`Service::shutdown`].
     pub fn listen(&self, listener: TcpListener) {
+        *locked(&self.inner.listening) = listener.local_addr().ok();
         let this = self.clone();
         self.spawn(async move {
             loop {
-                let (mut stream, from) = match listener.accept().await {
+                let (stream, from) = match listener.accept().await {
                     Ok(c) => c,
                     Err(e) => {
                         // Out of descriptors, say: report it and let the system recover.
@@ -328,74 +480,128 @@ impl<S: Store + Send + 'static> Service<S> {
                         continue;
                     }
                 };
-                // Unauthenticated connections are capped (MAX_HANDSHAKES in all, PER_ADDRESS from
-                // one IP address): a flood of idle connections cannot exhaust the node, nor one
-                // source lock the others out; the rest are closed at once.
-                let Some(permit) = Handshake::start(&this.inner.handshakes, from.ip()) else {
-                    this.notify(Notice::Disconnected {
-                        peer: Address::ZERO,
-                        reason: format!("{from}: too many handshakes in progress"),
-                    });
+                // Connections per IP (per /64) and handshakes in progress are capped; the rest
+                // are closed at once, so a flood cannot exhaust the node nor lock the others out.
+                let key = ip_key(from.ip());
+                let limits = &this.inner.limits;
+                let Some(conn) = Slot::take(&this.inner.counts, key, false, limits) else {
+                    this.refused(format!("{from}: over {} connections from {key}", limits.connections_per_ip));
+                    continue;
+                };
+                let Some(hs) = Slot::take(&this.inner.counts, key, true, limits) else {
+                    this.refused(format!("{from}: too many handshakes in progress"));
                     continue;
                 };
                 let that = this.clone();
                 this.spawn(async move {
                     let this = that;
-                    let proven = this.authenticate(&mut stream, None).await;
-                    drop(permit);
+                    let mut stream = stream;
+                    let proven =
+                        tokio::time::timeout(this.inner.limits.handshake_timeout, this.accept_handshake(&mut stream))
+                            .await
+                            .unwrap_or_else(|_| Err(Error::Auth("the handshake timed out".into())));
+                    drop(hs);
                     match proven {
-                        Ok(peer) => this.link(stream, peer).await,
-                        Err(e) => {
-                            this.notify(Notice::Disconnected { peer: Address::ZERO, reason: format!("{from}: {e}") })
-                        }
+                        Ok((peer, session)) => match this.register(peer).await {
+                            Ok((id, rx, out, kill)) => {
+                                this.run_link(stream, session, peer, id, rx, out, kill, Direction::Inbound).await
+                            }
+                            Err(e) => this.notify(Notice::Disconnected { peer, reason: e.to_string() }),
+                        },
+                        Err(e) => this.refused(format!("{from}: {e}")),
                     }
+                    drop(conn);
                 });
             }
         })
     }
 
-    /// Connects to `peer`'s node at `addr` and links it once it proved to be `peer`. The link
-    /// runs in a task until either side hangs up; then it is dialed again (after 0.5 s, doubling
-    /// up to 30 s) until a link to the peer is back, whichever side makes it.
-    /// The address is remembered in the store, for [`Service::relink`] after a restart.
-    pub async fn connect(&self, addr: &str, peer: Address) -> Result<()> {
-        self.dial(addr, peer).await?;
-        locked(&self.inner.dialed).insert(peer, addr.to_string());
-        self.inner.node.lock().await.remember_peer(peer, addr)?;
+    fn refused(&self, reason: String) {
+        self.notify(Notice::Disconnected { peer: Address::ZERO, reason });
+    }
+
+    /// The responder's side: the BOLT #8 handshake, then the check that the proven peer may talk
+    /// to this node (a peer of a stored channel, or anyone if channels may be admitted), then
+    /// `Init`. A refused peer is hung up on without a frame.
+    async fn accept_handshake(&self, stream: &mut TcpStream) -> Result<(Address, Session)> {
+        let _ = stream.set_nodelay(true);
+        let (key, mut session) = respond(stream, &self.inner.signer).await?;
+        let peer = address_of(&key);
+        let known = self.inner.node.lock().await.peers();
+        if self.inner.admission.is_none() && !known.contains(&peer) {
+            return Err(Error::Auth(format!("{peer} is not a peer of any channel here")));
+        }
+        write_frame(stream, &mut session.sender, &Frame::Init {}).await?;
+        Ok((peer, session))
+    }
+
+    /// Connects to the node at `uri` and links it once it proved to hold the URI's key (so it is
+    /// the party `uri.address()`). The link runs in a task until either side hangs up; then it
+    /// is dialed again (after 0.5 s, doubling up to 30 s) until a link to the peer is back,
+    /// whichever side makes it. The URI is remembered in the store, for [`Service::relink`]
+    /// after a restart.
+    pub async fn connect(&self, uri: &NodeUri) -> Result<()> {
+        let peer = uri.address();
+        self.dial(uri).await?;
+        locked(&self.inner.dialed).insert(peer, uri.clone());
+        self.inner.node.lock().await.remember_peer(peer, &uri.to_string())?;
         Ok(())
     }
 
+    /// The remembered URIs of the peers, by party address. An entry stored before node URIs
+    /// (a plain host:port) or naming another key is reported and skipped: its peer must be
+    /// linked once with its URI.
+    async fn remembered(&self) -> Result<HashMap<Address, NodeUri>> {
+        let known = self.inner.node.lock().await.peer_addresses()?;
+        let mut out = HashMap::new();
+        for (peer, stored) in known {
+            match stored.parse::<NodeUri>() {
+                Ok(uri) if uri.address() == peer => {
+                    out.insert(peer, uri);
+                }
+                Ok(uri) => self.notify(Notice::Disconnected {
+                    peer,
+                    reason: format!("the stored node URI {uri} is not {peer}'s: link with its URI"),
+                }),
+                Err(_) => self.notify(Notice::Disconnected {
+                    peer,
+                    reason: format!(
+                        "the stored address {stored} of {peer} is from before node URIs: link once with \
+                         --connect vbank://<its key>@{stored} (`vbank node` prints its URI)"
+                    ),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
     /// Links (in the background, retrying like a dropped link) to every peer of a stored channel
-    /// whose node address is remembered: what a restarted node does first.
+    /// whose node URI is remembered: what a restarted node does first.
     pub async fn relink(&self) -> Result<()> {
-        let (peers, known) = {
-            let node = self.inner.node.lock().await;
-            (node.peers(), node.peer_addresses()?)
-        };
-        for (peer, addr) in known {
+        let peers = self.inner.node.lock().await.peers();
+        for (peer, uri) in self.remembered().await? {
             if peers.contains(&peer) && !self.links().contains_key(&peer) {
-                locked(&self.inner.dialed).insert(peer, addr);
+                locked(&self.inner.dialed).insert(peer, uri);
                 self.redial(peer);
             }
         }
         Ok(())
     }
 
-    /// Links to `peer` at its remembered address if it is not linked; true if it is linked.
+    /// Links to `peer` at its remembered URI if it is not linked; true if it is linked.
     pub async fn ensure_link(&self, peer: Address) -> Result<bool> {
         if self.links().contains_key(&peer) {
             return Ok(true);
         }
-        let known = self.inner.node.lock().await.peer_addresses()?;
-        match known.into_iter().find(|(p, _)| *p == peer) {
-            Some((_, addr)) => self.connect(&addr, peer).await.map(|()| true),
+        match self.remembered().await?.remove(&peer) {
+            Some(uri) => self.connect(&uri).await.map(|()| true),
             None => Ok(false),
         }
     }
 
     /// Dials a dropped link again, in the background.
     fn redial(&self, peer: Address) {
-        let Some(addr) = locked(&self.inner.dialed).get(&peer).cloned() else {
+        let Some(uri) = locked(&self.inner.dialed).get(&peer).cloned() else {
             return;
         };
         let this = self.clone();
@@ -406,76 +612,139 @@ impl<S: Store + Send + 'static> Service<S> {
                 if this.inner.closing.load(Ordering::SeqCst) || this.links().contains_key(&peer) {
                     return;
                 }
-                match this.dial(&addr, peer).await {
+                match this.dial(&uri).await {
                     Ok(()) => return,
-                    Err(e) => this.notify(Notice::Disconnected { peer, reason: format!("redialing {addr}: {e}") }),
+                    Err(e) => this.notify(Notice::Disconnected { peer, reason: format!("redialing {uri}: {e}") }),
                 }
                 wait = (wait * 2).min(Duration::from_secs(30));
             }
         });
     }
 
-    async fn dial(&self, addr: &str, peer: Address) -> Result<()> {
-        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    async fn dial(&self, uri: &NodeUri) -> Result<()> {
+        let addr = uri.socket_addr();
+        let limit = self.inner.limits.handshake_timeout;
+        let secs = limit.as_secs_f64();
+        let mut stream = tokio::time::timeout(limit, TcpStream::connect(&addr))
             .await
-            .map_err(|_| Error::Unreachable { addr: addr.into(), reason: "no answer within 10 s".into() })?
-            .map_err(|e| Error::Unreachable { addr: addr.into(), reason: e.to_string() })?;
-        self.authenticate(&mut stream, Some(peer)).await.map_err(|e| match e {
-            // A node hangs up on a party it has no channel with, unless it admits new channels.
-            Error::Closed | Error::Io(_) => Error::Auth(format!(
-                "the node at {addr} hung up during the handshake ({e}): it has no channel with this party and \
-                 does not accept new ones (`vbank node --accept-channels`)"
-            )),
-            other => other,
-        })?;
-        let this = self.clone();
+            .map_err(|_| Error::Unreachable { addr: addr.clone(), reason: format!("no answer within {secs} s") })?
+            .map_err(|e| Error::Unreachable { addr: addr.clone(), reason: e.to_string() })?;
+        let _ = stream.set_nodelay(true);
+        let handshake = async {
+            let mut session = initiate(&mut stream, &self.inner.signer, uri.key()).await.map_err(|e| match e {
+                // The responder hangs up on an act one that is not for its key.
+                Error::Closed | Error::Io(_) => Error::Auth(format!(
+                    "the node at {addr} hung up during the handshake ({e}): it does not hold the key of {uri}, \
+                     or it is over its connection limits"
+                )),
+                other => other,
+            })?;
+            write_frame(&mut stream, &mut session.sender, &Frame::Init {}).await?;
+            match read_frame(&mut stream, &mut session.receiver).await {
+                Ok(Frame::Init {}) => Ok(session),
+                Ok(other) => Err(Error::Auth(format!("the node at {addr} sent {other:?} before init"))),
+                // It proved its key, then hung up: it does not take this party.
+                Err(e @ (Error::Closed | Error::Io(_))) => Err(Error::Auth(format!(
+                    "the node at {addr} hung up after the handshake ({e}): it has no channel with this party and \
+                     does not accept new ones (`vbank node --accept-channels`)"
+                ))),
+                Err(e) => Err(e),
+            }
+        };
+        let session = tokio::time::timeout(limit, handshake)
+            .await
+            .map_err(|_| Error::Auth(format!("the handshake with {addr} timed out after {secs} s")))??;
+        let peer = uri.address();
         // Register before returning so that a request right after `connect` finds the link.
-        let (id, rx) = self.register(peer).await?;
-        self.spawn(async move { this.run_link(stream, peer, id, rx).await });
+        let (id, rx, out, kill) = self.register(peer).await?;
+        let this = self.clone();
+        self.spawn(async move { this.run_link(stream, session, peer, id, rx, out, kill, Direction::Outbound).await });
         Ok(())
     }
 
     /// Makes a new link to `peer` the one frames go to, with the catch-up (every retransmission
     /// and queued proposal) queued first: under the node's lock, so that no request can queue a
-    /// newer frame ahead of it.
-    async fn register(&self, peer: Address) -> Result<(u64, mpsc::UnboundedReceiver<Frame>)> {
+    /// newer frame ahead of it. An older link to the peer is ended: a peer has one link.
+    #[allow(clippy::type_complexity)]
+    async fn register(
+        &self,
+        peer: Address,
+    ) -> Result<(u64, mpsc::UnboundedReceiver<Vec<u8>>, Outbox, watch::Receiver<Option<String>>)> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (kill, kill_rx) = watch::channel(None);
+        let out = Outbox { tx, queued: Arc::default(), room: Arc::default(), kill: Arc::new(kill) };
         let id = self.inner.next_link.fetch_add(1, Ordering::Relaxed);
         let mut node = self.inner.node.lock().await;
-        let mut out = node.on_connect(peer)?;
+        let mut frames = node.on_connect(peer)?;
         for ch in node.channel_ids() {
             if node.channel(ch).is_some_and(|c| c.peer_address() == peer) {
-                out.extend(node.propose(ch)?);
+                frames.extend(node.propose(ch)?);
             }
         }
-        for f in out {
-            let _ = tx.send(f);
+        let cap = self.hard_cap();
+        for f in frames {
+            out.push(&f, cap);
         }
-        // A newer link replaces an older one; the older one's writer stops with its sender.
-        self.links().insert(peer, Link { id, tx });
-        Ok((id, rx))
+        if let Some(old) = self.links().insert(peer, Link { id, out: out.clone() }) {
+            old.out.end("replaced by a newer link from the same peer".into());
+        }
+        Ok((id, rx, out, kill_rx))
     }
 
-    async fn link(&self, stream: TcpStream, peer: Address) {
-        match self.register(peer).await {
-            Ok((id, rx)) => self.run_link(stream, peer, id, rx).await,
-            Err(e) => self.notify(Notice::Disconnected { peer, reason: e.to_string() }),
-        }
-    }
-
-    async fn run_link(&self, stream: TcpStream, peer: Address, id: u64, mut rx: mpsc::UnboundedReceiver<Frame>) {
-        let (mut rd, mut wr) = stream.into_split();
-        let writer = tokio::spawn(async move {
-            while let Some(f) = rx.recv().await {
-                if write_frame(&mut wr, &f).await.is_err() {
-                    break;
+    #[allow(clippy::too_many_arguments)]
+    async fn run_link(
+        &self,
+        stream: TcpStream,
+        session: Session,
+        peer: Address,
+        id: u64,
+        rx: mpsc::UnboundedReceiver<Vec<u8>>,
+        out: Outbox,
+        mut kill: watch::Receiver<Option<String>>,
+        direction: Direction,
+    ) {
+        let limits = self.inner.limits.clone();
+        let (mut rd, wr) = stream.into_split();
+        let Session { sender, receiver } = session;
+        let writer = write_loop(wr, sender, rx, Arc::clone(&out.queued), Arc::clone(&out.room), limits.write_timeout);
+        tokio::pin!(writer);
+        let pinger = {
+            let out = out.clone();
+            let cap = self.hard_cap();
+            async move {
+                loop {
+                    tokio::time::sleep(limits.ping_interval).await;
+                    out.push(&Frame::Ping { pong_len: 0, padding: Bytes::new() }, cap);
                 }
             }
-        });
+        };
+        let grace = async {
+            if direction == Direction::Outbound {
+                return std::future::pending().await;
+            }
+            tokio::time::sleep(limits.no_channel_grace).await;
+            if self.inner.node.lock().await.peers().contains(&peer) {
+                return std::future::pending().await;
+            }
+            format!("no channel with this node after {} s", limits.no_channel_grace.as_secs_f64())
+        };
         self.notify(Notice::Connected(peer));
-        let reason = match self.read_loop(&mut rd, peer).await {
-            Ok(()) => "hung up".to_string(),
-            Err(e) => e.to_string(),
+        let mut writer_done = false;
+        let reason = tokio::select! {
+            r = self.read_loop(&mut rd, receiver, peer, &out) => match r {
+                Ok(()) => "hung up".to_string(),
+                Err(e) => e.to_string(),
+            },
+            r = &mut writer => {
+                writer_done = true;
+                r
+            }
+            () = pinger => unreachable!("the pinger never ends"),
+            r = grace => r,
+            r = kill.wait_for(Option::is_some) => match r {
+                Ok(reason) => reason.clone().unwrap_or_default(),
+                Err(_) => "ended".into(),
+            },
         };
         let current = {
             let mut links = self.links();
@@ -485,26 +754,51 @@ impl<S: Store + Send + 'static> Service<S> {
             }
             current
         };
-        // Let the writer flush what is queued (a refusal, say), then stop.
-        let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+        // Let the writer send what is queued (a refusal, say) for a moment, then stop.
+        drop(out);
+        if !writer_done {
+            let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer).await;
+        }
         self.notify(Notice::Disconnected { peer, reason });
         if current && !self.inner.closing.load(Ordering::SeqCst) {
             self.redial(peer);
         }
     }
 
-    async fn read_loop(&self, rd: &mut tokio::net::tcp::OwnedReadHalf, peer: Address) -> Result<()> {
+    async fn read_loop(&self, rd: &mut OwnedReadHalf, mut rx: Decryptor, peer: Address, out: &Outbox) -> Result<()> {
+        let limits = &self.inner.limits;
+        let cap = self.hard_cap();
         loop {
-            let frame = match read_frame(rd).await {
-                Ok(f) => f,
-                Err(Error::Closed) => return Ok(()),
-                Err(e @ (Error::Malformed(_) | Error::Oversize(_))) => {
-                    self.send(peer, [Frame::Refused { channel: None, reason: e.to_string() }]);
+            // Back-pressure: a peer whose queue is full is not read from until the writer
+            // catches up (or the write timeout ends the link).
+            while out.queued.load(Ordering::SeqCst) >= limits.max_queue_bytes {
+                out.room.notified().await;
+            }
+            let frame = match tokio::time::timeout(limits.idle_timeout, read_frame(rd, &mut rx)).await {
+                Err(_) => {
+                    return Err(Error::Timeout(format!(
+                        "nothing from the peer for {} s, pings unanswered",
+                        limits.idle_timeout.as_secs_f64()
+                    )));
+                }
+                Ok(Ok(f)) => f,
+                Ok(Err(Error::Closed)) => return Ok(()),
+                // Authentic but not a frame: say so, then hang up. A message that fails
+                // authentication (Error::Transport) ends the link without a word.
+                Ok(Err(e @ (Error::Malformed(_) | Error::Oversize(_)))) => {
+                    out.push(&Frame::Refused { channel: None, reason: e.to_string() }, cap);
                     return Err(e);
                 }
-                Err(e) => return Err(e),
+                Ok(Err(e)) => return Err(e),
             };
-            let go_on = match &frame {
+            let channel = match &frame {
+                Frame::Init {} | Frame::Pong { .. } => continue,
+                Frame::Ping { pong_len, .. } => {
+                    if *pong_len <= MAX_PONG {
+                        out.push(&Frame::Pong { padding: Bytes::from(vec![0; usize::from(*pong_len)]) }, cap);
+                    }
+                    continue;
+                }
                 Frame::Refused { channel, reason } => {
                     // A refused proposal is abandoned: its payments failed for good (rule 11).
                     let mut cancelled = Vec::new();
@@ -518,39 +812,33 @@ impl<S: Store + Send + 'static> Service<S> {
                     if let (Some(id), false) = (channel, cancelled.is_empty()) {
                         self.notify(Notice::Event { channel: *id, event: Event::PaymentsCancelled { ids: cancelled } });
                     }
-                    false
+                    continue;
                 }
                 // Only an opening proposal can start a channel here; a refused one was answered.
                 Frame::Channel { channel, message: vbank_core::Message::Propose { nonce: 0, .. } } => {
-                    self.admit(peer, *channel).await?
+                    if !self.admit(peer, *channel).await? {
+                        continue;
+                    }
+                    *channel
                 }
                 // A payment on a channel not yet seen funded: look at the chain once more.
                 Frame::Channel { channel, message: vbank_core::Message::Propose { .. } } => {
                     self.refresh_funding(*channel).await?;
-                    true
+                    *channel
                 }
-                _ => true,
-            };
-            if !go_on {
-                continue;
-            }
-            let channel = match &frame {
-                Frame::Channel { channel, .. } => Some(*channel),
-                _ => None,
+                Frame::Channel { channel, .. } => *channel,
             };
             let mut node = self.inner.node.lock().await;
-            let (out, events) = node.respond(peer, &frame)?;
-            for f in &out {
+            let (replies, events) = node.respond(peer, &frame)?;
+            for f in &replies {
                 if let Frame::Refused { channel, reason } = f {
                     self.notify(Notice::Refused { peer, channel: *channel, reason: reason.clone() });
                 }
             }
-            self.send(peer, out);
+            self.send(peer, replies);
             drop(node);
-            if let Some(channel) = channel {
-                for event in events {
-                    self.notify(Notice::Event { channel, event });
-                }
+            for event in events {
+                self.notify(Notice::Event { channel, event });
             }
         }
     }
@@ -847,12 +1135,77 @@ impl<S: Store + Send + 'static> Service<S> {
 /// peer refused a frame of this channel, or the peer's link dropped.
 fn refusal<S: Store>(node: &Node<S>, n: Option<&Notice>, id: Address) -> Option<Error> {
     match n? {
-        Notice::RefusedByPeer { channel: Some(c), reason, .. } if *c == id => {
+        // Only the channel's own peer can refuse its frames: another linked peer naming this
+        // channel in a refusal is not heard.
+        Notice::RefusedByPeer { peer, channel: Some(c), reason }
+            if *c == id && node.channel(id).is_some_and(|ch| ch.peer_address() == *peer) =>
+        {
             Some(Error::RefusedByPeer(reason.clone()))
         }
         Notice::Disconnected { peer, reason } if node.channel(id).is_some_and(|c| c.peer_address() == *peer) => {
             Some(Error::PeerGone { peer: *peer, reason: reason.clone() })
         }
         _ => None,
+    }
+}
+
+/// Sends what a link's queue holds, encrypted, a batch per write; ends (with the reason) when a
+/// write fails or takes longer than `timeout`, or when every sender is gone (it holds none
+/// itself: the queue closes when the link is dropped).
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut tx: Encryptor,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    room: Arc<Notify>,
+    timeout: Duration,
+) -> String {
+    while let Some(first) = rx.recv().await {
+        let mut taken = first.len();
+        let mut bytes = match tx.encrypt(&first) {
+            Ok(b) => b,
+            Err(e) => return format!("cannot send a frame: {e}"),
+        };
+        while bytes.len() < 1 << 16 {
+            let Ok(next) = rx.try_recv() else { break };
+            taken += next.len();
+            match tx.encrypt(&next) {
+                Ok(b) => bytes.extend_from_slice(&b),
+                Err(e) => return format!("cannot send a frame: {e}"),
+            }
+        }
+        let written = tokio::time::timeout(timeout, wr.write_all(&bytes)).await;
+        queued.fetch_sub(taken, Ordering::SeqCst);
+        room.notify_one();
+        match written {
+            Err(_) => return format!("the peer did not read for {} s (write timeout)", timeout.as_secs_f64()),
+            Ok(Err(e)) => return format!("write failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+    "the link was closed".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_counted_per_ipv4_address_and_per_ipv6_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert_eq!(ip_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(ip_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        // one /64: one key, whatever the interface identifier
+        assert_eq!(ip_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(ip_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), ip("2001:db8:1:2::"));
+        assert_ne!(ip_key(ip("2001:db8:1:3::1")), ip_key(ip("2001:db8:1:2::1")));
+        let limits = Limits { connections_per_ip: 2, ..Limits::default() };
+        let counts = Arc::new(std::sync::Mutex::new(Counts::default()));
+        let a = Slot::take(&counts, ip_key(ip("2001:db8:1:2::1")), false, &limits).expect("first");
+        let _b = Slot::take(&counts, ip_key(ip("2001:db8:1:2::2")), false, &limits).expect("second");
+        assert!(Slot::take(&counts, ip_key(ip("2001:db8:1:2::3")), false, &limits).is_none(), "same /64");
+        let _c = Slot::take(&counts, ip_key(ip("2001:db8:1:3::1")), false, &limits).expect("another /64");
+        drop(a);
+        let _d = Slot::take(&counts, ip_key(ip("2001:db8:1:2::3")), false, &limits).expect("a slot was freed");
     }
 }

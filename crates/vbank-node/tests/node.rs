@@ -5,7 +5,9 @@ use std::sync::Arc;
 use alloy_primitives::{Address, B256};
 use tokio::{net::TcpListener, sync::Mutex};
 use vbank_core::Event;
-use vbank_node::{Error, Frame, Node, RedbStore, Store, handshake, read_frame, serve, write_frame};
+use vbank_node::{
+    Error, Frame, Node, RedbStore, Store, address_of, initiate, node_key, read_frame, respond, serve, write_frame,
+};
 
 mod common;
 use common::{key, params};
@@ -29,11 +31,12 @@ async fn bob_server(store: RedbStore, channels: &[u8]) -> (u16, Arc<Mutex<Node<R
             tokio::spawn(async move {
                 let known = { node.lock().await.channel_ids() };
                 let me = key(2);
-                let peer = match handshake(&mut s, &me, |p| p == key(1).address() && !known.is_empty()).await {
-                    Ok(p) => p,
-                    Err(_) => return,
-                };
-                let _ = serve(&mut s, &node, peer, |_, _| {}).await;
+                let Ok((them, mut session)) = respond(&mut s, &me).await else { return };
+                let peer = address_of(&them);
+                if peer != key(1).address() || known.is_empty() {
+                    return;
+                }
+                let _ = serve(&mut s, &mut session, &node, peer, |_, _| {}).await;
             });
         }
     });
@@ -43,11 +46,12 @@ async fn bob_server(store: RedbStore, channels: &[u8]) -> (u16, Arc<Mutex<Node<R
 /// Alice's side: connect, authenticate, and drive `pays` payments on channel `c` to completion.
 async fn alice_pays(port: u16, alice: &mut Node<RedbStore>, c: u8, pays: &[u128]) -> Vec<Event> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    let bob = handshake(&mut s, &key(1), |p| p == key(2).address()).await.expect("auth");
+    let mut session = initiate(&mut s, &key(1), &node_key(&key(2))).await.expect("handshake");
+    let bob = key(2).address();
     let id = Address::repeat_byte(c);
     let mut events = Vec::new();
     for f in alice.on_connect(bob).expect("retransmit") {
-        write_frame(&mut s, &f).await.expect("write");
+        write_frame(&mut s, &mut session.sender, &f).await.expect("write");
     }
     // drive the opening (if needed) first, then the payments, until everything is acknowledged
     let mut queued = false;
@@ -60,7 +64,7 @@ async fn alice_pays(port: u16, alice: &mut Node<RedbStore>, c: u8, pays: &[u128]
             for amount in pays {
                 let (_, first) = alice.pay(id, *amount).expect("pay");
                 if let Some(f) = first {
-                    write_frame(&mut s, &f).await.expect("write");
+                    write_frame(&mut s, &mut session.sender, &f).await.expect("write");
                 }
             }
         }
@@ -68,7 +72,7 @@ async fn alice_pays(port: u16, alice: &mut Node<RedbStore>, c: u8, pays: &[u128]
         if open && ch.is_idle() && ch.queued() == 0 && acked as usize >= pays.len().min(1) {
             break;
         }
-        let f = read_frame(&mut s).await.expect("frame");
+        let f = read_frame(&mut s, &mut session.receiver).await.expect("frame");
         let (reply, evs) = match alice.handle(bob, &f) {
             Ok(r) => r,
             // a duplicate after the reconnect's retransmissions: harmless
@@ -82,7 +86,7 @@ async fn alice_pays(port: u16, alice: &mut Node<RedbStore>, c: u8, pays: &[u128]
         }
         events.extend(evs);
         for r in reply.into_iter().chain(alice.propose(id).expect("propose")) {
-            write_frame(&mut s, &r).await.expect("write");
+            write_frame(&mut s, &mut session.sender, &r).await.expect("write");
         }
     }
     events
@@ -125,31 +129,45 @@ async fn bad_frames_are_refused_and_the_node_keeps_serving() {
     let before = bob.lock().await.channel(Address::repeat_byte(7)).expect("c").state().clone();
 
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    handshake(&mut s, &key(1), |_| true).await.expect("auth");
+    let mut session = initiate(&mut s, &key(1), &node_key(&key(2))).await.expect("handshake");
     // unknown channel
     let unknown = Frame::Channel {
         channel: Address::repeat_byte(99),
         message: vbank_core::Message::Revoke { nonce: 0, secret: B256::ZERO },
     };
-    write_frame(&mut s, &unknown).await.expect("write");
+    write_frame(&mut s, &mut session.sender, &unknown).await.expect("write");
     // an out-of-order message for a real channel (a commit nobody asked for)
     let stray = Frame::Channel {
         channel: Address::repeat_byte(7),
         message: vbank_core::Message::Revoke { nonce: 5, secret: B256::repeat_byte(3) },
     };
-    write_frame(&mut s, &stray).await.expect("write");
+    write_frame(&mut s, &mut session.sender, &stray).await.expect("write");
     let mut refusals = Vec::new();
     while refusals.len() < 2 {
-        if let Frame::Refused { reason, .. } = read_frame(&mut s).await.expect("answer") {
+        if let Frame::Refused { reason, .. } = read_frame(&mut s, &mut session.receiver).await.expect("answer") {
             refusals.push(reason);
         }
     }
     assert!(refusals[0].contains("unknown channel"), "{refusals:?}");
     assert!(refusals[1].contains("unexpected revoke"), "{refusals:?}");
-    // a malformed frame ends that connection
+    // an authentic but malformed frame is refused and ends that connection
     use tokio::io::AsyncWriteExt;
-    s.write_all(&[0, 0, 0, 3, b'{', b'{', b'{']).await.expect("write");
-    assert!(matches!(read_frame(&mut s).await, Ok(Frame::Refused { .. })));
+    s.write_all(&session.sender.encrypt(b"{{{").expect("encrypt")).await.expect("write");
+    assert!(matches!(read_frame(&mut s, &mut session.receiver).await, Ok(Frame::Refused { .. })));
+    // a frame with one flipped bit ends the connection without an answer, and changes nothing
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut session = initiate(&mut s, &key(1), &node_key(&key(2))).await.expect("handshake");
+    let mut wire = vbank_node::transport::seal(&mut session.sender, &stray).expect("seal");
+    let last = wire.len() - 1;
+    wire[last] ^= 1;
+    s.write_all(&wire).await.expect("write");
+    // (whatever Bob retransmits on connect may come first; then the hang-up)
+    let r = loop {
+        if let Err(e) = read_frame(&mut s, &mut session.receiver).await {
+            break e;
+        }
+    };
+    assert!(matches!(r, Error::Closed | Error::Io(_)), "{r:?}");
     // the state is untouched and the node still serves
     assert_eq!(bob.lock().await.channel(Address::repeat_byte(7)).expect("c").state(), &before);
     alice_pays(port, &mut alice, 7, &[4]).await;

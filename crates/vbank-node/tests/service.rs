@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use alloy_primitives::{Address, B256};
 use tokio::net::TcpListener;
-use vbank_node::{Admission, Error, Node, Notice, RedbStore, Service};
+use vbank_node::{Admission, Error, Node, NodeUri, Notice, RedbStore, Service};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -31,11 +31,11 @@ fn service(dir: &std::path::Path, n: u8, admission: Option<Admission>) -> Servic
     Service::new(Node::open(key(n), store).expect("node"), key(n), admission)
 }
 
-async fn listen(s: &Service<RedbStore>) -> String {
+async fn listen(s: &Service<RedbStore>) -> NodeUri {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = l.local_addr().expect("addr").to_string();
+    let uri = s.uri(l.local_addr().expect("addr"));
     s.listen(l);
-    addr
+    uri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,7 +45,7 @@ async fn open_pay_both_ways_and_close() {
     let bob = service(dir.path(), 2, Some(admission()));
     let addr = listen(&bob).await;
     let mut notices = bob.subscribe();
-    alice.connect(&addr, key(2).address()).await.expect("connect");
+    alice.connect(&addr).await.expect("connect");
     let id = params(3).contract;
     alice.open(params(3), B256::repeat_byte(9), T).await.expect("open");
     // Bob admitted it and stored it.
@@ -83,7 +83,8 @@ async fn requests_fail_cleanly() {
     let dir = tempfile::tempdir().expect("dir");
     let alice = service(dir.path(), 1, None);
     // Nobody listens: a clear error.
-    let e = alice.connect("127.0.0.1:1", key(2).address()).await.expect_err("unreachable");
+    let nowhere = NodeUri::new(vbank_node::node_key(&key(2)), "127.0.0.1", 1);
+    let e = alice.connect(&nowhere).await.expect_err("unreachable");
     assert!(matches!(e, Error::Unreachable { .. }), "{e}");
     // Not linked: nothing is stored.
     let e = alice.open(params(4), B256::ZERO, T).await.expect_err("not linked");
@@ -93,16 +94,16 @@ async fn requests_fail_cleanly() {
     // A node without admission refuses Alice before any channel frame.
     let closed = service(dir.path(), 2, None);
     let addr = listen(&closed).await;
-    // (Bob hangs up as soon as he sees Alice's hello: she sees a closed or reset connection.)
-    let r = alice.connect(&addr, key(2).address()).await;
-    assert!(matches!(r, Err(Error::Auth(_) | Error::Closed | Error::Io(_))), "{r:?}");
+    // (Bob hangs up once the handshake proved who Alice is, before his init.)
+    let r = alice.connect(&addr).await;
+    assert!(matches!(r, Err(Error::Auth(ref m)) if m.contains("does not accept new ones")), "{r:?}");
     assert!(alice.connected().is_empty());
 
     // Admission says no: the open fails with the peer's reason and Bob stores nothing.
     let dir2 = tempfile::tempdir().expect("dir");
     let bob = service(dir2.path(), 2, Some(admission()));
     let addr = listen(&bob).await;
-    alice.connect(&addr, key(2).address()).await.expect("connect");
+    alice.connect(&addr).await.expect("connect");
     let mut p = params(0x42);
     p.contract = Address::repeat_byte(0x42);
     let e = alice.open(p, B256::ZERO, T).await.expect_err("refused");
@@ -122,7 +123,7 @@ async fn requests_fail_cleanly() {
     assert_eq!(alice.node().lock().await.channel(id).expect("ch").queued(), 0);
     let bob = service(dir2.path(), 2, Some(admission()));
     let addr = listen(&bob).await;
-    alice.connect(&addr, key(2).address()).await.expect("reconnect");
+    alice.connect(&addr).await.expect("reconnect");
     assert_eq!(alice.pay(id, 5, 2, T).await.expect("pay").amount, 10);
     assert_eq!(bob.node().lock().await.channel(id).expect("ch").balances(), [999_990, 1_000_010]);
 }
@@ -143,7 +144,7 @@ async fn the_control_socket_answers_and_refuses_bad_requests() {
 
     let mut c = ControlClient::connect(&path).await.expect("connect");
     match c.request(&Request::Status).await.expect("status") {
-        Reply::Status { address, channels } => assert_eq!((address, channels.len()), (key(1).address(), 0)),
+        Reply::Status { address, channels, .. } => assert_eq!((address, channels.len()), (key(1).address(), 0)),
         other => panic!("{other:?}"),
     }
     // A request on an unknown channel: an error reply, and the session goes on.
@@ -178,8 +179,9 @@ async fn a_dropped_link_is_dialed_again() {
     let bob = service(dir.path(), 2, Some(admission()));
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = l.local_addr().expect("addr");
+    let uri = bob.uri(addr);
     bob.listen(l);
-    alice.connect(&addr.to_string(), key(2).address()).await.expect("connect");
+    alice.connect(&uri).await.expect("connect");
     alice.open(params(6), B256::repeat_byte(6), T).await.expect("open");
     let id = params(6).contract;
     alice.pay(id, 3, 1, T).await.expect("pay");
@@ -207,7 +209,7 @@ async fn a_restarted_node_links_to_the_peers_it_remembers() {
     let bob = service(bob_dir.path(), 2, Some(admission()));
     let addr = listen(&bob).await;
     let alice = service(dir.path(), 1, None);
-    alice.connect(&addr, key(2).address()).await.expect("connect");
+    alice.connect(&addr).await.expect("connect");
     alice.open(params(7), B256::repeat_byte(7), T).await.expect("open");
     let id = params(7).contract;
     alice.shutdown().await;
@@ -240,15 +242,16 @@ async fn a_restarted_node_links_to_the_peers_it_remembers() {
 async fn idle_connections_cannot_lock_a_peer_out_for_long() {
     let dir = tempfile::tempdir().expect("dir");
     let bob = service(dir.path(), 2, Some(admission()));
-    let addr = listen(&bob).await;
-    // Twenty idle connections from this address: the ones over the per-address cap are closed
-    // at once, so the node is not tied up by them…
+    let uri = listen(&bob).await;
+    let addr = uri.socket_addr();
+    // Twenty idle connections from this address (none sends act one): the ones over the
+    // per-address handshake cap are closed at once, so the node is not tied up by them…
     let mut idle = Vec::new();
     for _ in 0..20 {
         idle.push(tokio::net::TcpStream::connect(&addr).await.expect("connect"));
     }
-    // Each gets Bob's hello; the refused ones then see the end of the stream (watched at once,
-    // for up to 3 s: Bob gives a handshake 10 s).
+    // The refused ones see the end of the stream (watched at once, for up to 3 s: Bob gives a
+    // handshake 10 s); the others hear nothing (the initiator speaks first).
     let watches: Vec<_> = idle
         .drain(..)
         .map(|mut s| {
@@ -274,10 +277,10 @@ async fn idle_connections_cannot_lock_a_peer_out_for_long() {
         closed += usize::from(ended);
         idle.push(s);
     }
-    assert_eq!(closed, 12, "20 idle connections, 8 allowed from one address");
+    assert_eq!(closed, 12, "20 idle connections, 8 handshakes allowed from one address");
     // …and once the idle ones are gone, a real peer links and opens a channel.
     drop(idle);
     let alice = service(dir.path(), 1, None);
-    alice.connect(&addr, key(2).address()).await.expect("connect");
+    alice.connect(&uri).await.expect("connect");
     alice.open(params(8), B256::repeat_byte(8), T).await.expect("open");
 }
