@@ -32,7 +32,7 @@ pub(crate) struct OpenArgs {
     #[arg(long)]
     peer: Option<Address>,
     /// The deposits of this party (party 0) and the peer, e.g. "1,1" (ETH) or "5gwei,0".
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     deposits: String,
     /// Seconds a liquidating party's balance stays frozen (each side's time to punish a cheat).
     #[arg(long, default_value_t = 86_400)]
@@ -41,7 +41,7 @@ pub(crate) struct OpenArgs {
     #[arg(long)]
     channel: Option<Address>,
     /// The chain's JSON-RPC endpoint.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::rpc_url)]
     rpc_url: String,
     /// Refuse to act unless the endpoint serves this chain id.
     #[arg(long)]

@@ -12,7 +12,9 @@ use clap::Args;
 use serde_json::json;
 use vbank_client::{Chain, OnChain, OnChainState, TxReport};
 use vbank_core::{ChannelParams, Settlement};
-use vbank_node::{ChannelStatus, ControlClient, NodeUri, RedbStore, Reply, Request, Service, control_path};
+use vbank_node::{
+    ChannelStatus, ControlClient, MemoryStore, Node, NodeUri, RedbStore, Reply, Request, Service, Store, control_path,
+};
 
 use crate::{
     keys::KeyArgs,
@@ -34,7 +36,7 @@ pub(crate) struct PayArgs {
     #[arg(long)]
     channel: Address,
     /// Amount per payment: "0.01", "5gwei", "1000wei".
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     amount: String,
     /// How many payments (coalesced into as few state updates as the protocol allows).
     #[arg(long, default_value_t = 1)]
@@ -45,7 +47,7 @@ pub(crate) struct PayArgs {
     #[arg(long, requires = "deposits")]
     peer: Option<Address>,
     /// With --peer: the agreed deposits of party 0 and party 1, "1,2".
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     deposits: Option<String>,
     /// With --peer: the chain id.
     #[arg(long, default_value_t = 31337)]
@@ -57,14 +59,15 @@ pub(crate) struct PayArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct StatusArgs {
-    /// The party's store.
+    /// The party's store (read only: never created, no key needed).
     #[arg(long)]
     store: PathBuf,
     /// Also read each channel's contract: its state and which deposits are in.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::rpc_url)]
     rpc_url: Option<String>,
-    #[command(flatten)]
-    key: KeyArgs,
+    /// Also list the channels that are closed (hidden by default).
+    #[arg(long)]
+    all: bool,
 }
 
 /// This party's side of its channels: through the control socket of its running `vbank node`
@@ -88,7 +91,7 @@ impl Party {
     /// Carries out a request; a refusal becomes an error.
     pub(crate) async fn request(&mut self, r: Request) -> Result<Reply> {
         match self {
-            Self::Node(c) => Ok(c.request(&r).await.context("the running node")?),
+            Self::Node(c) => c.request(&r).await.map_err(node_error),
             Self::Direct(s) => match s.control(r).await {
                 Reply::Error { message } => Err(anyhow::anyhow!(message)),
                 reply => Ok(reply),
@@ -135,17 +138,45 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
     let known = channels.iter().find(|c| c.channel == args.channel);
     let opening = known.is_none_or(|c| c.phase == "opening");
     let params = match (known, args.peer, &args.deposits) {
+        (Some(c), Some(peer), _) if c.peer != peer => {
+            bail!("channel {} is with {}, not with --peer {peer}", args.channel, c.peer)
+        }
         (Some(c), _, _) => c.params.clone(),
         (None, Some(peer), Some(deposits)) => {
             let deposits = parse_pair(deposits).context("--deposits")?;
             ChannelParams { chain_id: args.chain_id, contract: args.channel, parties: [me, peer], deposits }
         }
-        _ => bail!(
-            "channel {} is not in {}; pass --peer and --deposits to create it",
-            args.channel,
-            args.store.display()
-        ),
+        _ => {
+            let here: Vec<String> = channels.iter().map(|c| c.channel.to_string()).collect();
+            bail!(
+                "channel {} is not in {}{}: check the address (`vbank status` lists them); a new channel is \
+                 opened with `vbank open`",
+                args.channel,
+                args.store.display(),
+                if here.is_empty() {
+                    " (it holds no channel)".to_string()
+                } else {
+                    format!(" (it holds {})", here.join(", "))
+                }
+            )
+        }
     };
+    // What the channel can pay, in ETH, before anything is queued.
+    if let Some(c) = known
+        && c.phase != "opening"
+    {
+        let total = amount.checked_mul(u128::from(args.count));
+        if total.is_none_or(|t| t > c.spendable) {
+            bail!(
+                "{} payment(s) of {} is {} but channel {} can pay {} now",
+                args.count,
+                format_eth(amount),
+                total.map_or_else(|| "more than any balance".to_string(), format_eth),
+                args.channel,
+                format_eth(c.spendable)
+            );
+        }
+    }
     let peer = params.parties[1 - usize::from(params.parties[1] == me)];
     if let Some(addr) = &args.connect {
         party.connect(addr, peer).await?;
@@ -189,15 +220,77 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
     Ok(())
 }
 
+/// What a failure of this party's own node means: a reply the node refused is its message; a
+/// closed socket is the node gone (crashed or stopped), not the peer.
+fn node_error(e: vbank_node::Error) -> anyhow::Error {
+    match e {
+        vbank_node::Error::Control(message) => anyhow::anyhow!(message),
+        e @ (vbank_node::Error::Closed | vbank_node::Error::Io(_)) => anyhow::anyhow!(
+            "this party's own node stopped answering its control socket ({e}): did it stop or crash? \
+             Its log says; what it had sent is in its store"
+        ),
+        e => anyhow::Error::new(e).context("this party's node"),
+    }
+}
+
+/// The channels of the store at `store`, read without a key and without changing anything: the
+/// running node's answer, else the store's own contents (it must exist).
+async fn read_status(store: &Path) -> Result<(Option<Address>, Option<NodeUri>, Vec<ChannelStatus>, bool)> {
+    if let Some(c) = ControlClient::connect(&control_path(store)).await {
+        let (address, uri, channels) = Party::Node(c).status_with_uri().await?;
+        return Ok((Some(address), uri, channels, true));
+    }
+    crate::node::check_store(store, false)?;
+    let db = RedbStore::open(store).map_err(|e| crate::node::store_error(store, e))?;
+    // A channel can only be restored with its party's key; to read it without one, a throwaway
+    // key stands in for the party's in a copy held in memory (never signed with, never saved).
+    let stand_in = PrivateKeySigner::random();
+    let copy = MemoryStore::default();
+    let mut parties = std::collections::HashMap::new();
+    for id in db.list()? {
+        if let Some(mut state) = db.load(id)? {
+            let me = usize::from(state.me);
+            parties.insert(id, state.params.parties[me]);
+            state.params.parties[me] = stand_in.address();
+            copy.save(id, &state)?;
+        }
+    }
+    for (peer, uri) in db.peer_addresses()? {
+        copy.save_peer(peer, &uri)?;
+    }
+    let node = Node::open(stand_in, copy).context("reading the store")?;
+    let mut channels = ChannelStatus::of(&node);
+    for c in &mut channels {
+        if let Some(party) = parties.get(&c.channel) {
+            c.params.parties[c.me] = *party;
+        }
+    }
+    Ok((parties.values().next().copied(), None, channels, false))
+}
+
+/// How a channel's phase reads in `vbank status`.
+fn phase_text(c: &ChannelStatus) -> String {
+    match (c.phase.as_str(), &c.frozen) {
+        ("ended", _) => "closed".into(),
+        ("frozen", Some(why)) => format!("closing, frozen: {why}"),
+        (p, _) => p.into(),
+    }
+}
+
 pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
-    // The key, loaded once: needed for the chain, and for the store unless a node runs.
-    let signer = args.rpc_url.as_ref().map(|_| load_key(&args.key)).transpose()?;
-    let mut party = Party::attach(&args.store, || signer.clone().map_or_else(|| load_key(&args.key), Ok)).await?;
-    let (address, uri, channels) = party.status_with_uri().await?;
+    let (address, uri, mut channels, node_running) = read_status(&args.store).await?;
+    let total = channels.len();
+    if !args.all {
+        channels.retain(|c| c.phase != "ended");
+    }
+    let hidden = total - channels.len();
     // On-chain, per channel: its state and deposits, or why it could not be read.
     let mut onchain = Vec::new();
-    if let (Some(url), Some(signer)) = (&args.rpc_url, signer) {
-        let chain = Chain::connect(url, signer, None).await.with_context(|| format!("connecting to {url}"))?;
+    if let Some(url) = &args.rpc_url {
+        // Only reads: a throwaway key stands in for the RPC client's signer.
+        let chain = Chain::connect(url, PrivateKeySigner::random(), None)
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
         for c in &channels {
             onchain.push(OnChain::new(chain.clone(), c.channel).info().await.map_err(|e| e.to_string()));
         }
@@ -214,6 +307,7 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             .map(|(i, c)| {
                 json!({
                     "channel": c.channel, "me": c.me, "peer": c.peer, "peer_uri": c.peer_uri, "phase": c.phase,
+                    "frozen": c.frozen,
                     "nonce": c.nonce,
                     "balances": [c.balances[0].to_string(), c.balances[1].to_string()],
                     "spendable": c.spendable.to_string(), "idle": c.idle, "queued": c.queued,
@@ -223,14 +317,15 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             .collect();
         println!(
             "{}",
-            json!({ "address": address, "uri": uri, "node_running": matches!(party, Party::Node(_)), "channels": rows })
+            json!({ "address": address, "uri": uri, "node_running": node_running, "channels": rows,
+                    "closed_hidden": hidden })
         );
         return Ok(());
     }
     if let Some(uri) = &uri {
         println!("node {uri}");
     }
-    if channels.is_empty() {
+    if total == 0 {
         println!("no channels in {}", args.store.display());
     }
     for (i, c) in channels.iter().enumerate() {
@@ -249,10 +344,15 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             Some(Err(e)) => format!("; on chain: {e}"),
         };
         let peer = c.peer_uri.as_ref().map_or_else(|| c.peer.to_string(), ToString::to_string);
+        let queued = if c.queued > 0 {
+            format!(", {} payment(s) queued (`vbank cancel` drops them)", c.queued)
+        } else {
+            String::new()
+        };
         println!(
-            "channel {} ({}): party {} of 2, peer {peer}, sheet {}, balances {} / {}, spendable {}{}{chain}",
+            "channel {} ({}): party {} of 2, peer {peer}, sheet {}, balances {} / {}, spendable {}{}{queued}{chain}",
             c.channel,
-            c.phase,
+            phase_text(c),
             c.me,
             c.nonce,
             format_eth(c.balances[0]),
@@ -260,6 +360,9 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             format_eth(c.spendable),
             if c.idle { "" } else { ", an update is in flight" }
         );
+    }
+    if hidden > 0 {
+        println!("({hidden} closed channel(s) not shown: --all lists them)");
     }
     Ok(())
 }
@@ -281,7 +384,7 @@ pub(crate) struct CloseArgs {
     #[arg(long, default_value_t = 10)]
     timeout: u64,
     /// The chain's JSON-RPC endpoint.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::rpc_url)]
     rpc_url: String,
     /// Refuse to act unless the node reports this chain id.
     #[arg(long)]
@@ -402,7 +505,7 @@ pub(crate) struct DepositArgs {
     #[arg(long)]
     channel: Address,
     /// The chain's JSON-RPC endpoint.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::rpc_url)]
     rpc_url: String,
     #[command(flatten)]
     key: KeyArgs,

@@ -1,0 +1,186 @@
+//! Issue #19, "the CLI as a person meets it": each case as it was reported, and what it says now.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+use vbank_node::{NodeUri, node_key};
+
+const ALICE_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const BOB_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const CONTRACT: Address = Address::repeat_byte(0xcc);
+
+fn key(k: &str) -> PrivateKeySigner {
+    k.parse().expect("key")
+}
+
+/// Runs `vbank args` with `envs` only (no key unless given).
+fn vbank(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vbank"));
+    cmd.args(args).env_remove("VBANK_PRIVATE_KEY");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run vbank")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Asserts that `o` failed (exit code `code`) saying `want`, without a panic.
+#[track_caller]
+fn fails(o: &Output, code: i32, want: &str) {
+    assert_eq!(o.status.code(), Some(code), "{}", text(o));
+    assert!(text(o).contains(want), "{:?} does not say {want:?}", text(o));
+    assert!(!text(o).contains("panicked"), "{}", text(o));
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Bob's `vbank node` with the off-chain test channel `CONTRACT` (deposits `deposits`) and
+/// `extra` arguments; returns it and its node URI.
+fn bob_node(store: &std::path::Path, deposits: &str, extra: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
+        .args(["node", "--store", store.to_str().expect("utf8"), "--listen", "127.0.0.1:0"])
+        .args(["--channel", &CONTRACT.to_string(), "--peer", &key(ALICE_KEY).address().to_string()])
+        .args(["--deposits", deposits, "--index", "1"])
+        .args(extra)
+        .env("VBANK_PRIVATE_KEY", BOB_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vbank node");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+    let port = line.split_whitespace().nth(2).and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse().ok());
+    let port: u16 = port.unwrap_or_else(|| panic!("no port in {line:?}"));
+    (Proc(child), NodeUri::new(node_key(&key(BOB_KEY)), "127.0.0.1", port).to_string())
+}
+
+/// #19.5: one parser for every amount, one error listing the accepted forms, ETH in messages.
+#[test]
+fn amounts_are_exact_or_refused_with_the_accepted_forms() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("alice.redb");
+    let store = store.to_str().expect("utf8");
+    let alice = [("VBANK_PRIVATE_KEY", ALICE_KEY)];
+    let channel = CONTRACT.to_string();
+    let forms = "1.5 or 1.5eth or 1.5ether (ETH), 30gwei, 100wei";
+    for (amount, want) in [
+        ("1.5wei", "not a whole number of wei"),
+        ("0.0000000000000000019", "not a whole number of wei"),
+        ("1e18", forms),
+        ("-1", "cannot be negative"),
+        ("1000000000000000000000000000000000000000000", "over the largest amount"),
+        ("lots", forms),
+    ] {
+        let o = vbank(&["pay", "--store", store, "--channel", &channel, "--amount", amount], &alice);
+        fails(&o, 1, want);
+    }
+    assert!(!std::path::Path::new(store).exists(), "a refused amount creates nothing");
+    let o = vbank(&["deploy", "--amount0", "1.5ether", "--amount1", "30gwei", "--lock", "60"], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("deposits 1.5 ETH") && text(&o).contains("deposits 0.00000003 ETH"), "{}", text(&o));
+    let bob = key(BOB_KEY).address().to_string();
+    let o = vbank(
+        &["pay", "--store", store, "--channel", &channel, "--amount", "1", "--peer", &bob, "--deposits", "1,1,1"],
+        &alice,
+    );
+    fails(&o, 1, "3 amount(s): two are expected");
+
+    // An overdraft is said in ETH, before anything is queued.
+    let (_bob, connect) = bob_node(&dir.path().join("bob.redb"), "1,1", &[]);
+    let pay = |amount: &str, extra: &[&str]| {
+        let head = ["pay", "--store", store, "--connect", &connect, "--channel", &channel, "--amount", amount];
+        vbank(&[&head[..], extra].concat(), &alice)
+    };
+    let o = pay("0.25", &["--peer", &bob, "--deposits", "1,1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    fails(&pay("0.5", &["--count", "2"]), 1, "2 payment(s) of 0.5 ETH is 1 ETH but channel");
+    fails(&pay("0.5", &["--count", "2"]), 1, "can pay 0.75 ETH now");
+}
+
+/// #19.6 and #19.7: read-only commands need no key and create nothing; the missing variable is
+/// named; hints match the cause.
+#[test]
+fn read_only_commands_need_no_key_and_create_no_store() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let nope = dir.path().join("nope.redb");
+    let o = vbank(&["status", "--store", nope.to_str().expect("utf8")], &[]);
+    fails(&o, 1, "no store at");
+    assert!(!nope.exists(), "status created a store");
+    let o = vbank(&["status", "--store", "/nonexistent-dir/alice.redb"], &[]);
+    fails(&o, 1, "no directory /nonexistent-dir");
+    assert!(!text(&o).contains("is a vbank node using it"), "{}", text(&o));
+    let o = vbank(&["pay", "--store", "/nonexistent-dir/alice.redb", "--channel", ADDR, "--amount", "1"], &ALICE);
+    fails(&o, 1, "no directory /nonexistent-dir");
+    // The variable named by --private-key-env is the one reported missing.
+    let store = dir.path().join("alice.redb");
+    let store = store.to_str().expect("utf8");
+    let o =
+        vbank(&["pay", "--store", store, "--channel", ADDR, "--amount", "1", "--private-key-env", "ALICE_KEY"], &[]);
+    fails(&o, 1, "$ALICE_KEY (named by --private-key-env) is not set");
+    assert!(!text(&o).contains("VBANK_PRIVATE_KEY"), "{}", text(&o));
+
+    // A store with a channel: status reads it without a key, unknown channels get the right hint.
+    let (bob, connect) = bob_node(&dir.path().join("bob.redb"), "1,1", &[]);
+    let bob_addr = key(BOB_KEY).address().to_string();
+    let channel = CONTRACT.to_string();
+    let o = vbank(
+        &["pay", "--store", store, "--connect", &connect, "--channel", &channel, "--amount", "0.1"]
+            .iter()
+            .chain(&["--peer", &bob_addr, "--deposits", "1,1"])
+            .copied()
+            .collect::<Vec<_>>(),
+        &ALICE,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    drop(bob);
+    let o = vbank(&["--json", "status", "--store", store], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["address"], key(ALICE_KEY).address().to_string().to_lowercase(), "{v}");
+    assert_eq!(v["channels"][0]["balances"][0], "900000000000000000", "{v}");
+    let o = vbank(&["pay", "--store", store, "--channel", ADDR, "--amount", "1"], &ALICE);
+    fails(&o, 1, &format!("channel {ADDR} is not in"));
+    assert!(text(&o).contains(&channel) && !text(&o).contains("--peer and --deposits"), "{}", text(&o));
+    // A channel with another peer than --peer is said so.
+    let o = vbank(
+        &["pay", "--store", store, "--channel", &channel, "--amount", "1wei", "--peer", ADDR, "--deposits", "1,1"],
+        &ALICE,
+    );
+    fails(&o, 1, &format!("is with {bob_addr}, not with --peer {ADDR}"));
+}
+
+const ADDR: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+const ALICE: [(&str, &str); 1] = [("VBANK_PRIVATE_KEY", ALICE_KEY)];
+
+/// #19.8: help says what running does; options that would be ignored are refused; URLs say what
+/// is wrong.
+#[test]
+fn help_and_options_say_what_happens() {
+    let o = vbank(&["info", "--help"], &[]);
+    assert!(o.status.success());
+    assert!(!text(&o).contains("anvil"), "{}", text(&o));
+    fails(&vbank(&["info", "--channel", ADDR], &[]), 2, "--rpc-url");
+    // `info` reads without a key; a URL without its scheme is refused before anything runs.
+    fails(&vbank(&["info", "--rpc-url", "127.0.0.1:1", "--channel", ADDR], &[]), 2, "write it as http://127.0.0.1:1");
+    fails(&vbank(&["info", "--rpc-url", "http://127.0.0.1:1", "--channel", ADDR], &[]), 1, "127.0.0.1:1");
+    assert!(!text(&vbank(&["info", "--rpc-url", "http://127.0.0.1:1", "--channel", ADDR], &[])).contains("key"));
+    let o = vbank(&["node", "--store", "/tmp/x.redb", "--min-lock", "5"], &ALICE);
+    fails(&o, 2, "--accept-channels");
+    let o = vbank(&["node", "--store", "/tmp/x.redb", "--max-lock", "5"], &ALICE);
+    fails(&o, 2, "--accept-channels");
+}
