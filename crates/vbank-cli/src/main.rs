@@ -328,11 +328,12 @@ async fn main() {
         Command::Close(a) => party::close(a, json_mode).await,
     };
     if let Err(e) = result {
+        let interrupted = e.downcast_ref::<progress::Interrupted>().is_some();
         if json_mode {
-            println!("{}", json!({ "error": format!("{e:#}") }));
+            println!("{}", json!({ "error": format!("{e:#}"), "interrupted": interrupted }));
         } else {
             eprintln!("error: {e:#}");
         }
-        std::process::exit(1);
+        std::process::exit(if interrupted { 130 } else { 1 });
     }
 }

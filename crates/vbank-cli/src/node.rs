@@ -294,12 +294,23 @@ pub(crate) fn open_service(
     admission: Option<Admission>,
     follow_chain: bool,
 ) -> Result<Service<RedbStore>> {
+    open_service_with(store, signer, admission, follow_chain, vbank_node::Limits::default())
+}
+
+/// As [`open_service`], with the given limits (a command's --timeout bounds its handshakes).
+pub(crate) fn open_service_with(
+    store: &std::path::Path,
+    signer: PrivateKeySigner,
+    admission: Option<Admission>,
+    follow_chain: bool,
+    limits: vbank_node::Limits,
+) -> Result<Service<RedbStore>> {
     check_store(store, true)?;
     let db = RedbStore::open(store).map_err(|e| store_error(store, e))?;
     let node = Node::open(signer.clone(), db).context("loading channels")?;
     // A node that watches the chain gates payments on it (both deposits in, not ended).
     let node = if follow_chain { node.follow_chain() } else { node };
-    Ok(Service::new(node, signer, admission))
+    Ok(Service::with_limits(node, signer, admission, limits))
 }
 
 /// Checks that a store can be opened at `path` before trying: its directory exists, and (unless
@@ -490,7 +501,7 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

@@ -19,7 +19,7 @@ use vbank_node::{
 use crate::{
     keys::KeyArgs,
     node::{load_key, open_service},
-    progress::{countdown, unix_now, waiting},
+    progress::{Interrupt, Interrupted, countdown, unix_now, waiting},
     units::{format_eth, parse_amount, parse_pair},
 };
 
@@ -88,6 +88,61 @@ impl Party {
         Ok(Self::Direct(open_service(store, signer()?, None, false)?))
     }
 
+    /// As [`Party::attach`]; without a running node, handshakes with peers take at most
+    /// `handshake` (the command's --timeout).
+    pub(crate) async fn attach_timed(
+        store: &Path,
+        signer: impl FnOnce() -> Result<PrivateKeySigner>,
+        handshake: Duration,
+    ) -> Result<Self> {
+        if let Some(c) = ControlClient::connect(&control_path(store)).await {
+            return Ok(Self::Node(c));
+        }
+        let limits = vbank_node::Limits { handshake_timeout: handshake, ..vbank_node::Limits::default() };
+        Ok(Self::Direct(crate::node::open_service_with(store, signer()?, None, false, limits)?))
+    }
+
+    /// Carries out a request that `stop` interrupts (a payment request then cancels what it has
+    /// not sent, and its reply says what was acknowledged, cancelled and in flight).
+    pub(crate) async fn request_until(
+        &mut self,
+        r: Request,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<Reply> {
+        match self {
+            Self::Node(c) => c.request_until(&r, stop).await.map_err(node_error),
+            Self::Direct(s) => match s.control_until(r, stop).await {
+                Reply::Error { message } => Err(anyhow::anyhow!(message)),
+                reply => Ok(reply),
+            },
+        }
+    }
+
+    /// Without a running node, payments left queued in the store by a `vbank pay` that was
+    /// killed before it could cancel them would go out with the next link: they are cancelled
+    /// (never sent) before anything links. Returns how many. A running node cancels a request's
+    /// queued payments itself when the request fails or its client goes.
+    async fn cancel_leftovers(&mut self, id: Address) -> Result<u64> {
+        let Self::Direct(s) = self else { return Ok(0) };
+        let mut node = s.node().lock().await;
+        let Some(ch) = node.channel(id) else { return Ok(0) };
+        let queued = ch.queued();
+        if queued == 0 {
+            return Ok(0);
+        }
+        if !ch.is_idle() {
+            bail!(
+                "{queued} payment(s) left queued by an interrupted `vbank pay` wait behind an update in flight; \
+                 run `vbank node` on this store to finish the update, then pay again"
+            );
+        }
+        // Idle: the queue is ids unsettled_from.. (the tail), which `cancel_queued` takes whole
+        // (`each` 0: the whole queue goes, so its total is dropped with it).
+        let first = ch.unsettled_from();
+        let cancelled = node.cancel_queued(id, first, first + queued - 1, 0).context("cancelling")?;
+        Ok(cancelled.len() as u64)
+    }
+
     /// Carries out a request; a refusal becomes an error.
     pub(crate) async fn request(&mut self, r: Request) -> Result<Reply> {
         match self {
@@ -129,11 +184,16 @@ impl Party {
 }
 
 pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
-    let amount = parse_amount(&args.amount)?;
+    let amount = parse_amount(&args.amount).context("--amount")?;
     if amount == 0 || args.count == 0 {
         bail!("--amount and --count must be more than zero");
     }
-    let mut party = Party::attach(&args.store, || load_key(&args.key)).await?;
+    let timeout = Duration::from_secs(args.timeout);
+    let interrupt = Interrupt::install();
+    // Before any payment is queued, an interrupt only stops the command.
+    let nothing_sent =
+        || anyhow::Error::new(Interrupted("interrupted: no payment was queued, nothing was sent".into()));
+    let mut party = Party::attach_timed(&args.store, || load_key(&args.key), timeout).await?;
     let (me, channels) = party.status().await?;
     let known = channels.iter().find(|c| c.channel == args.channel);
     let opening = known.is_none_or(|c| c.phase == "opening");
@@ -178,21 +238,44 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
         }
     }
     let peer = params.parties[1 - usize::from(params.parties[1] == me)];
-    if let Some(addr) = &args.connect {
-        party.connect(addr, peer).await?;
+    let left = party.cancel_leftovers(args.channel).await?;
+    if left > 0 {
+        eprintln!("{left} payment(s) left queued by an interrupted `vbank pay` were cancelled: they were never sent");
+    }
+    // The peer's node, within --timeout: the handshake included.
+    let uri = args.connect.clone().or_else(|| known.and_then(|c| c.peer_uri.clone()));
+    if let Some(uri) = &uri {
+        let linking = tokio::time::timeout(timeout, party.connect(uri, peer));
+        tokio::select! {
+            r = linking => match r {
+                Err(_) => bail!(
+                    "the peer's node at {} did not complete the handshake within {} s (--timeout): nothing was sent",
+                    uri.socket_addr(),
+                    args.timeout
+                ),
+                Ok(r) => r.with_context(|| format!("linking to the peer's node at {}", uri.socket_addr()))?,
+            },
+            () = interrupt.wait() => return Err(nothing_sent()),
+        }
     }
     if opening {
-        waiting(
+        let open = waiting(
             "opening the channel with the peer",
             party.request(Request::Open { params, timeout_secs: args.timeout }),
-        )
-        .await
-        .context("opening")?;
+        );
+        tokio::select! {
+            r = open => r.context("opening")?,
+            () = interrupt.wait() => return Err(nothing_sent()),
+        };
     }
     let request = Request::Pay { channel: args.channel, amount, count: args.count.into(), timeout_secs: args.timeout };
-    let paid = waiting("waiting for the peer's countersignatures", party.request(request)).await;
+    let paid =
+        waiting("waiting for the peer's countersignatures", party.request_until(request, interrupt.wait())).await;
     let paid = match paid {
-        Err(e) if args.connect.is_none() && format!("{e:#}").contains("is not connected") => {
+        Err(e) if format!("{e:#}").starts_with("interrupted") => {
+            return Err(Interrupted(format!("{e:#}")).into());
+        }
+        Err(e) if uri.is_none() && format!("{e:#}").contains("is not connected") => {
             return Err(e.context("paying (pass --connect vbank://<key>@host:port, the URI the peer's node prints)"));
         }
         other => other.context("paying")?,
@@ -210,8 +293,9 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
         );
     } else {
         println!(
-            "{count} payment(s) of {} acknowledged (sheet {}); balances: party 0 {}, party 1 {}",
+            "{count} payment(s) of {} ({} in all) acknowledged (sheet {}); balances: party 0 {}, party 1 {}",
             format_eth(amount),
+            format_eth(total),
             ch.nonce,
             format_eth(b[0]),
             format_eth(b[1])

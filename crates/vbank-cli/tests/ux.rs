@@ -184,3 +184,98 @@ fn help_and_options_say_what_happens() {
     let o = vbank(&["node", "--store", "/tmp/x.redb", "--max-lock", "5"], &ALICE);
     fails(&o, 2, "--accept-channels");
 }
+
+/// The numbers in "N payment(s) acknowledged, M cancelled (never sent), K in flight".
+fn counts(stderr: &str) -> [u64; 3] {
+    let before = |marker: &str| -> u64 {
+        let head = stderr.split(marker).next().unwrap_or_else(|| panic!("no {marker:?} in {stderr:?}"));
+        let n = head.trim_end().rsplit(|c: char| !c.is_ascii_digit()).next().unwrap_or_default();
+        n.parse().unwrap_or_else(|_| panic!("no number before {marker:?} in {stderr:?}"))
+    };
+    [before(" payment(s) acknowledged"), before(" cancelled (never sent)"), before(" in flight")]
+}
+
+/// Alice's side of the channel, read from `vbank --json status`: (party 0's balance, queued, idle).
+fn alice_side(store: &str) -> (u128, u64, bool) {
+    let o = vbank(&["--json", "status", "--store", store], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let c = &v["channels"][0];
+    let balance = c["balances"][0].as_str().expect("balance").parse().expect("wei");
+    (balance, c["queued"].as_u64().expect("queued"), c["idle"].as_bool().expect("idle"))
+}
+
+/// #19.1: Ctrl-C during a long `vbank pay` (with Alice's node running, and without) says what
+/// was acknowledged, cancelled and in flight, exits 130, and nothing is sent behind her back:
+/// the next payment of 1 wei pays 1 wei.
+#[test]
+fn an_interrupted_pay_says_what_it_sent_and_nothing_goes_out_later() {
+    for with_node in [true, false] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_bob, connect) = bob_node(&dir.path().join("bob.redb"), "1,1", &[]);
+        let store_path = dir.path().join("alice.redb");
+        let store = store_path.to_str().expect("utf8");
+        let channel = CONTRACT.to_string();
+        let bob = key(BOB_KEY).address().to_string();
+        let _alice = with_node.then(|| {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
+                .args(["node", "--store", store, "--listen", "127.0.0.1:0", "--channel", &channel, "--peer", &bob])
+                .args(["--deposits", "1,1", "--index", "0"])
+                .env("VBANK_PRIVATE_KEY", ALICE_KEY)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("alice's node");
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+            Proc(child)
+        });
+        let pay = |extra: &[&str]| {
+            let head = ["pay", "--store", store, "--connect", &connect, "--channel", &channel, "--amount", "1wei"];
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_vbank"));
+            cmd.args(head).args(extra).env("VBANK_PRIVATE_KEY", ALICE_KEY);
+            cmd
+        };
+        let o = pay(&["--peer", &bob, "--deposits", "1,1"]).output().expect("pay");
+        assert!(o.status.success(), "{}", text(&o));
+        let (start, ..) = alice_side(store);
+
+        let asked = 100_000;
+        let long = pay(&["--count", &asked.to_string(), "--timeout", "300"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("a long pay");
+        std::thread::sleep(Duration::from_secs(3));
+        let sent = Command::new("kill").args(["-INT", &long.id().to_string()]).status().expect("kill");
+        assert!(sent.success());
+        let o = long.wait_with_output().expect("the long pay ends");
+        assert_eq!(o.status.code(), Some(130), "with_node {with_node}: {}", text(&o));
+        eprintln!("with_node {with_node}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(err.contains("interrupted"), "{err}");
+        let [acked, cancelled, in_flight] = counts(&err);
+        assert_eq!(acked + cancelled + in_flight, asked, "{err}");
+        assert!(cancelled > 0, "interrupted after 3 s, some of {asked} were still to send: {err}");
+
+        // Nothing stays queued; what was in flight may settle (without a node: at the next link).
+        let (_, queued, _) = alice_side(store);
+        assert_eq!(queued, 0, "with_node {with_node}: {err}");
+        let o = pay(&[]).output().expect("pay");
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("1 payment(s) of 0.000000000000000001 ETH"), "{}", text(&o));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let end = loop {
+            let (balance, queued, idle) = alice_side(store);
+            if idle && queued == 0 {
+                break balance;
+            }
+            assert!(Instant::now() < deadline, "with_node {with_node}: the channel did not settle");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        // The interrupted run's acknowledged payments, perhaps those in flight, and the 1 wei:
+        // never one that was reported cancelled.
+        let paid = u64::try_from(start - end - 1).expect("small");
+        assert!(acked <= paid && paid <= acked + in_flight, "with_node {with_node}: paid {paid}, said {err}");
+    }
+}
