@@ -309,9 +309,13 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
 fn node_error(e: vbank_node::Error) -> anyhow::Error {
     match e {
         vbank_node::Error::Control(message) => anyhow::anyhow!(message),
-        e @ (vbank_node::Error::Closed | vbank_node::Error::Io(_)) => anyhow::anyhow!(
-            "this party's own node stopped answering its control socket ({e}): did it stop or crash? \
+        vbank_node::Error::Closed => anyhow::anyhow!(
+            "this party's own node stopped answering its control socket before replying: did it stop or crash? \
              Its log says; what it had sent is in its store"
+        ),
+        vbank_node::Error::Io(e) => anyhow::anyhow!(
+            "this party's own node stopped answering its control socket ({e}): did it stop or crash? Its log \
+             says; what it had sent is in its store"
         ),
         e => anyhow::Error::new(e).context("this party's node"),
     }

@@ -279,3 +279,63 @@ fn an_interrupted_pay_says_what_it_sent_and_nothing_goes_out_later() {
         assert!(acked <= paid && paid <= acked + in_flight, "with_node {with_node}: paid {paid}, said {err}");
     }
 }
+
+/// #19.3: --timeout is honoured at the handshake, and a crash of this party's own node is not
+/// blamed on the peer.
+#[test]
+fn timeouts_are_honoured_and_failures_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store_path = dir.path().join("alice.redb");
+    let store = store_path.to_str().expect("utf8");
+    let channel = CONTRACT.to_string();
+    let bob = key(BOB_KEY).address().to_string();
+    // A peer that takes the connection and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let uri = NodeUri::new(node_key(&key(BOB_KEY)), "127.0.0.1", port).to_string();
+    let started = Instant::now();
+    let o = vbank(
+        &["pay", "--store", store, "--connect", &uri, "--channel", &channel, "--amount", "1wei", "--timeout", "3"]
+            .iter()
+            .chain(&["--peer", &bob, "--deposits", "1,1"])
+            .copied()
+            .collect::<Vec<_>>(),
+        &ALICE,
+    );
+    fails(&o, 1, "handshake with 127.0.0.1");
+    assert!(text(&o).contains("3 s"), "{}", text(&o));
+    assert!(started.elapsed() < Duration::from_secs(3 + 5), "took {:?}", started.elapsed());
+    drop(silent);
+
+    // Alice's own node dies under a long payment request: that is what is reported.
+    let (_bob, connect) = bob_node(&dir.path().join("bob.redb"), "1,1", &[]);
+    let mut alice = Command::new(env!("CARGO_BIN_EXE_vbank"))
+        .args(["node", "--store", store, "--listen", "127.0.0.1:0", "--channel", &channel, "--peer", &bob])
+        .args(["--deposits", "1,1", "--index", "0"])
+        .env("VBANK_PRIVATE_KEY", ALICE_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("alice's node");
+    let mut line = String::new();
+    BufReader::new(alice.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+    let alice = Proc(alice);
+    let pay = |extra: &[&str]| {
+        let head = ["pay", "--store", store, "--connect", &connect, "--channel", &channel, "--amount", "1wei"];
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vbank"));
+        cmd.args(head).args(extra).env("VBANK_PRIVATE_KEY", ALICE_KEY);
+        cmd
+    };
+    let o = pay(&[]).output().expect("pay");
+    assert!(o.status.success(), "{}", text(&o));
+    let long = pay(&["--count", "100000", "--timeout", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pay");
+    std::thread::sleep(Duration::from_secs(2));
+    drop(alice);
+    let o = long.wait_with_output().expect("the pay ends");
+    fails(&o, 1, "this party's own node stopped answering");
+    assert!(!text(&o).contains("closed by the peer"), "{}", text(&o));
+}
