@@ -464,20 +464,25 @@ pub(crate) struct CloseArgs {
     #[arg(long)]
     channel: Address,
     /// The peer's node URI (vbank://<key>@host:port), for a cooperative close (default: the URI
-    /// this party last reached it at); if the peer does not answer, the channel is liquidated
-    /// with this party's latest sheet.
+    /// this party last reached it at). It is dialed, again and again, until --timeout.
     #[arg(long)]
     connect: Option<NodeUri>,
-    /// Seconds to wait for the peer.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds to keep trying the peer for a cooperative close.
+    #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// If the peer cannot close cooperatively, liquidate alone with this party's latest sheet
+    /// (its balance then stays frozen for the channel's lock period). Without it, a terminal asks;
+    /// otherwise nothing is done.
+    #[arg(long)]
+    force: bool,
     /// The chain's JSON-RPC endpoint.
     #[arg(long, value_parser = crate::rpc_url)]
     rpc_url: String,
     /// Refuse to act unless the node reports this chain id.
     #[arg(long)]
     chain_id: Option<u64>,
-    /// After a liquidation, wait for the lock period to end and withdraw (a countdown is shown).
+    /// After a liquidation, wait for the lock period to end and withdraw (a countdown is shown);
+    /// once it has ended, `vbank close` withdraws without it.
     #[arg(long)]
     wait: bool,
     #[command(flatten)]
@@ -490,7 +495,7 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
     let chain = Chain::connect(&args.rpc_url, signer, args.chain_id)
         .await
         .with_context(|| format!("connecting to {}", args.rpc_url))?;
-    let onchain = OnChain::new(chain, args.channel);
+    let onchain = OnChain::new(chain.clone(), args.channel);
     let info = onchain.info().await.context("reading the channel")?;
     let (kind, report, mut detail) = match info.state {
         // Nothing off-chain is needed to cancel: the channel may not even be in the store.
@@ -499,22 +504,34 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
             ("cancel", r, "the channel never ran: every deposit made is refunded".to_string())
         }
         OnChainState::Running => {
-            let peer = party.channel(args.channel).await?.context("the channel is not in the store")?.peer;
-            // Cooperative when the peer's node can be reached: linked to the running node, at
-            // --connect, or at the address remembered from an earlier link.
-            if let Some(addr) = &args.connect
-                && let Err(e) = party.connect(addr, peer).await
-            {
-                eprintln!("cannot reach the peer at {addr}: {e:#}");
+            let ch = party.channel(args.channel).await?.context("the channel is not in the store")?;
+            let uri = args.connect.clone().or_else(|| ch.peer_uri.clone());
+            // Cooperative first, trying the peer's node until --timeout; nothing is frozen yet.
+            let attempt =
+                waiting("asking the peer to sign the close", cooperate(&mut party, uri.as_ref(), &ch, args.timeout))
+                    .await;
+            if let Err(why) = &attempt {
+                let lock = info.lock_period;
+                let cost = format!(
+                    "liquidating alone freezes this party's balance for the lock period, {} (until about {})",
+                    duration_text(lock),
+                    date_text(unix_now() + lock)
+                );
+                if !args.force && !confirm(&format!("the peer did not close cooperatively: {why}\n{cost}.")) {
+                    bail!(
+                        "the peer did not close cooperatively: {why}; nothing was done. Try again when its node is \
+                         back, or pass --force: {cost}"
+                    );
+                }
+                eprintln!("the peer did not close cooperatively ({why}); liquidating with the latest sheet");
             }
-            // The node tries the cooperative close, then freezes the channel and chooses, under
-            // its lock and from its stored state, what to settle with: nothing chosen here.
-            let request = Request::Settle { channel: args.channel, cooperative: true, timeout_secs: args.timeout };
-            let (settlement, cooperative_error) =
-                match waiting("asking the peer to sign the close", party.request(request)).await? {
-                    Reply::Settle { settlement, cooperative_error } => (settlement, cooperative_error),
-                    other => bail!("unexpected reply {other:?}"),
-                };
+            // Now the node freezes the channel and chooses, under its lock and from its stored
+            // state, what to settle with: nothing chosen here.
+            let request = Request::Settle { channel: args.channel, cooperative: attempt.is_ok(), timeout_secs: 5 };
+            let settlement = match party.request(request).await? {
+                Reply::Settle { settlement, .. } => settlement,
+                other => bail!("unexpected reply {other:?}"),
+            };
             match settlement {
                 Settlement::Cooperative { nonce, balances, signatures } => {
                     let r = waiting("closing", onchain.cooperative_close(nonce, balances, &signatures))
@@ -524,14 +541,14 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
                     ("cooperative", r, format!("both paid at once: party 0 {b0}, party 1 {b1}"))
                 }
                 Settlement::Liquidate(sheet) => {
-                    if let Some(e) = cooperative_error {
-                        eprintln!("cooperative close failed ({e}); liquidating with the latest sheet instead");
-                    }
                     let r = waiting("liquidating", onchain.liquidate(&sheet)).await.context("liquidating")?;
                     let unlock = onchain.info().await?.liquidation.map_or(0, |l| l.unlock_time);
                     let d = format!(
-                        "liquidated with sheet {}; the frozen balance unlocks at unix time {unlock}",
-                        sheet.nonce
+                        "liquidated with sheet {}; the frozen balance unlocks at {} (in {}): then `vbank close` \
+                         withdraws it",
+                        sheet.nonce,
+                        date_text(unlock),
+                        duration_text(unlock.saturating_sub(unix_now()))
                     );
                     ("unilateral", r, d)
                 }
@@ -540,11 +557,22 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
                 ),
             }
         }
-        OnChainState::Liquidating if !args.wait => {
-            bail!("the channel is being liquidated; pass --wait to wait for the lock period and withdraw")
-        }
         OnChainState::Liquidating => {
-            let r = withdraw_after_lock(&onchain, info.liquidation.map_or(0, |l| l.unlock_time)).await?;
+            let unlock = info.liquidation.map_or(0, |l| l.unlock_time);
+            // The chain's clock decides, not this machine's.
+            let now = chain.timestamp().await.context("reading the chain's time")?;
+            let r = if now >= unlock {
+                waiting("withdrawing", onchain.withdraw_by_master()).await.context("withdrawing")?
+            } else if args.wait {
+                withdraw_after_lock(&onchain, unlock).await?
+            } else {
+                bail!(
+                    "the channel is being liquidated; its frozen balance unlocks at {} (in {}): run `vbank close` \
+                     again then, or pass --wait to wait and withdraw",
+                    date_text(unlock),
+                    duration_text(unlock - now)
+                );
+            };
             ("unilateral", r, "the lock period ended and the frozen balance was paid out".into())
         }
         OnChainState::Closed => bail!("the channel is already closed"),
@@ -558,6 +586,12 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
     } else {
         report
     };
+    // Settled on chain for good (not a liquidation waiting for its lock): the store says so.
+    if let Party::Direct(service) = &party
+        && onchain.state().await.is_ok_and(|s| s == OnChainState::Closed)
+    {
+        let _ = service.set_funding(args.channel, vbank_core::Funding::Ended).await;
+    }
     if json_mode {
         println!(
             "{}",
@@ -567,6 +601,77 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
         println!("{kind} close of {}: {detail} (tx {}, gas {})", args.channel, report.hash, report.gas_used);
     }
     Ok(())
+}
+
+/// Tries a cooperative close of `ch` until `timeout` seconds have passed: links to the peer's
+/// node (at `uri`, else at the URI the node remembers), retrying, and asks it to sign the close.
+/// Nothing is frozen: on failure the channel is as it was. Returns why it failed.
+async fn cooperate(party: &mut Party, uri: Option<&NodeUri>, ch: &ChannelStatus, timeout: u64) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    let mut why = "the peer's node was not reached".to_string();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!("{why} (tried for {timeout} s)"));
+        }
+        let step = async {
+            if let Some(uri) = uri {
+                party.connect(uri, ch.peer).await?;
+            }
+            party.request(Request::Close { channel: ch.channel, timeout_secs: left.as_secs().max(1) }).await
+        };
+        match tokio::time::timeout(left, step).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => {
+                why = format!("{e:#}");
+                // The peer answered and refused: asking again will not help.
+                if why.contains("the peer refused") {
+                    return Err(why);
+                }
+            }
+            Err(_) => return Err(format!("{why} (tried for {timeout} s)")),
+        }
+        tokio::time::sleep(Duration::from_secs(1).min(deadline.saturating_duration_since(tokio::time::Instant::now())))
+            .await;
+    }
+}
+
+/// Asks a person at a terminal to confirm `what` (false without a terminal).
+fn confirm(what: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return false;
+    }
+    eprint!("{what}\nLiquidate alone now? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+/// Unix seconds as a UTC date: "2026-11-25 07:30:00 UTC".
+pub(crate) fn date_text(unix: u64) -> String {
+    let (days, secs) = (unix / 86_400, unix % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (never negative here).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// Seconds as a person reads them: "45 s", "10 min", "1 h 5 min", "30 d 0 h".
+pub(crate) fn duration_text(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..86_400 => format!("{} h {} min", secs / 3600, secs / 60 % 60),
+        _ => format!("{} d {} h", secs / 86_400, secs / 3600 % 24),
+    }
 }
 
 /// Waits for the lock period to end (a countdown on stderr), then pays the frozen balance out.
@@ -610,4 +715,20 @@ pub(crate) async fn deposit(args: DepositArgs, json_mode: bool) -> Result<()> {
         println!("deposited into {} (tx {}, gas {})", args.channel, r.hash, r.gas_used);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_durations_read_plainly() {
+        assert_eq!(date_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(date_text(1_795_000_000), "2026-11-18 08:26:40 UTC");
+        assert_eq!(date_text(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(duration_text(45), "45 s");
+        assert_eq!(duration_text(600), "10 min");
+        assert_eq!(duration_text(3900), "1 h 5 min");
+        assert_eq!(duration_text(30 * 86_400), "30 d 0 h");
+    }
 }

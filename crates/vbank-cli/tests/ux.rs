@@ -52,9 +52,14 @@ impl Drop for Proc {
 /// Bob's `vbank node` with the off-chain test channel `CONTRACT` (deposits `deposits`) and
 /// `extra` arguments; returns it and its node URI.
 fn bob_node(store: &std::path::Path, deposits: &str, extra: &[&str]) -> (Proc, String) {
+    bob_node_for(store, CONTRACT, deposits, extra)
+}
+
+/// The same for `channel`.
+fn bob_node_for(store: &std::path::Path, channel: Address, deposits: &str, extra: &[&str]) -> (Proc, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
         .args(["node", "--store", store.to_str().expect("utf8"), "--listen", "127.0.0.1:0"])
-        .args(["--channel", &CONTRACT.to_string(), "--peer", &key(ALICE_KEY).address().to_string()])
+        .args(["--channel", &channel.to_string(), "--peer", &key(ALICE_KEY).address().to_string()])
         .args(["--deposits", deposits, "--index", "1"])
         .args(extra)
         .env("VBANK_PRIVATE_KEY", BOB_KEY)
@@ -338,4 +343,78 @@ fn timeouts_are_honoured_and_failures_named() {
     let o = long.wait_with_output().expect("the pay ends");
     fails(&o, 1, "this party's own node stopped answering");
     assert!(!text(&o).contains("closed by the peer"), "{}", text(&o));
+}
+
+/// #19.4 and #19.8: `vbank close` while the peer's node is down does nothing without --force
+/// (no terminal to ask); --force liquidates and says when the balance unlocks, as a date and a
+/// duration; after the lock, `vbank close` withdraws without --wait; then `vbank status` shows
+/// the channel closed, and only with --all.
+#[test]
+fn close_tries_the_peer_and_liquidates_only_when_forced() {
+    let local = vbank_client::LocalChain::spawn().expect("anvil");
+    let url = local.endpoint();
+    let dir = tempfile::tempdir().expect("tmp");
+    let store_path = dir.path().join("alice.redb");
+    let store = store_path.to_str().expect("utf8");
+    let bob = key(BOB_KEY).address().to_string();
+    let run = |k: &str, args: &[&str]| {
+        let o = vbank(&[&["--json"], args].concat(), &[("VBANK_PRIVATE_KEY", k)]);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("json")
+    };
+    let v = run(ALICE_KEY, &["deploy", "--rpc-url", &url, "--party1", &bob, "--lock", "600"]);
+    let channel: Address = v["address"].as_str().expect("address").parse().expect("address");
+    let c = channel.to_string();
+    let (bob_node, connect) = bob_node_for(&dir.path().join("bob.redb"), channel, "1,1", &[]);
+    run(
+        ALICE_KEY,
+        &["pay", "--store", store, "--connect", &connect, "--channel", &c, "--amount", "0.25", "--peer", &bob]
+            .iter()
+            .chain(&["--deposits", "1,1"])
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    run(ALICE_KEY, &["deposit", "--channel", &c, "--rpc-url", &url]);
+    run(BOB_KEY, &["deposit", "--channel", &c, "--rpc-url", &url]);
+    drop(bob_node);
+    let state = || run(ALICE_KEY, &["info", "--rpc-url", &url, "--channel", &c])["state"].clone();
+
+    let close = |extra: &[&str]| {
+        let head = ["close", "--store", store, "--channel", &c, "--rpc-url", &url, "--timeout", "3"];
+        vbank(&[&head[..], extra].concat(), &ALICE)
+    };
+    let started = Instant::now();
+    let o = close(&[]);
+    fails(&o, 1, "nothing was done. Try again when its node is back, or pass --force");
+    assert!(text(&o).contains("tried for 3 s") && text(&o).contains("10 min"), "{}", text(&o));
+    eprintln!("{}", text(&o));
+    assert!(started.elapsed() < Duration::from_secs(3 + 10), "took {:?}", started.elapsed());
+    assert_eq!(state(), "Running", "nothing was sent");
+
+    let o = close(&["--force"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("unilateral close") && text(&o).contains(" UTC (in "), "{}", text(&o));
+    assert_eq!(state(), "Liquidating");
+    fails(&close(&[]), 1, "unlocks at");
+
+    // Past the lock period: a plain `vbank close` withdraws.
+    let rpc = |method: &str, params: &str| {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#);
+        let o = Command::new("curl")
+            .args(["-s", "-X", "POST", "-H", "Content-Type: application/json", "--data", &body, &url])
+            .output()
+            .expect("curl");
+        assert!(o.status.success(), "{method}");
+    };
+    rpc("evm_increaseTime", "[700]");
+    rpc("evm_mine", "[]");
+    let o = close(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(state(), "Closed");
+
+    let o = vbank(&["status", "--store", store], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("1 closed channel(s) not shown"), "{}", text(&o));
+    let o = vbank(&["status", "--store", store, "--all"], &[]);
+    assert!(text(&o).contains(&format!("channel {c} (closed)")), "{}", text(&o));
 }
