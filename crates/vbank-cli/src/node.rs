@@ -382,6 +382,14 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
     if let Some(c) = &chain {
         service.set_funding_check(funding_check(c.clone()));
     }
+    // What a peer opening a channel learns before it spends gas (`vbank open` asks).
+    service.set_terms(vbank_node::Terms {
+        version: vbank_node::Terms::VERSION,
+        accepts_channels: args.accept_channels && chain.is_some(),
+        min_lock: args.min_lock,
+        max_lock: args.max_lock,
+        auto_deposit: auto_deposit_max,
+    });
     if let (Some(contract), Some(peer), Some(deposits)) = (args.channel, args.peer, &args.deposits) {
         let mut node = service.node().lock().await;
         if node.channel(contract).is_none() {

@@ -418,3 +418,48 @@ fn close_tries_the_peer_and_liquidates_only_when_forced() {
     let o = vbank(&["status", "--store", store, "--all"], &[]);
     assert!(text(&o).contains(&format!("channel {c} (closed)")), "{}", text(&o));
 }
+
+/// #19.2: `vbank open` asks the peer's node for its terms and refuses at once, before any
+/// transaction, a lock period it would refuse or a deposit it would not pay.
+#[test]
+fn open_learns_the_peers_terms_before_any_gas() {
+    let local = vbank_client::LocalChain::spawn().expect("anvil");
+    let url = local.endpoint();
+    let dir = tempfile::tempdir().expect("tmp");
+    let bob_store = dir.path().join("bob.redb");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
+        .args(["node", "--store", bob_store.to_str().expect("utf8"), "--listen", "127.0.0.1:0", "--rpc-url", &url])
+        .args(["--accept-channels", "--min-lock", "3600", "--auto-deposit", "1"])
+        .env("VBANK_PRIVATE_KEY", BOB_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bob's node");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+    let _bob = Proc(child);
+    let connect = line.split("node URI ").nth(1).and_then(|r| r.split(';').next()).expect("uri").to_string();
+    let store = dir.path().join("alice.redb");
+    let store = store.to_str().expect("utf8");
+    let nonce = || {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"eth_getTransactionCount","params":["{}","latest"]}}"#,
+            key(ALICE_KEY).address()
+        );
+        let o = Command::new("curl")
+            .args(["-s", "-X", "POST", "-H", "Content-Type: application/json", "--data", &body, &url])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let before = nonce();
+    let open = |deposits: &str, lock: &str| {
+        let args = ["open", "--store", store, "--connect", &connect, "--deposits", deposits, "--lock", lock];
+        vbank(&[&args[..], &["--rpc-url", &url, "--timeout", "60"]].concat(), &ALICE)
+    };
+    let started = Instant::now();
+    fails(&open("1,1", "5"), 1, "accepts lock periods from 3600 s to 2592000 s");
+    fails(&open("1,5", "3600"), 1, "pays deposits of at most 1 ETH by itself (--auto-deposit)");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert_eq!(nonce(), before, "no transaction was sent");
+}

@@ -79,6 +79,13 @@ pub enum Request {
         /// The channel.
         channel: Address,
     },
+    /// The terms of a linked peer's node (see [`Service::peer_terms`]).
+    Terms {
+        /// The peer.
+        peer: Address,
+        /// Seconds to wait for the answer.
+        timeout_secs: u64,
+    },
     /// Close for good: cooperatively if asked and the peer answers, then freeze the channel and
     /// return how to settle it on chain (see [`Service::settle`]).
     Settle {
@@ -211,6 +218,11 @@ pub enum Reply {
         /// Why the cooperative close did not happen, if it did not.
         cooperative_error: Option<String>,
     },
+    /// For [`Request::Terms`].
+    Terms {
+        /// What the peer's node takes.
+        terms: crate::Terms,
+    },
     /// The request failed; nothing changed unless the message says so.
     Error {
         /// Why.
@@ -259,6 +271,9 @@ impl<S: Store + Send + 'static> Service<S> {
                 self.link_for(channel).await?;
                 let CloseSignatures { nonce, balances, signatures } = self.close(channel, secs(timeout_secs)).await?;
                 Reply::Closed { nonce, balances, signatures }
+            }
+            Request::Terms { peer, timeout_secs } => {
+                Reply::Terms { terms: self.peer_terms(peer, secs(timeout_secs)).await? }
             }
             Request::Latest { channel } => {
                 let node = self.node().lock().await;

@@ -37,7 +37,7 @@ use tokio::{
 use vbank_core::{Amount, ChannelParams, Event, Funding, Phase, Settlement, Sig};
 
 use crate::{
-    Error, Frame, Node, NodeUri, Result, Store,
+    Error, Frame, Node, NodeUri, Result, Store, Terms,
     frame::{MAX_PONG, encode},
     noise::{Decryptor, Encryptor, Session, address_of},
     transport::{initiate, read_frame, respond, write_frame},
@@ -294,6 +294,11 @@ struct Inner<S: Store> {
     funding_check: std::sync::Mutex<Option<FundingCheck>>,
     /// Admission's refusals, by channel: a refused channel is not checked on chain again.
     refused: std::sync::Mutex<HashMap<Address, String>>,
+    /// What this node states in [`Frame::Terms`].
+    terms: std::sync::Mutex<Terms>,
+    /// The terms peers stated, by peer, and a wake-up for those waiting for them.
+    peer_terms: std::sync::Mutex<HashMap<Address, Terms>>,
+    terms_arrived: Notify,
 }
 
 /// Channels a peer may have admitted here and still opening, at most.
@@ -361,6 +366,9 @@ impl<S: Store + Send + 'static> Service<S> {
                 listening: std::sync::Mutex::new(None),
                 funding_check: std::sync::Mutex::new(None),
                 refused: std::sync::Mutex::new(HashMap::new()),
+                terms: std::sync::Mutex::new(Terms { version: Terms::VERSION, ..Terms::default() }),
+                peer_terms: std::sync::Mutex::new(HashMap::new()),
+                terms_arrived: Notify::new(),
             }),
         }
     }
@@ -382,6 +390,35 @@ impl<S: Store + Send + 'static> Service<S> {
             self.set_funding(id, funding).await?;
         }
         Ok(())
+    }
+
+    /// Sets what this node states to peers that ask ([`Frame::GetTerms`]): it should match its
+    /// admission policy.
+    pub fn set_terms(&self, terms: Terms) {
+        *locked(&self.inner.terms) = terms;
+    }
+
+    /// Asks the linked `peer`'s node for its terms and waits at most `timeout` for them (an
+    /// older node that does not know the question hangs up instead: a timeout or a dropped link).
+    pub async fn peer_terms(&self, peer: Address, timeout: Duration) -> Result<Terms> {
+        self.require_link(peer)?;
+        locked(&self.inner.peer_terms).remove(&peer);
+        let wait = async {
+            loop {
+                let arrived = self.inner.terms_arrived.notified();
+                if let Some(t) = locked(&self.inner.peer_terms).get(&peer).cloned() {
+                    return t;
+                }
+                arrived.await;
+            }
+        };
+        tokio::pin!(wait);
+        // Registered before the question is sent, so the answer cannot be missed.
+        let _ = futures_poll_once(wait.as_mut());
+        self.send(peer, [Frame::GetTerms {}]);
+        tokio::time::timeout(timeout, wait).await.map_err(|_| {
+            Error::Timeout(format!("the peer's node did not state its terms within {} s", timeout.as_secs()))
+        })
     }
 
     /// The node, for reading channels or acting on them directly.
@@ -794,6 +831,16 @@ impl<S: Store + Send + 'static> Service<S> {
             };
             let channel = match &frame {
                 Frame::Init {} | Frame::Pong { .. } => continue,
+                Frame::GetTerms {} => {
+                    let terms = locked(&self.inner.terms).clone();
+                    out.push(&Frame::Terms { terms }, cap);
+                    continue;
+                }
+                Frame::Terms { terms } => {
+                    locked(&self.inner.peer_terms).insert(peer, terms.clone());
+                    self.inner.terms_arrived.notify_waiters();
+                    continue;
+                }
                 Frame::Ping { pong_len, .. } => {
                     if *pong_len <= MAX_PONG {
                         out.push(&Frame::Pong { padding: Bytes::from(vec![0; usize::from(*pong_len)]) }, cap);
@@ -1168,6 +1215,11 @@ impl<S: Store + Send + 'static> Service<S> {
         }
         Ok(())
     }
+}
+
+/// Polls `f` once (registering its wake-ups) without waiting.
+fn futures_poll_once<F: Future>(f: Pin<&mut F>) -> std::task::Poll<F::Output> {
+    f.poll(&mut Context::from_waker(Waker::noop()))
 }
 
 /// The error a waiting request on channel `id` ends with, if notice `n` is fatal to it: the
