@@ -52,4 +52,21 @@ impl KeyArgs {
             Err(_) => Ok(None),
         }
     }
+
+    /// The key, which the command needs (it signs): the error names where it was looked for.
+    pub(crate) fn require(&self) -> Result<PrivateKeySigner> {
+        match self.load()? {
+            Some(k) => Ok(k),
+            None if self.private_key_env == DEFAULT_ENV => {
+                bail!("a signing key is needed: set ${DEFAULT_ENV}, or pass --key-file or --keystore")
+            }
+            None => bail!(
+                "a signing key is needed: ${} (named by --private-key-env) is not set; or pass --key-file or --keystore",
+                self.private_key_env
+            ),
+        }
+    }
 }
+
+/// Where the key is read from unless --private-key-env names another variable.
+const DEFAULT_ENV: &str = "VBANK_PRIVATE_KEY";

@@ -77,7 +77,7 @@ struct CompileArgs {
 #[derive(Args, Debug, Clone)]
 pub(crate) struct ChainArgs {
     /// JSON-RPC endpoint; without it an anvil is spawned for the command and dev account 0 signs.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::rpc_url)]
     rpc_url: Option<String>,
     /// Refuse to act unless the node reports this chain id.
     #[arg(long)]
@@ -97,10 +97,10 @@ struct DeployArgs {
     #[arg(long)]
     party1: Option<Address>,
     /// Party 0's deposit: "1.5" or "1.5eth", "2gwei", "1000wei".
-    #[arg(long, default_value = "1")]
+    #[arg(long, allow_hyphen_values = true, default_value = "1")]
     amount0: String,
     /// Party 1's deposit.
-    #[arg(long, default_value = "1")]
+    #[arg(long, allow_hyphen_values = true, default_value = "1")]
     amount1: String,
     /// Seconds a liquidating party's balance stays frozen.
     #[arg(long, default_value_t = 86_400)]
@@ -109,8 +109,12 @@ struct DeployArgs {
 
 #[derive(Args, Debug)]
 struct InfoArgs {
-    #[command(flatten)]
-    chain: ChainArgs,
+    /// The chain's JSON-RPC endpoint, http://host:port (a read: no key is needed).
+    #[arg(long, value_parser = crate::rpc_url)]
+    rpc_url: String,
+    /// Refuse to answer unless the endpoint serves this chain id.
+    #[arg(long)]
+    chain_id: Option<u64>,
     /// The channel's contract address.
     #[arg(long)]
     channel: Address,
@@ -142,6 +146,23 @@ impl ChainArgs {
             }
         }
     }
+}
+
+/// Checks an RPC URL before anything uses it: it must say its scheme (a bare host:port is
+/// otherwise read as a relative URL).
+pub(crate) fn rpc_url(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        if t.len() > lower.find("://").map_or(0, |i| i + 3) {
+            return Ok(t.to_string());
+        }
+        return Err(format!("{s:?} names no host: e.g. http://127.0.0.1:8545"));
+    }
+    if t.contains("://") {
+        return Err(format!("{s:?}: only http:// and https:// endpoints are supported"));
+    }
+    Err(format!("{s:?} has no scheme: write it as http://{t} (or https://)"))
 }
 
 fn print(json_mode: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
@@ -244,11 +265,12 @@ async fn deploy_cmd(args: DeployArgs, json_mode: bool) -> Result<()> {
 }
 
 async fn info_cmd(args: InfoArgs, json_mode: bool) -> Result<()> {
-    if args.chain.rpc_url.is_none() {
-        bail!("--rpc-url is needed: an embedded chain starts empty");
-    }
-    let connected = args.chain.connect().await?;
-    let info = OnChain::new(connected.chain.clone(), args.channel).info().await.context("reading the channel")?;
+    // Only reads: a throwaway key stands in for the RPC client's signer.
+    let signer = alloy::signers::local::PrivateKeySigner::random();
+    let chain = Chain::connect(&args.rpc_url, signer, args.chain_id)
+        .await
+        .with_context(|| format!("connecting to {}", args.rpc_url))?;
+    let info = OnChain::new(chain, args.channel).info().await.context("reading the channel")?;
     print(
         json_mode,
         json!({
@@ -306,11 +328,12 @@ async fn main() {
         Command::Close(a) => party::close(a, json_mode).await,
     };
     if let Err(e) = result {
+        let interrupted = e.downcast_ref::<progress::Interrupted>().is_some();
         if json_mode {
-            println!("{}", json!({ "error": format!("{e:#}") }));
+            println!("{}", json!({ "error": format!("{e:#}"), "interrupted": interrupted }));
         } else {
             eprintln!("error: {e:#}");
         }
-        std::process::exit(1);
+        std::process::exit(if interrupted { 130 } else { 1 });
     }
 }

@@ -35,7 +35,7 @@ pub(crate) struct NodeArgs {
     #[arg(long)]
     peer: Option<Address>,
     /// The agreed deposits of party 0 and party 1, e.g. "1,2" (ETH) or "1000wei,5wei".
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     deposits: Option<String>,
     /// This node's party index in the channel (0 or 1).
     #[arg(long, default_value_t = 1)]
@@ -46,7 +46,7 @@ pub(crate) struct NodeArgs {
     #[arg(long)]
     chain_id: Option<u64>,
     /// Watch every channel on this chain and punish a liquidation with a revoked sheet.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::rpc_url)]
     rpc_url: Option<String>,
     /// Watcher polling interval in milliseconds.
     #[arg(long, default_value_t = 1000)]
@@ -57,15 +57,15 @@ pub(crate) struct NodeArgs {
     accept_channels: bool,
     /// With --accept-channels: the shortest lock period accepted, in seconds (the time this
     /// node has to punish a stale liquidation).
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = 3600, requires = "accept_channels")]
     min_lock: u64,
     /// With --accept-channels: the longest lock period accepted, in seconds (a peer's deposit
     /// frozen that long after its liquidation; default 30 days, at most 2^32 - 1).
-    #[arg(long, default_value_t = DEFAULT_MAX_LOCK)]
+    #[arg(long, default_value_t = DEFAULT_MAX_LOCK, requires = "accept_channels")]
     max_lock: u64,
     /// Pay this node's deposit into a channel it joined as party 1 as soon as sheet 0 is
     /// countersigned, if it is at most this amount ("1", "0.5eth", "1000wei").
-    #[arg(long, requires = "rpc_url")]
+    #[arg(long, allow_hyphen_values = true, requires = "rpc_url")]
     auto_deposit: Option<String>,
 }
 
@@ -75,7 +75,7 @@ pub(crate) struct WatchArgs {
     #[arg(long)]
     store: PathBuf,
     /// The chain's JSON-RPC endpoint.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::rpc_url)]
     rpc_url: String,
     /// Refuse to act unless the endpoint serves this chain id.
     #[arg(long)]
@@ -294,12 +294,55 @@ pub(crate) fn open_service(
     admission: Option<Admission>,
     follow_chain: bool,
 ) -> Result<Service<RedbStore>> {
-    let db = RedbStore::open(store)
-        .with_context(|| format!("opening store {} (is a vbank node using it?)", store.display()))?;
+    open_service_with(store, signer, admission, follow_chain, vbank_node::Limits::default())
+}
+
+/// As [`open_service`], with the given limits (a command's --timeout bounds its handshakes).
+pub(crate) fn open_service_with(
+    store: &std::path::Path,
+    signer: PrivateKeySigner,
+    admission: Option<Admission>,
+    follow_chain: bool,
+    limits: vbank_node::Limits,
+) -> Result<Service<RedbStore>> {
+    check_store(store, true)?;
+    let db = RedbStore::open(store).map_err(|e| store_error(store, e))?;
     let node = Node::open(signer.clone(), db).context("loading channels")?;
     // A node that watches the chain gates payments on it (both deposits in, not ended).
     let node = if follow_chain { node.follow_chain() } else { node };
-    Ok(Service::new(node, signer, admission))
+    Ok(Service::with_limits(node, signer, admission, limits))
+}
+
+/// Checks that a store can be opened at `path` before trying: its directory exists, and (unless
+/// the command may create it) the store itself.
+pub(crate) fn check_store(path: &std::path::Path, create: bool) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir
+        && !dir.is_dir()
+    {
+        bail!("no directory {} for the store {}: create it first", dir.display(), path.display());
+    }
+    if !create && !path.exists() {
+        bail!(
+            "no store at {}: check the path (a store is created by `vbank node`, `vbank open` or `vbank pay`)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Says why a store could not be opened, with a hint that matches the cause.
+pub(crate) fn store_error(path: &std::path::Path, e: vbank_node::Error) -> anyhow::Error {
+    let text = e.to_string();
+    let hint = if text.contains("already open") || text.contains("lock") {
+        format!(
+            " (another process holds it: is a vbank node using it? Its control socket {} does not answer)",
+            vbank_node::control_path(path).display()
+        )
+    } else {
+        String::new()
+    };
+    anyhow::Error::new(e).context(format!("opening store {}{hint}", path.display()))
 }
 
 /// Reads a channel's funding from the chain, for a payment that meets a channel not yet seen
@@ -312,7 +355,7 @@ pub(crate) fn funding_check(chain: Chain) -> vbank_node::FundingCheck {
 }
 
 pub(crate) fn load_key(key: &KeyArgs) -> Result<PrivateKeySigner> {
-    key.load()?.context("a signing key is needed: $VBANK_PRIVATE_KEY, --key-file or --keystore")
+    key.require()
 }
 
 pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
@@ -339,6 +382,14 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
     if let Some(c) = &chain {
         service.set_funding_check(funding_check(c.clone()));
     }
+    // What a peer opening a channel learns before it spends gas (`vbank open` asks).
+    service.set_terms(vbank_node::Terms {
+        version: vbank_node::Terms::VERSION,
+        accepts_channels: args.accept_channels && chain.is_some(),
+        min_lock: args.min_lock,
+        max_lock: args.max_lock,
+        auto_deposit: auto_deposit_max,
+    });
     if let (Some(contract), Some(peer), Some(deposits)) = (args.channel, args.peer, &args.deposits) {
         let mut node = service.node().lock().await;
         if node.channel(contract).is_none() {
@@ -458,7 +509,7 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

@@ -10,7 +10,7 @@ use serde_json::json;
 use vbank_client::{Chain, OnChain, OnChainState, deploy};
 use vbank_core::ChannelParams;
 
-use vbank_node::{NodeUri, Request};
+use vbank_node::{NodeUri, Reply, Request, Terms};
 
 use crate::{
     keys::KeyArgs,
@@ -32,7 +32,7 @@ pub(crate) struct OpenArgs {
     #[arg(long)]
     peer: Option<Address>,
     /// The deposits of this party (party 0) and the peer, e.g. "1,1" (ETH) or "5gwei,0".
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     deposits: String,
     /// Seconds a liquidating party's balance stays frozen (each side's time to punish a cheat).
     #[arg(long, default_value_t = 86_400)]
@@ -41,7 +41,7 @@ pub(crate) struct OpenArgs {
     #[arg(long)]
     channel: Option<Address>,
     /// The chain's JSON-RPC endpoint.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::rpc_url)]
     rpc_url: String,
     /// Refuse to act unless the endpoint serves this chain id.
     #[arg(long)]
@@ -54,6 +54,34 @@ pub(crate) struct OpenArgs {
     no_wait: bool,
     #[command(flatten)]
     key: KeyArgs,
+}
+
+/// Refuses, before any transaction, a channel the peer's node said it would not take.
+fn check_terms(terms: &Terms, lock: u64, peer_deposit: u128, no_wait: bool, deployed: bool) -> Result<()> {
+    if !terms.accepts_channels {
+        bail!("the peer's node does not accept new channels (it runs without --accept-channels); nothing was done");
+    }
+    if !deployed && !(terms.min_lock..=terms.max_lock).contains(&lock) {
+        bail!(
+            "the peer's node accepts lock periods from {} s to {} s (its --min-lock and --max-lock), not --lock {lock}; \
+             nothing was done",
+            terms.min_lock,
+            terms.max_lock
+        );
+    }
+    let pays = terms.auto_deposit.is_some_and(|max| peer_deposit <= max);
+    if peer_deposit > 0 && !pays && !no_wait {
+        let why = match terms.auto_deposit {
+            Some(max) => format!("pays deposits of at most {} by itself (--auto-deposit)", format_eth(max)),
+            None => "does not pay deposits by itself (no --auto-deposit)".into(),
+        };
+        bail!(
+            "the peer's node {why}, and its deposit here is {}: nothing was done. Lower --deposits, or pass \
+             --no-wait if its party will pay with `vbank deposit`",
+            format_eth(peer_deposit)
+        );
+    }
+    Ok(())
 }
 
 pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
@@ -75,6 +103,16 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
     waiting("connecting to the peer's node", party.connect(&args.connect, peer))
         .await
         .context("before deploying anything")?;
+    // Its terms: a channel it would refuse, or a deposit it would not pay, costs no gas.
+    let terms = party.request(Request::Terms { peer, timeout_secs: args.timeout.min(10) }).await;
+    match terms {
+        Ok(Reply::Terms { terms }) => {
+            check_terms(&terms, args.lock, deposits[1], args.no_wait, args.channel.is_some())?
+        }
+        Ok(other) => bail!("unexpected reply {other:?}"),
+        // An older node does not state terms: it will say no, if it does, after the deployment.
+        Err(e) => eprintln!("warning: the peer's node did not state its terms ({e:#}); going on"),
+    }
 
     let mut deploy_gas = None;
     let address = match args.channel {

@@ -12,12 +12,14 @@ use clap::Args;
 use serde_json::json;
 use vbank_client::{Chain, OnChain, OnChainState, TxReport};
 use vbank_core::{ChannelParams, Settlement};
-use vbank_node::{ChannelStatus, ControlClient, NodeUri, RedbStore, Reply, Request, Service, control_path};
+use vbank_node::{
+    ChannelStatus, ControlClient, MemoryStore, Node, NodeUri, RedbStore, Reply, Request, Service, Store, control_path,
+};
 
 use crate::{
     keys::KeyArgs,
     node::{load_key, open_service},
-    progress::{countdown, unix_now, waiting},
+    progress::{Interrupt, Interrupted, countdown, unix_now, waiting},
     units::{format_eth, parse_amount, parse_pair},
 };
 
@@ -34,7 +36,7 @@ pub(crate) struct PayArgs {
     #[arg(long)]
     channel: Address,
     /// Amount per payment: "0.01", "5gwei", "1000wei".
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     amount: String,
     /// How many payments (coalesced into as few state updates as the protocol allows).
     #[arg(long, default_value_t = 1)]
@@ -45,7 +47,7 @@ pub(crate) struct PayArgs {
     #[arg(long, requires = "deposits")]
     peer: Option<Address>,
     /// With --peer: the agreed deposits of party 0 and party 1, "1,2".
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     deposits: Option<String>,
     /// With --peer: the chain id.
     #[arg(long, default_value_t = 31337)]
@@ -57,14 +59,15 @@ pub(crate) struct PayArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct StatusArgs {
-    /// The party's store.
+    /// The party's store (read only: never created, no key needed).
     #[arg(long)]
     store: PathBuf,
     /// Also read each channel's contract: its state and which deposits are in.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::rpc_url)]
     rpc_url: Option<String>,
-    #[command(flatten)]
-    key: KeyArgs,
+    /// Also list the channels that are closed (hidden by default).
+    #[arg(long)]
+    all: bool,
 }
 
 /// This party's side of its channels: through the control socket of its running `vbank node`
@@ -85,10 +88,65 @@ impl Party {
         Ok(Self::Direct(open_service(store, signer()?, None, false)?))
     }
 
+    /// As [`Party::attach`]; without a running node, handshakes with peers take at most
+    /// `handshake` (the command's --timeout).
+    pub(crate) async fn attach_timed(
+        store: &Path,
+        signer: impl FnOnce() -> Result<PrivateKeySigner>,
+        handshake: Duration,
+    ) -> Result<Self> {
+        if let Some(c) = ControlClient::connect(&control_path(store)).await {
+            return Ok(Self::Node(c));
+        }
+        let limits = vbank_node::Limits { handshake_timeout: handshake, ..vbank_node::Limits::default() };
+        Ok(Self::Direct(crate::node::open_service_with(store, signer()?, None, false, limits)?))
+    }
+
+    /// Carries out a request that `stop` interrupts (a payment request then cancels what it has
+    /// not sent, and its reply says what was acknowledged, cancelled and in flight).
+    pub(crate) async fn request_until(
+        &mut self,
+        r: Request,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<Reply> {
+        match self {
+            Self::Node(c) => c.request_until(&r, stop).await.map_err(node_error),
+            Self::Direct(s) => match s.control_until(r, stop).await {
+                Reply::Error { message } => Err(anyhow::anyhow!(message)),
+                reply => Ok(reply),
+            },
+        }
+    }
+
+    /// Without a running node, payments left queued in the store by a `vbank pay` that was
+    /// killed before it could cancel them would go out with the next link: they are cancelled
+    /// (never sent) before anything links. Returns how many. A running node cancels a request's
+    /// queued payments itself when the request fails or its client goes.
+    async fn cancel_leftovers(&mut self, id: Address) -> Result<u64> {
+        let Self::Direct(s) = self else { return Ok(0) };
+        let mut node = s.node().lock().await;
+        let Some(ch) = node.channel(id) else { return Ok(0) };
+        let queued = ch.queued();
+        if queued == 0 {
+            return Ok(0);
+        }
+        if !ch.is_idle() {
+            bail!(
+                "{queued} payment(s) left queued by an interrupted `vbank pay` wait behind an update in flight; \
+                 run `vbank node` on this store to finish the update, then pay again"
+            );
+        }
+        // Idle: the queue is ids unsettled_from.. (the tail), which `cancel_queued` takes whole
+        // (`each` 0: the whole queue goes, so its total is dropped with it).
+        let first = ch.unsettled_from();
+        let cancelled = node.cancel_queued(id, first, first + queued - 1, 0).context("cancelling")?;
+        Ok(cancelled.len() as u64)
+    }
+
     /// Carries out a request; a refusal becomes an error.
     pub(crate) async fn request(&mut self, r: Request) -> Result<Reply> {
         match self {
-            Self::Node(c) => Ok(c.request(&r).await.context("the running node")?),
+            Self::Node(c) => c.request(&r).await.map_err(node_error),
             Self::Direct(s) => match s.control(r).await {
                 Reply::Error { message } => Err(anyhow::anyhow!(message)),
                 reply => Ok(reply),
@@ -126,42 +184,98 @@ impl Party {
 }
 
 pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
-    let amount = parse_amount(&args.amount)?;
+    let amount = parse_amount(&args.amount).context("--amount")?;
     if amount == 0 || args.count == 0 {
         bail!("--amount and --count must be more than zero");
     }
-    let mut party = Party::attach(&args.store, || load_key(&args.key)).await?;
+    let timeout = Duration::from_secs(args.timeout);
+    let interrupt = Interrupt::install();
+    // Before any payment is queued, an interrupt only stops the command.
+    let nothing_sent =
+        || anyhow::Error::new(Interrupted("interrupted: no payment was queued, nothing was sent".into()));
+    let mut party = Party::attach_timed(&args.store, || load_key(&args.key), timeout).await?;
     let (me, channels) = party.status().await?;
     let known = channels.iter().find(|c| c.channel == args.channel);
     let opening = known.is_none_or(|c| c.phase == "opening");
     let params = match (known, args.peer, &args.deposits) {
+        (Some(c), Some(peer), _) if c.peer != peer => {
+            bail!("channel {} is with {}, not with --peer {peer}", args.channel, c.peer)
+        }
         (Some(c), _, _) => c.params.clone(),
         (None, Some(peer), Some(deposits)) => {
             let deposits = parse_pair(deposits).context("--deposits")?;
             ChannelParams { chain_id: args.chain_id, contract: args.channel, parties: [me, peer], deposits }
         }
-        _ => bail!(
-            "channel {} is not in {}; pass --peer and --deposits to create it",
-            args.channel,
-            args.store.display()
-        ),
+        _ => {
+            let here: Vec<String> = channels.iter().map(|c| c.channel.to_string()).collect();
+            bail!(
+                "channel {} is not in {}{}: check the address (`vbank status` lists them); a new channel is \
+                 opened with `vbank open`",
+                args.channel,
+                args.store.display(),
+                if here.is_empty() {
+                    " (it holds no channel)".to_string()
+                } else {
+                    format!(" (it holds {})", here.join(", "))
+                }
+            )
+        }
     };
+    // What the channel can pay, in ETH, before anything is queued.
+    if let Some(c) = known
+        && c.phase != "opening"
+    {
+        let total = amount.checked_mul(u128::from(args.count));
+        if total.is_none_or(|t| t > c.spendable) {
+            bail!(
+                "{} payment(s) of {} is {} but channel {} can pay {} now",
+                args.count,
+                format_eth(amount),
+                total.map_or_else(|| "more than any balance".to_string(), format_eth),
+                args.channel,
+                format_eth(c.spendable)
+            );
+        }
+    }
     let peer = params.parties[1 - usize::from(params.parties[1] == me)];
-    if let Some(addr) = &args.connect {
-        party.connect(addr, peer).await?;
+    let left = party.cancel_leftovers(args.channel).await?;
+    if left > 0 {
+        eprintln!("{left} payment(s) left queued by an interrupted `vbank pay` were cancelled: they were never sent");
+    }
+    // The peer's node, within --timeout: the handshake included.
+    let uri = args.connect.clone().or_else(|| known.and_then(|c| c.peer_uri.clone()));
+    if let Some(uri) = &uri {
+        let linking = tokio::time::timeout(timeout, party.connect(uri, peer));
+        tokio::select! {
+            r = linking => match r {
+                Err(_) => bail!(
+                    "the peer's node at {} did not complete the handshake within {} s (--timeout): nothing was sent",
+                    uri.socket_addr(),
+                    args.timeout
+                ),
+                Ok(r) => r.with_context(|| format!("linking to the peer's node at {}", uri.socket_addr()))?,
+            },
+            () = interrupt.wait() => return Err(nothing_sent()),
+        }
     }
     if opening {
-        waiting(
+        let open = waiting(
             "opening the channel with the peer",
             party.request(Request::Open { params, timeout_secs: args.timeout }),
-        )
-        .await
-        .context("opening")?;
+        );
+        tokio::select! {
+            r = open => r.context("opening")?,
+            () = interrupt.wait() => return Err(nothing_sent()),
+        };
     }
     let request = Request::Pay { channel: args.channel, amount, count: args.count.into(), timeout_secs: args.timeout };
-    let paid = waiting("waiting for the peer's countersignatures", party.request(request)).await;
+    let paid =
+        waiting("waiting for the peer's countersignatures", party.request_until(request, interrupt.wait())).await;
     let paid = match paid {
-        Err(e) if args.connect.is_none() && format!("{e:#}").contains("is not connected") => {
+        Err(e) if format!("{e:#}").starts_with("interrupted") => {
+            return Err(Interrupted(format!("{e:#}")).into());
+        }
+        Err(e) if uri.is_none() && format!("{e:#}").contains("is not connected") => {
             return Err(e.context("paying (pass --connect vbank://<key>@host:port, the URI the peer's node prints)"));
         }
         other => other.context("paying")?,
@@ -179,8 +293,9 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
         );
     } else {
         println!(
-            "{count} payment(s) of {} acknowledged (sheet {}); balances: party 0 {}, party 1 {}",
+            "{count} payment(s) of {} ({} in all) acknowledged (sheet {}); balances: party 0 {}, party 1 {}",
             format_eth(amount),
+            format_eth(total),
             ch.nonce,
             format_eth(b[0]),
             format_eth(b[1])
@@ -189,15 +304,81 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
     Ok(())
 }
 
+/// What a failure of this party's own node means: a reply the node refused is its message; a
+/// closed socket is the node gone (crashed or stopped), not the peer.
+fn node_error(e: vbank_node::Error) -> anyhow::Error {
+    match e {
+        vbank_node::Error::Control(message) => anyhow::anyhow!(message),
+        vbank_node::Error::Closed => anyhow::anyhow!(
+            "this party's own node stopped answering its control socket before replying: did it stop or crash? \
+             Its log says; what it had sent is in its store"
+        ),
+        vbank_node::Error::Io(e) => anyhow::anyhow!(
+            "this party's own node stopped answering its control socket ({e}): did it stop or crash? Its log \
+             says; what it had sent is in its store"
+        ),
+        e => anyhow::Error::new(e).context("this party's node"),
+    }
+}
+
+/// The channels of the store at `store`, read without a key and without changing anything: the
+/// running node's answer, else the store's own contents (it must exist).
+async fn read_status(store: &Path) -> Result<(Option<Address>, Option<NodeUri>, Vec<ChannelStatus>, bool)> {
+    if let Some(c) = ControlClient::connect(&control_path(store)).await {
+        let (address, uri, channels) = Party::Node(c).status_with_uri().await?;
+        return Ok((Some(address), uri, channels, true));
+    }
+    crate::node::check_store(store, false)?;
+    let db = RedbStore::open(store).map_err(|e| crate::node::store_error(store, e))?;
+    // A channel can only be restored with its party's key; to read it without one, a throwaway
+    // key stands in for the party's in a copy held in memory (never signed with, never saved).
+    let stand_in = PrivateKeySigner::random();
+    let copy = MemoryStore::default();
+    let mut parties = std::collections::HashMap::new();
+    for id in db.list()? {
+        if let Some(mut state) = db.load(id)? {
+            let me = usize::from(state.me);
+            parties.insert(id, state.params.parties[me]);
+            state.params.parties[me] = stand_in.address();
+            copy.save(id, &state)?;
+        }
+    }
+    for (peer, uri) in db.peer_addresses()? {
+        copy.save_peer(peer, &uri)?;
+    }
+    let node = Node::open(stand_in, copy).context("reading the store")?;
+    let mut channels = ChannelStatus::of(&node);
+    for c in &mut channels {
+        if let Some(party) = parties.get(&c.channel) {
+            c.params.parties[c.me] = *party;
+        }
+    }
+    Ok((parties.values().next().copied(), None, channels, false))
+}
+
+/// How a channel's phase reads in `vbank status`.
+fn phase_text(c: &ChannelStatus) -> String {
+    match (c.phase.as_str(), &c.frozen) {
+        ("ended", _) => "closed".into(),
+        ("frozen", Some(why)) => format!("closing, frozen: {why}"),
+        (p, _) => p.into(),
+    }
+}
+
 pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
-    // The key, loaded once: needed for the chain, and for the store unless a node runs.
-    let signer = args.rpc_url.as_ref().map(|_| load_key(&args.key)).transpose()?;
-    let mut party = Party::attach(&args.store, || signer.clone().map_or_else(|| load_key(&args.key), Ok)).await?;
-    let (address, uri, channels) = party.status_with_uri().await?;
+    let (address, uri, mut channels, node_running) = read_status(&args.store).await?;
+    let total = channels.len();
+    if !args.all {
+        channels.retain(|c| c.phase != "ended");
+    }
+    let hidden = total - channels.len();
     // On-chain, per channel: its state and deposits, or why it could not be read.
     let mut onchain = Vec::new();
-    if let (Some(url), Some(signer)) = (&args.rpc_url, signer) {
-        let chain = Chain::connect(url, signer, None).await.with_context(|| format!("connecting to {url}"))?;
+    if let Some(url) = &args.rpc_url {
+        // Only reads: a throwaway key stands in for the RPC client's signer.
+        let chain = Chain::connect(url, PrivateKeySigner::random(), None)
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
         for c in &channels {
             onchain.push(OnChain::new(chain.clone(), c.channel).info().await.map_err(|e| e.to_string()));
         }
@@ -214,6 +395,7 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             .map(|(i, c)| {
                 json!({
                     "channel": c.channel, "me": c.me, "peer": c.peer, "peer_uri": c.peer_uri, "phase": c.phase,
+                    "frozen": c.frozen,
                     "nonce": c.nonce,
                     "balances": [c.balances[0].to_string(), c.balances[1].to_string()],
                     "spendable": c.spendable.to_string(), "idle": c.idle, "queued": c.queued,
@@ -223,14 +405,15 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             .collect();
         println!(
             "{}",
-            json!({ "address": address, "uri": uri, "node_running": matches!(party, Party::Node(_)), "channels": rows })
+            json!({ "address": address, "uri": uri, "node_running": node_running, "channels": rows,
+                    "closed_hidden": hidden })
         );
         return Ok(());
     }
     if let Some(uri) = &uri {
         println!("node {uri}");
     }
-    if channels.is_empty() {
+    if total == 0 {
         println!("no channels in {}", args.store.display());
     }
     for (i, c) in channels.iter().enumerate() {
@@ -249,10 +432,15 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             Some(Err(e)) => format!("; on chain: {e}"),
         };
         let peer = c.peer_uri.as_ref().map_or_else(|| c.peer.to_string(), ToString::to_string);
+        let queued = if c.queued > 0 {
+            format!(", {} payment(s) queued (`vbank cancel` drops them)", c.queued)
+        } else {
+            String::new()
+        };
         println!(
-            "channel {} ({}): party {} of 2, peer {peer}, sheet {}, balances {} / {}, spendable {}{}{chain}",
+            "channel {} ({}): party {} of 2, peer {peer}, sheet {}, balances {} / {}, spendable {}{}{queued}{chain}",
             c.channel,
-            c.phase,
+            phase_text(c),
             c.me,
             c.nonce,
             format_eth(c.balances[0]),
@@ -260,6 +448,9 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             format_eth(c.spendable),
             if c.idle { "" } else { ", an update is in flight" }
         );
+    }
+    if hidden > 0 {
+        println!("({hidden} closed channel(s) not shown: --all lists them)");
     }
     Ok(())
 }
@@ -273,20 +464,25 @@ pub(crate) struct CloseArgs {
     #[arg(long)]
     channel: Address,
     /// The peer's node URI (vbank://<key>@host:port), for a cooperative close (default: the URI
-    /// this party last reached it at); if the peer does not answer, the channel is liquidated
-    /// with this party's latest sheet.
+    /// this party last reached it at). It is dialed, again and again, until --timeout.
     #[arg(long)]
     connect: Option<NodeUri>,
-    /// Seconds to wait for the peer.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds to keep trying the peer for a cooperative close.
+    #[arg(long, default_value_t = 30)]
     timeout: u64,
-    /// The chain's JSON-RPC endpoint.
+    /// If the peer cannot close cooperatively, liquidate alone with this party's latest sheet
+    /// (its balance then stays frozen for the channel's lock period). Without it, a terminal asks;
+    /// otherwise nothing is done.
     #[arg(long)]
+    force: bool,
+    /// The chain's JSON-RPC endpoint.
+    #[arg(long, value_parser = crate::rpc_url)]
     rpc_url: String,
     /// Refuse to act unless the node reports this chain id.
     #[arg(long)]
     chain_id: Option<u64>,
-    /// After a liquidation, wait for the lock period to end and withdraw (a countdown is shown).
+    /// After a liquidation, wait for the lock period to end and withdraw (a countdown is shown);
+    /// once it has ended, `vbank close` withdraws without it.
     #[arg(long)]
     wait: bool,
     #[command(flatten)]
@@ -299,7 +495,7 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
     let chain = Chain::connect(&args.rpc_url, signer, args.chain_id)
         .await
         .with_context(|| format!("connecting to {}", args.rpc_url))?;
-    let onchain = OnChain::new(chain, args.channel);
+    let onchain = OnChain::new(chain.clone(), args.channel);
     let info = onchain.info().await.context("reading the channel")?;
     let (kind, report, mut detail) = match info.state {
         // Nothing off-chain is needed to cancel: the channel may not even be in the store.
@@ -308,22 +504,34 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
             ("cancel", r, "the channel never ran: every deposit made is refunded".to_string())
         }
         OnChainState::Running => {
-            let peer = party.channel(args.channel).await?.context("the channel is not in the store")?.peer;
-            // Cooperative when the peer's node can be reached: linked to the running node, at
-            // --connect, or at the address remembered from an earlier link.
-            if let Some(addr) = &args.connect
-                && let Err(e) = party.connect(addr, peer).await
-            {
-                eprintln!("cannot reach the peer at {addr}: {e:#}");
+            let ch = party.channel(args.channel).await?.context("the channel is not in the store")?;
+            let uri = args.connect.clone().or_else(|| ch.peer_uri.clone());
+            // Cooperative first, trying the peer's node until --timeout; nothing is frozen yet.
+            let attempt =
+                waiting("asking the peer to sign the close", cooperate(&mut party, uri.as_ref(), &ch, args.timeout))
+                    .await;
+            if let Err(why) = &attempt {
+                let lock = info.lock_period;
+                let cost = format!(
+                    "liquidating alone freezes this party's balance for the lock period, {} (until about {})",
+                    duration_text(lock),
+                    date_text(unix_now() + lock)
+                );
+                if !args.force && !confirm(&format!("the peer did not close cooperatively: {why}\n{cost}.")) {
+                    bail!(
+                        "the peer did not close cooperatively: {why}; nothing was done. Try again when its node is \
+                         back, or pass --force: {cost}"
+                    );
+                }
+                eprintln!("the peer did not close cooperatively ({why}); liquidating with the latest sheet");
             }
-            // The node tries the cooperative close, then freezes the channel and chooses, under
-            // its lock and from its stored state, what to settle with: nothing chosen here.
-            let request = Request::Settle { channel: args.channel, cooperative: true, timeout_secs: args.timeout };
-            let (settlement, cooperative_error) =
-                match waiting("asking the peer to sign the close", party.request(request)).await? {
-                    Reply::Settle { settlement, cooperative_error } => (settlement, cooperative_error),
-                    other => bail!("unexpected reply {other:?}"),
-                };
+            // Now the node freezes the channel and chooses, under its lock and from its stored
+            // state, what to settle with: nothing chosen here.
+            let request = Request::Settle { channel: args.channel, cooperative: attempt.is_ok(), timeout_secs: 5 };
+            let settlement = match party.request(request).await? {
+                Reply::Settle { settlement, .. } => settlement,
+                other => bail!("unexpected reply {other:?}"),
+            };
             match settlement {
                 Settlement::Cooperative { nonce, balances, signatures } => {
                     let r = waiting("closing", onchain.cooperative_close(nonce, balances, &signatures))
@@ -333,14 +541,14 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
                     ("cooperative", r, format!("both paid at once: party 0 {b0}, party 1 {b1}"))
                 }
                 Settlement::Liquidate(sheet) => {
-                    if let Some(e) = cooperative_error {
-                        eprintln!("cooperative close failed ({e}); liquidating with the latest sheet instead");
-                    }
                     let r = waiting("liquidating", onchain.liquidate(&sheet)).await.context("liquidating")?;
                     let unlock = onchain.info().await?.liquidation.map_or(0, |l| l.unlock_time);
                     let d = format!(
-                        "liquidated with sheet {}; the frozen balance unlocks at unix time {unlock}",
-                        sheet.nonce
+                        "liquidated with sheet {}; the frozen balance unlocks at {} (in {}): then `vbank close` \
+                         withdraws it",
+                        sheet.nonce,
+                        date_text(unlock),
+                        duration_text(unlock.saturating_sub(unix_now()))
                     );
                     ("unilateral", r, d)
                 }
@@ -349,11 +557,22 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
                 ),
             }
         }
-        OnChainState::Liquidating if !args.wait => {
-            bail!("the channel is being liquidated; pass --wait to wait for the lock period and withdraw")
-        }
         OnChainState::Liquidating => {
-            let r = withdraw_after_lock(&onchain, info.liquidation.map_or(0, |l| l.unlock_time)).await?;
+            let unlock = info.liquidation.map_or(0, |l| l.unlock_time);
+            // The chain's clock decides, not this machine's.
+            let now = chain.timestamp().await.context("reading the chain's time")?;
+            let r = if now >= unlock {
+                waiting("withdrawing", onchain.withdraw_by_master()).await.context("withdrawing")?
+            } else if args.wait {
+                withdraw_after_lock(&onchain, unlock).await?
+            } else {
+                bail!(
+                    "the channel is being liquidated; its frozen balance unlocks at {} (in {}): run `vbank close` \
+                     again then, or pass --wait to wait and withdraw",
+                    date_text(unlock),
+                    duration_text(unlock - now)
+                );
+            };
             ("unilateral", r, "the lock period ended and the frozen balance was paid out".into())
         }
         OnChainState::Closed => bail!("the channel is already closed"),
@@ -367,6 +586,12 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
     } else {
         report
     };
+    // Settled on chain for good (not a liquidation waiting for its lock): the store says so.
+    if let Party::Direct(service) = &party
+        && onchain.state().await.is_ok_and(|s| s == OnChainState::Closed)
+    {
+        let _ = service.set_funding(args.channel, vbank_core::Funding::Ended).await;
+    }
     if json_mode {
         println!(
             "{}",
@@ -376,6 +601,77 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
         println!("{kind} close of {}: {detail} (tx {}, gas {})", args.channel, report.hash, report.gas_used);
     }
     Ok(())
+}
+
+/// Tries a cooperative close of `ch` until `timeout` seconds have passed: links to the peer's
+/// node (at `uri`, else at the URI the node remembers), retrying, and asks it to sign the close.
+/// Nothing is frozen: on failure the channel is as it was. Returns why it failed.
+async fn cooperate(party: &mut Party, uri: Option<&NodeUri>, ch: &ChannelStatus, timeout: u64) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    let mut why = "the peer's node was not reached".to_string();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!("{why} (tried for {timeout} s)"));
+        }
+        let step = async {
+            if let Some(uri) = uri {
+                party.connect(uri, ch.peer).await?;
+            }
+            party.request(Request::Close { channel: ch.channel, timeout_secs: left.as_secs().max(1) }).await
+        };
+        match tokio::time::timeout(left, step).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => {
+                why = format!("{e:#}");
+                // The peer answered and refused: asking again will not help.
+                if why.contains("the peer refused") {
+                    return Err(why);
+                }
+            }
+            Err(_) => return Err(format!("{why} (tried for {timeout} s)")),
+        }
+        tokio::time::sleep(Duration::from_secs(1).min(deadline.saturating_duration_since(tokio::time::Instant::now())))
+            .await;
+    }
+}
+
+/// Asks a person at a terminal to confirm `what` (false without a terminal).
+fn confirm(what: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return false;
+    }
+    eprint!("{what}\nLiquidate alone now? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+/// Unix seconds as a UTC date: "2026-11-25 07:30:00 UTC".
+pub(crate) fn date_text(unix: u64) -> String {
+    let (days, secs) = (unix / 86_400, unix % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (never negative here).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// Seconds as a person reads them: "45 s", "10 min", "1 h 5 min", "30 d 0 h".
+pub(crate) fn duration_text(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..86_400 => format!("{} h {} min", secs / 3600, secs / 60 % 60),
+        _ => format!("{} d {} h", secs / 86_400, secs / 3600 % 24),
+    }
 }
 
 /// Waits for the lock period to end (a countdown on stderr), then pays the frozen balance out.
@@ -402,7 +698,7 @@ pub(crate) struct DepositArgs {
     #[arg(long)]
     channel: Address,
     /// The chain's JSON-RPC endpoint.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::rpc_url)]
     rpc_url: String,
     #[command(flatten)]
     key: KeyArgs,
@@ -419,4 +715,20 @@ pub(crate) async fn deposit(args: DepositArgs, json_mode: bool) -> Result<()> {
         println!("deposited into {} (tx {}, gas {})", args.channel, r.hash, r.gas_used);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_durations_read_plainly() {
+        assert_eq!(date_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(date_text(1_795_000_000), "2026-11-18 11:06:40 UTC");
+        assert_eq!(date_text(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(duration_text(45), "45 s");
+        assert_eq!(duration_text(600), "10 min");
+        assert_eq!(duration_text(3900), "1 h 5 min");
+        assert_eq!(duration_text(30 * 86_400), "30 d 0 h");
+    }
 }

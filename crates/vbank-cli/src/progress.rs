@@ -51,6 +51,43 @@ pub(crate) async fn countdown<T>(label: &str, until: u64, fut: impl Future<Outpu
     show(fut, |_| format!("{label}: {} s left", until.saturating_sub(unix_now())), label).await
 }
 
+/// Ctrl-C or SIGTERM, caught for the whole command once installed: a command that can be
+/// interrupted says what it did and what it left, rather than dying mid-way.
+#[derive(Clone)]
+pub(crate) struct Interrupt(tokio::sync::watch::Receiver<bool>);
+
+impl Interrupt {
+    /// Catches SIGINT and SIGTERM from now on.
+    pub(crate) fn install() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            crate::node::shutdown_signal().await;
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    /// Completes once the command is interrupted.
+    pub(crate) async fn wait(&self) {
+        let mut rx = self.0.clone();
+        if rx.wait_for(|v| *v).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The error of an interrupted command (exit code 130, as a shell reports Ctrl-C).
+#[derive(Debug)]
+pub(crate) struct Interrupted(pub(crate) String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// Seconds since the unix epoch (0 if the clock is before it).
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())

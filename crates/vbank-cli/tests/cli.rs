@@ -127,7 +127,6 @@ fn bad_input_gets_a_clear_error_and_exit_code_1() {
         (&["deploy", "--lock", "0"], &[], "lock period must be at least one second"),
         (&["deploy", "--party1", "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"], &[], "same address"),
         (&["deploy"], &[("VBANK_PRIVATE_KEY", "0x1234")], "does not hold a valid hex private key"),
-        (&["info", "--channel", ADDR1], &[], "--rpc-url is needed"),
     ];
     for (args, envs, want) in cases {
         let o = vbank(args, envs);

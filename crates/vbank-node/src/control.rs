@@ -9,6 +9,7 @@
 //! ```
 
 use std::{
+    future::Future,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -77,6 +78,13 @@ pub enum Request {
     Latest {
         /// The channel.
         channel: Address,
+    },
+    /// The terms of a linked peer's node (see [`Service::peer_terms`]).
+    Terms {
+        /// The peer.
+        peer: Address,
+        /// Seconds to wait for the answer.
+        timeout_secs: u64,
     },
     /// Close for good: cooperatively if asked and the peer answers, then freeze the channel and
     /// return how to settle it on chain (see [`Service::settle`]).
@@ -210,6 +218,11 @@ pub enum Reply {
         /// Why the cooperative close did not happen, if it did not.
         cooperative_error: Option<String>,
     },
+    /// For [`Request::Terms`].
+    Terms {
+        /// What the peer's node takes.
+        terms: crate::Terms,
+    },
     /// The request failed; nothing changed unless the message says so.
     Error {
         /// Why.
@@ -220,10 +233,16 @@ pub enum Reply {
 impl<S: Store + Send + 'static> Service<S> {
     /// Carries out one control request.
     pub async fn control(&self, request: Request) -> Reply {
-        self.carry_out(request).await.unwrap_or_else(|e| Reply::Error { message: e.to_string() })
+        self.control_until(request, std::future::pending()).await
     }
 
-    async fn carry_out(&self, request: Request) -> Result<Reply> {
+    /// Carries out one control request, which `stop` interrupts: a payment request then cancels
+    /// its payments not yet sent (see [`Service::pay_until`]); other requests ignore it.
+    pub async fn control_until(&self, request: Request, stop: impl Future<Output = ()>) -> Reply {
+        self.carry_out(request, stop).await.unwrap_or_else(|e| Reply::Error { message: e.to_string() })
+    }
+
+    async fn carry_out(&self, request: Request, stop: impl Future<Output = ()>) -> Result<Reply> {
         let secs = Duration::from_secs;
         Ok(match request {
             Request::Status => {
@@ -244,13 +263,17 @@ impl<S: Store + Send + 'static> Service<S> {
             }
             Request::Pay { channel, amount, count, timeout_secs } => {
                 self.link_for(channel).await?;
-                let Paid { count, amount, nonce } = self.pay(channel, amount, count, secs(timeout_secs)).await?;
+                let Paid { count, amount, nonce } =
+                    self.pay_until(channel, amount, count, secs(timeout_secs), stop).await?;
                 Reply::Paid { count, amount, nonce }
             }
             Request::Close { channel, timeout_secs } => {
                 self.link_for(channel).await?;
                 let CloseSignatures { nonce, balances, signatures } = self.close(channel, secs(timeout_secs)).await?;
                 Reply::Closed { nonce, balances, signatures }
+            }
+            Request::Terms { peer, timeout_secs } => {
+                Reply::Terms { terms: self.peer_terms(peer, secs(timeout_secs)).await? }
             }
             Request::Latest { channel } => {
                 let node = self.node().lock().await;
@@ -316,11 +339,24 @@ impl<S: Store + Send + 'static> Service<S> {
         let mut rd = BufReader::new(rd);
         loop {
             let Some(line) = read_line(&mut rd, MAX_REQUEST).await? else { return Ok(()) };
+            // A client that hangs up (or half-closes, or writes again) while its request runs
+            // interrupts it: a payment request cancels what it has not sent (its user pressed
+            // Ctrl-C). What it wrote meanwhile is not a request; the session ends after the reply.
+            let mut interrupted = false;
             let reply = match serde_json::from_slice::<Request>(&line) {
-                Ok(r) => self.control(r).await,
+                Ok(r) => {
+                    let stop = async {
+                        let _ = read_line(&mut rd, MAX_REQUEST).await;
+                        interrupted = true;
+                    };
+                    self.control_until(r, stop).await
+                }
                 Err(e) => Reply::Error { message: format!("malformed request: {e}") },
             };
             write_json(&mut wr, &reply).await?;
+            if interrupted {
+                return Ok(());
+            }
         }
     }
 }
@@ -374,9 +410,31 @@ impl ControlClient {
 
     /// Sends a request and waits for the reply; a [`Reply::Error`] becomes [`Error::Control`].
     pub async fn request(&mut self, request: &Request) -> Result<Reply> {
+        self.request_until(request, std::future::pending()).await
+    }
+
+    /// As [`ControlClient::request`]; when `stop` completes first, the request is interrupted
+    /// (this side of the socket is shut for writing: a payment request cancels its payments not
+    /// yet sent) and the node's reply, saying what was done, is still awaited.
+    pub async fn request_until(&mut self, request: &Request, stop: impl Future<Output = ()>) -> Result<Reply> {
         write_json(&mut self.wr, request).await?;
+        let line = {
+            let reply = read_line(&mut self.rd, MAX_REPLY);
+            tokio::pin!(reply);
+            tokio::select! {
+                line = &mut reply => line,
+                () = stop => {
+                    self.wr.shutdown().await?;
+                    reply.await
+                }
+            }
+        };
+        Self::parse(line)
+    }
+
+    fn parse(line: Result<Option<Vec<u8>>>) -> Result<Reply> {
         // Replies are the node's own and can be long (a status of thousands of channels).
-        let line = read_line(&mut self.rd, MAX_REPLY).await?.ok_or(Error::Closed)?;
+        let line = line?.ok_or(Error::Closed)?;
         match serde_json::from_slice(&line).map_err(|e| Error::Malformed(e.to_string()))? {
             Reply::Error { message } => Err(Error::Control(message)),
             r => Ok(r),

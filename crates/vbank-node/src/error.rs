@@ -70,6 +70,9 @@ pub enum Error {
     /// A request did not complete in time; what was sent stays stored.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The client that made the request stopped it (it hung up, or its user pressed Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
     /// Payments were cancelled because the channel is closing.
     #[error("payments on channel {0} were cancelled: it is closing")]
     Cancelled(Address),

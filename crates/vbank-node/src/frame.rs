@@ -42,6 +42,14 @@ pub enum Frame {
         /// The message.
         message: Message,
     },
+    /// Asks the other node for its [`Terms`] (answered with [`Frame::Terms`]), so that a party
+    /// opening a channel learns what the peer takes before it spends gas.
+    GetTerms {},
+    /// The answer to [`Frame::GetTerms`].
+    Terms {
+        /// What this node takes.
+        terms: Terms,
+    },
     /// The other side refused a frame; its channel state is unchanged.
     Refused {
         /// The channel, if the frame named one.
@@ -49,6 +57,29 @@ pub enum Frame {
         /// Why.
         reason: String,
     },
+}
+
+/// What a node takes of the channels peers open, as it states them in [`Frame::Terms`]. Fields
+/// a newer node adds must have defaults, so that an older reader still decodes the frame.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Terms {
+    /// Format version ([`Terms::VERSION`]).
+    pub version: u16,
+    /// Whether the node joins channels that peers open.
+    pub accepts_channels: bool,
+    /// The shortest lock period it accepts, in seconds.
+    pub min_lock: u64,
+    /// The longest lock period it accepts, in seconds.
+    pub max_lock: u64,
+    /// The largest deposit it pays by itself into a channel it joins (none: its party pays by
+    /// hand).
+    #[serde(default)]
+    pub auto_deposit: Option<vbank_core::Amount>,
+}
+
+impl Terms {
+    /// The version this code writes.
+    pub const VERSION: u16 = 1;
 }
 
 /// The payload of a frame; a frame over [`MAX_FRAME`] bytes is an error.
@@ -84,9 +115,25 @@ mod tests {
             Frame::Ping { pong_len: 3, padding: Bytes::from(vec![0; 4]) },
             Frame::Pong { padding: Bytes::new() },
             Frame::Refused { channel: None, reason: "no".into() },
+            Frame::GetTerms {},
+            Frame::Terms {
+                terms: Terms {
+                    version: 1,
+                    accepts_channels: true,
+                    min_lock: 1,
+                    max_lock: 2,
+                    auto_deposit: Some(u128::MAX),
+                },
+            },
         ] {
             assert_eq!(decode(&encode(&f).expect("encode")).expect("decode"), f);
         }
+        // A newer node's extra fields are ignored; missing optional ones take their defaults.
+        assert_eq!(
+            decode(br#"{"terms":{"terms":{"version":2,"accepts_channels":false,"min_lock":0,"max_lock":0,"x":1}}}"#)
+                .expect("a newer node's terms"),
+            Frame::Terms { terms: Terms { version: 2, ..Terms::default() } }
+        );
         assert_eq!(
             decode(b"{\"ping\":{\"pong_len\":0}}").expect("padding is optional"),
             Frame::Ping { pong_len: 0, padding: Bytes::new() }

@@ -12,7 +12,7 @@ mod uri;
 
 pub use control::{ChannelStatus, ControlClient, Reply, Request, control_path};
 pub use error::{Error, Result};
-pub use frame::{Frame, MAX_FRAME};
+pub use frame::{Frame, MAX_FRAME, Terms};
 pub use node::{Node, serve};
 pub use noise::{NoiseError, Session, address_of};
 pub use service::{Admission, CloseSignatures, FundingCheck, Limits, Notice, Paid, Service};

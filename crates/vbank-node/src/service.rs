@@ -23,6 +23,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
+    task::{Context, Waker},
     time::Duration,
 };
 
@@ -36,7 +37,7 @@ use tokio::{
 use vbank_core::{Amount, ChannelParams, Event, Funding, Phase, Settlement, Sig};
 
 use crate::{
-    Error, Frame, Node, NodeUri, Result, Store,
+    Error, Frame, Node, NodeUri, Result, Store, Terms,
     frame::{MAX_PONG, encode},
     noise::{Decryptor, Encryptor, Session, address_of},
     transport::{initiate, read_frame, respond, write_frame},
@@ -293,6 +294,11 @@ struct Inner<S: Store> {
     funding_check: std::sync::Mutex<Option<FundingCheck>>,
     /// Admission's refusals, by channel: a refused channel is not checked on chain again.
     refused: std::sync::Mutex<HashMap<Address, String>>,
+    /// What this node states in [`Frame::Terms`].
+    terms: std::sync::Mutex<Terms>,
+    /// The terms peers stated, by peer, and a wake-up for those waiting for them.
+    peer_terms: std::sync::Mutex<HashMap<Address, Terms>>,
+    terms_arrived: Notify,
 }
 
 /// Channels a peer may have admitted here and still opening, at most.
@@ -360,6 +366,9 @@ impl<S: Store + Send + 'static> Service<S> {
                 listening: std::sync::Mutex::new(None),
                 funding_check: std::sync::Mutex::new(None),
                 refused: std::sync::Mutex::new(HashMap::new()),
+                terms: std::sync::Mutex::new(Terms { version: Terms::VERSION, ..Terms::default() }),
+                peer_terms: std::sync::Mutex::new(HashMap::new()),
+                terms_arrived: Notify::new(),
             }),
         }
     }
@@ -381,6 +390,35 @@ impl<S: Store + Send + 'static> Service<S> {
             self.set_funding(id, funding).await?;
         }
         Ok(())
+    }
+
+    /// Sets what this node states to peers that ask ([`Frame::GetTerms`]): it should match its
+    /// admission policy.
+    pub fn set_terms(&self, terms: Terms) {
+        *locked(&self.inner.terms) = terms;
+    }
+
+    /// Asks the linked `peer`'s node for its terms and waits at most `timeout` for them (an
+    /// older node that does not know the question hangs up instead: a timeout or a dropped link).
+    pub async fn peer_terms(&self, peer: Address, timeout: Duration) -> Result<Terms> {
+        self.require_link(peer)?;
+        locked(&self.inner.peer_terms).remove(&peer);
+        let wait = async {
+            loop {
+                let arrived = self.inner.terms_arrived.notified();
+                if let Some(t) = locked(&self.inner.peer_terms).get(&peer).cloned() {
+                    return t;
+                }
+                arrived.await;
+            }
+        };
+        tokio::pin!(wait);
+        // Registered before the question is sent, so the answer cannot be missed.
+        let _ = futures_poll_once(wait.as_mut());
+        self.send(peer, [Frame::GetTerms {}]);
+        tokio::time::timeout(timeout, wait).await.map_err(|_| {
+            Error::Timeout(format!("the peer's node did not state its terms within {} s", timeout.as_secs()))
+        })
     }
 
     /// The node, for reading channels or acting on them directly.
@@ -793,6 +831,16 @@ impl<S: Store + Send + 'static> Service<S> {
             };
             let channel = match &frame {
                 Frame::Init {} | Frame::Pong { .. } => continue,
+                Frame::GetTerms {} => {
+                    let terms = locked(&self.inner.terms).clone();
+                    out.push(&Frame::Terms { terms }, cap);
+                    continue;
+                }
+                Frame::Terms { terms } => {
+                    locked(&self.inner.peer_terms).insert(peer, terms.clone());
+                    self.inner.terms_arrived.notify_waiters();
+                    continue;
+                }
                 Frame::Ping { pong_len, .. } => {
                     if *pong_len <= MAX_PONG {
                         out.push(&Frame::Pong { padding: Bytes::from(vec![0; usize::from(*pong_len)]) }, cap);
@@ -981,7 +1029,24 @@ impl<S: Store + Send + 'static> Service<S> {
     /// acknowledged. Nothing is queued if the peer is not linked or the balance does not cover
     /// them all.
     pub async fn pay(&self, id: Address, amount: Amount, count: u64, timeout: Duration) -> Result<Paid> {
+        self.pay_until(id, amount, count, timeout, std::future::pending()).await
+    }
+
+    /// As [`Service::pay`], ending early with [`Error::Interrupted`] when `stop` completes (the
+    /// client hung up, its user pressed Ctrl-C): like a timeout, the payments still queued are
+    /// cancelled and the error says how many were acknowledged, cancelled and in flight.
+    pub async fn pay_until(
+        &self,
+        id: Address,
+        amount: Amount,
+        count: u64,
+        timeout: Duration,
+        stop: impl Future<Output = ()>,
+    ) -> Result<Paid> {
         self.refresh_funding(id).await?;
+        let mut stop = std::pin::pin!(stop);
+        let mut stopped = false;
+        let asked = count;
         let mut rx = self.subscribe();
         let (first, last) = {
             let mut node = self.inner.node.lock().await;
@@ -1002,6 +1067,11 @@ impl<S: Store + Send + 'static> Service<S> {
             let mut ids = (0, 0);
             let mut out = Vec::new();
             for i in 0..count {
+                // Queuing many payments takes a while (each is stored): an interrupt stops it.
+                if i % 256 == 255 && stop.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready() {
+                    stopped = true;
+                    break;
+                }
                 let (pid, frame) = node.pay(id, amount)?;
                 if i == 0 {
                     ids.0 = pid;
@@ -1015,27 +1085,41 @@ impl<S: Store + Send + 'static> Service<S> {
         // Acknowledgements come in payment order: once one covers `last`, all of these are.
         let count = last - first + 1;
         let all = |nonce| Ok(Paid { count, amount: amount * Amount::from(count), nonce });
-        let outcome = self
-            .wait_for(&mut rx, timeout, "the payments are queued but not acknowledged", |node, n| match n {
-                Some(Notice::Event { channel, event: Event::PaymentsAcked { first: f, count: c, nonce, .. } })
-                    if *channel == id =>
-                {
-                    (f + c > last).then(|| all(*nonce))
-                }
-                Some(Notice::Event { channel, event: Event::PaymentsCancelled { ids } })
-                    if *channel == id && ids.iter().any(|p| (first..=last).contains(p)) =>
-                {
-                    Some(Err(Error::Cancelled(id)))
-                }
-                // Notices were missed: the channel's state says whether they are settled.
-                None => {
-                    let ch = node.channel(id)?;
-                    (ch.unsettled_from() > last)
-                        .then(|| if *ch.phase() == Phase::Open { all(ch.nonce()) } else { Err(Error::Cancelled(id)) })
-                }
-                other => refusal(node, other, id).map(Err),
-            })
-            .await;
+        let acked = async {
+            if stopped {
+                Err(Error::Interrupted)
+            } else {
+                self.wait_for(&mut rx, timeout, "the payments are queued but not acknowledged", |node, n| match n {
+                    Some(Notice::Event { channel, event: Event::PaymentsAcked { first: f, count: c, nonce, .. } })
+                        if *channel == id =>
+                    {
+                        (f + c > last).then(|| all(*nonce))
+                    }
+                    Some(Notice::Event { channel, event: Event::PaymentsCancelled { ids } })
+                        if *channel == id && ids.iter().any(|p| (first..=last).contains(p)) =>
+                    {
+                        Some(Err(Error::Cancelled(id)))
+                    }
+                    // Notices were missed: the channel's state says whether they are settled.
+                    None => {
+                        let ch = node.channel(id)?;
+                        (ch.unsettled_from() > last).then(|| {
+                            if *ch.phase() == Phase::Open { all(ch.nonce()) } else { Err(Error::Cancelled(id)) }
+                        })
+                    }
+                    other => refusal(node, other, id).map(Err),
+                })
+                .await
+            }
+        };
+        let outcome = if stopped {
+            acked.await
+        } else {
+            tokio::select! {
+                r = acked => r,
+                () = stop => Err(Error::Interrupted),
+            }
+        };
         let Err(error) = outcome else { return outcome };
         // DESIGN §2 rule 11: what failed stays failed. Payments still queued are cancelled now
         // (they never go out behind the payer's back); those already proposed may complete.
@@ -1045,13 +1129,15 @@ impl<S: Store + Send + 'static> Service<S> {
         let settled = ch.unsettled_from().saturating_sub(first).min(count);
         let in_flight = count - settled - cancelled.len() as u64;
         drop(node);
-        if cancelled.is_empty() && in_flight == 0 {
+        if cancelled.is_empty() && in_flight == 0 && asked == count {
             return Err(error);
         }
         if !cancelled.is_empty() {
             self.notify(Notice::Event { channel: id, event: Event::PaymentsCancelled { ids: cancelled.clone() } });
         }
-        Err(Error::Unsettled { reason: Box::new(error), settled, cancelled: cancelled.len() as u64, in_flight })
+        // Those never queued (an interrupt stopped the queuing) were never sent either.
+        let never_sent = cancelled.len() as u64 + (asked - count);
+        Err(Error::Unsettled { reason: Box::new(error), settled, cancelled: never_sent, in_flight })
     }
 
     /// Agrees a cooperative close of channel `id` with its linked peer at the current sheet
@@ -1129,6 +1215,11 @@ impl<S: Store + Send + 'static> Service<S> {
         }
         Ok(())
     }
+}
+
+/// Polls `f` once (registering its wake-ups) without waiting.
+fn futures_poll_once<F: Future>(f: Pin<&mut F>) -> std::task::Poll<F::Output> {
+    f.poll(&mut Context::from_waker(Waker::noop()))
 }
 
 /// The error a waiting request on channel `id` ends with, if notice `n` is fatal to it: the
