@@ -15,9 +15,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 use vbank_client::{Chain, LocalChain, OnChain, deploy, increase_time};
-use vbank_core::{Channel, ChannelParams, Event, Message, WaiverChain, exchange};
+use vbank_core::{Channel, ChannelParams, Event, Message, Phase, WaiverChain, exchange};
 use vbank_node::{
-    Frame, Node, RedbStore, Session, address_of, initiate, node_key, read_frame, respond, serve, write_frame,
+    Frame, Node, NodeUri, Notice, RedbStore, Service, Session, address_of, initiate, node_key, read_frame, respond,
+    serve, write_frame,
 };
 
 #[derive(Args, Debug)]
@@ -114,6 +115,10 @@ pub(crate) struct PeerArgs {
     /// Bob's redb store.
     #[arg(long)]
     store: std::path::PathBuf,
+    /// Serve with a `Service` (group commit, per-channel locks) and this many channels, instead
+    /// of one channel through `serve` (one disk sync per stored state).
+    #[arg(long)]
+    service: Option<u16>,
 }
 
 fn bench_params() -> ChannelParams {
@@ -125,8 +130,49 @@ fn bench_params() -> ChannelParams {
     }
 }
 
+/// Channel `i` of the service measurements (random-looking contract addresses, as real ones).
+fn service_params(i: u16) -> ChannelParams {
+    ChannelParams { contract: Address::from_slice(&keccak256(i.to_be_bytes())[12..]), ..bench_params() }
+}
+
+/// Bob with a `Service` and `channels` channels: prints the port, then the syncs made when every
+/// channel is open, then the syncs and group commits when Alice's link drops; exits.
+async fn service_peer(store: &std::path::Path, channels: u16) -> Result<()> {
+    let mut node = Node::open(key(2), RedbStore::open(store)?)?;
+    for i in 0..channels {
+        node.add_channel(service_params(i), B256::repeat_byte(2))?;
+    }
+    let service = Service::new(node, key(2), None);
+    let mut notices = service.subscribe();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("port {}", listener.local_addr()?.port());
+    service.listen(listener);
+    let mut opened = 0;
+    loop {
+        match notices.recv().await {
+            Ok(Notice::Event { event: Event::Opened, .. }) => {
+                opened += 1;
+                if opened == channels {
+                    println!("opened syncs {}", service.node().lock().await.store().syncs());
+                }
+            }
+            Ok(Notice::Disconnected { peer, .. }) if peer == key(1).address() => break,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(e) => bail!("notices: {e}"),
+        }
+    }
+    let syncs = service.node().lock().await.store().syncs();
+    let (batches, states) = service.group_commits();
+    println!("done syncs {syncs} batches {batches} states {states}");
+    service.shutdown().await;
+    Ok(())
+}
+
 /// Serves one connection from Alice (prints the port first), then exits.
 pub(crate) async fn peer(args: PeerArgs) -> Result<()> {
+    if let Some(n) = args.service {
+        return service_peer(&args.store, n).await;
+    }
     let mut node = Node::open(key(2), RedbStore::open(&args.store)?)?;
     node.add_channel(bench_params(), B256::repeat_byte(2))?;
     let node = tokio::sync::Mutex::new(node);
@@ -139,7 +185,9 @@ pub(crate) async fn peer(args: PeerArgs) -> Result<()> {
     if peer != key(1).address() {
         bail!("the bench's peer is {peer}, not Alice");
     }
+    let before = node.lock().await.store().syncs();
     serve(&mut s, &mut session, &node, peer, |_, _| {}).await?;
+    println!("done syncs {}", node.lock().await.store().syncs() - before);
     Ok(())
 }
 
@@ -148,23 +196,112 @@ struct TwoProcesses {
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Disk syncs per update: Alice's, Bob's.
+    syncs: [f64; 2],
 }
 
-/// Alice here, Bob in a child process; one payment per update, each waited for (no pipelining).
-async fn two_processes(seconds: f64) -> Result<TwoProcesses> {
+/// Starts `vbank bench-peer` with `args`; returns the child, its stdout lines, and its port.
+async fn start_peer(
+    args: &[&str],
+) -> Result<(tokio::process::Child, tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>, u16)> {
     use tokio::io::AsyncBufReadExt;
-    let dir = std::env::temp_dir().join(format!("vbank-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["bench-peer", "--store"])
-        .arg(dir.join("bob.redb"))
+        .arg("bench-peer")
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
     let stdout = child.stdout.take().context("child stdout")?;
-    let mut line = String::new();
-    tokio::io::BufReader::new(stdout).read_line(&mut line).await?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = lines.next_line().await?.unwrap_or_default();
     let port: u16 = line.trim().strip_prefix("port ").and_then(|p| p.parse().ok()).context("the peer's port")?;
+    Ok((child, lines, port))
+}
+
+/// The number after `key` in a line of the peer's (`… syncs 12 …`).
+fn field(line: &str, key: &str) -> Option<u64> {
+    let mut words = line.split_whitespace();
+    words.by_ref().find(|w| *w == key)?;
+    words.next()?.parse().ok()
+}
+
+/// Alice's `Service` and Bob's (in a child process) with `channels` channels; on each channel a
+/// task pays one payment at a time, each awaited (acknowledged: stored at both ends, the old
+/// sheets revoked), for `seconds`.
+async fn service_run(seconds: f64, channels: u16) -> Result<TwoProcesses> {
+    let dir = std::env::temp_dir().join(format!("vbank-bench-svc-{}-{channels}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let bob_store = dir.join("bob.redb");
+    let n = channels.to_string();
+    let (mut child, mut lines, port) =
+        start_peer(&["--store", bob_store.to_str().context("utf-8 path")?, "--service", &n]).await?;
+    let mut node = Node::open(key(1), RedbStore::open(&dir.join("alice.redb"))?)?;
+    for i in 0..channels {
+        node.add_channel(service_params(i), B256::repeat_byte(1))?;
+    }
+    let alice = Service::new(node, key(1), None);
+    alice.connect(&NodeUri::new(node_key(&key(2)), "127.0.0.1", port)).await?;
+    let ids: Vec<Address> = (0..channels).map(|i| service_params(i).contract).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let node = alice.node().lock().await;
+        if ids.iter().all(|id| node.channel(*id).is_some_and(|c| *c.phase() == Phase::Open)) {
+            break;
+        }
+        drop(node);
+        if Instant::now() > deadline {
+            bail!("the channels did not open");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let bob_opened = lines.next_line().await?.and_then(|l| field(&l, "syncs")).context("bob's opening syncs")?;
+    let alice_before = alice.node().lock().await.store().syncs();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for id in ids {
+        let alice = alice.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while start.elapsed().as_secs_f64() < seconds {
+                let t = Instant::now();
+                alice.pay(id, 1, 1, Duration::from_secs(30)).await?;
+                latencies.push(t.elapsed().as_secs_f64());
+            }
+            Ok::<_, vbank_node::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let elapsed = start.elapsed();
+    let alice_syncs = alice.node().lock().await.store().syncs() - alice_before;
+    alice.shutdown().await;
+    drop(alice);
+    let bob_done = lines.next_line().await?.unwrap_or_default();
+    let bob_syncs = field(&bob_done, "syncs").context("bob's syncs")? - bob_opened;
+    let _ = child.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let updates = latencies.len() as u64;
+    latencies.sort_by(f64::total_cmp);
+    let per = |s: u64| s as f64 / updates.max(1) as f64;
+    Ok(TwoProcesses {
+        updates,
+        rate: per_second(updates, elapsed),
+        p50_ms: percentile(&latencies, 0.5) * 1e3,
+        p99_ms: percentile(&latencies, 0.99) * 1e3,
+        syncs: [per(alice_syncs), per(bob_syncs)],
+    })
+}
+
+/// Alice here, Bob in a child process; one payment per update, each waited for (no pipelining).
+async fn two_processes(seconds: f64) -> Result<TwoProcesses> {
+    let dir = std::env::temp_dir().join(format!("vbank-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let bob_store = dir.join("bob.redb");
+    let (mut child, mut lines, port) = start_peer(&["--store", bob_store.to_str().context("utf-8 path")?]).await?;
     let mut alice = Node::open(key(1), RedbStore::open(&dir.join("alice.redb"))?)?;
     let id = bench_params().contract;
     let open = alice.add_channel(bench_params(), B256::repeat_byte(1))?.context("the opening proposal")?;
@@ -193,6 +330,7 @@ async fn two_processes(seconds: f64) -> Result<TwoProcesses> {
         }
     }
     drive(&mut s, &mut session, &mut alice, bob, |e| e.contains(&Event::Opened)).await?;
+    let alice_before = alice.store().syncs();
     let mut latencies = Vec::new();
     let start = Instant::now();
     while start.elapsed().as_secs_f64() < seconds {
@@ -204,16 +342,22 @@ async fn two_processes(seconds: f64) -> Result<TwoProcesses> {
         latencies.push(t.elapsed().as_secs_f64());
     }
     let elapsed = start.elapsed();
+    let alice_syncs = alice.store().syncs() - alice_before;
     drop(s);
+    // Bob's count includes the opening (one state: what he countersigned, then sheet 0).
+    let bob_done = lines.next_line().await?.unwrap_or_default();
+    let bob_syncs = field(&bob_done, "syncs").context("bob's syncs")?.saturating_sub(2);
     let _ = child.wait().await;
     let _ = std::fs::remove_dir_all(&dir);
     let updates = latencies.len() as u64;
     latencies.sort_by(f64::total_cmp);
+    let per = |s: u64| s as f64 / updates.max(1) as f64;
     Ok(TwoProcesses {
         updates,
         rate: per_second(updates, elapsed),
         p50_ms: percentile(&latencies, 0.5) * 1e3,
         p99_ms: percentile(&latencies, 0.99) * 1e3,
+        syncs: [per(alice_syncs), per(bob_syncs)],
     })
 }
 
@@ -285,6 +429,88 @@ fn transport_cost(t: f64) -> Result<TransportCost> {
         update_us: update * 1e6,
         frame_bytes,
     })
+}
+
+/// One crypto back end's costs, in seconds, and the bound they set.
+struct Crypto {
+    sign: f64,
+    verify: f64,
+    recover: f64,
+    derive: f64,
+    plain_verify: f64,
+    update: f64,
+    bound: f64,
+}
+
+impl Crypto {
+    fn new(sign: f64, verify: f64, recover: f64, derive: f64, plain_verify: f64) -> Self {
+        // Per update each party signs one sheet, checks one signature against the peer's known
+        // key, and derives two waiver addresses (its own next one, and the one the peer's revealed
+        // secret must match): the bound is what those allow when both parties share one core.
+        let update = 2.0 * (sign + verify + 2.0 * derive);
+        Self { sign, verify, recover, derive, plain_verify, update, bound: 1.0 / update }
+    }
+}
+
+/// k256 (alloy's signer, before) and libsecp256k1 (the core's back end now) on the same digests.
+fn crypto(t: f64) -> Result<[Crypto; 2]> {
+    use secp256k1::{
+        Message as Digest, Secp256k1, SecretKey,
+        ecdsa::{RecoverableSignature, RecoveryId},
+    };
+    let signer = key(7);
+    let hash = keccak256(b"vbank bench");
+    let sig: Signature = signer.sign_hash_sync(&hash)?;
+    let vk: VerifyingKey = *signer.credential().verifying_key();
+    let ksig = sig.to_k256()?;
+    let chain = WaiverChain::new(B256::repeat_byte(9));
+    let k256 = Crypto::new(
+        time_op(t, |_| {
+            std::hint::black_box(signer.sign_hash_sync(&hash).ok());
+        }),
+        time_op(t, |_| {
+            std::hint::black_box(vk.verify_prehash(hash.as_slice(), &ksig).is_ok());
+        }),
+        time_op(t, |_| {
+            std::hint::black_box(sig.recover_address_from_prehash(&hash).ok());
+        }),
+        time_op(t, |n| {
+            let secret = chain.secret(n % 1_000_000).ok().unwrap_or_default();
+            std::hint::black_box(vbank_core::waiver_key(&secret).map(|k| k.address()).ok());
+        }),
+        0.0,
+    );
+    let secp = Secp256k1::new();
+    let sk = SecretKey::from_byte_array(signer.credential().to_bytes().into())?;
+    let pk = secp256k1::PublicKey::from_secret_key(&secp, &sk);
+    let digest = Digest::from_digest(hash.0);
+    let rsig = secp.sign_ecdsa_recoverable(digest, &sk);
+    let (id, rs) = rsig.serialize_compact();
+    let plain = rsig.to_standard();
+    let libsecp = Crypto::new(
+        time_op(t, |_| {
+            std::hint::black_box(secp.sign_ecdsa_recoverable(digest, &sk));
+        }),
+        // what the core does: recover with the given v, compare with the known key
+        time_op(t, |_| {
+            let ok = RecoverableSignature::from_compact(&rs, id)
+                .and_then(|s| secp.recover_ecdsa(digest, &s))
+                .is_ok_and(|k| k == pk);
+            std::hint::black_box(ok);
+        }),
+        time_op(t, |_| {
+            let r = RecoveryId::try_from(i32::from(id)).and_then(|id| RecoverableSignature::from_compact(&rs, id));
+            let a = r.and_then(|s| secp.recover_ecdsa(digest, &s)).map(|k| keccak256(&k.serialize_uncompressed()[1..]));
+            std::hint::black_box(a.is_ok());
+        }),
+        time_op(t, |n| {
+            std::hint::black_box(chain.address(n % 1_000_000).ok());
+        }),
+        time_op(t, |_| {
+            std::hint::black_box(secp.verify_ecdsa(digest, &plain, &pk).is_ok());
+        }),
+    );
+    Ok([k256, libsecp])
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -375,44 +601,40 @@ pub(crate) async fn run(args: BenchArgs, json_mode: bool) -> Result<()> {
     }
     let t = (args.seconds / 3.0).max(0.2);
 
-    // 1. The crypto bound.
-    let signer = key(7);
-    let hash = keccak256(b"vbank bench");
-    let sig: Signature = signer.sign_hash_sync(&hash)?;
-    let vk: VerifyingKey = *signer.credential().verifying_key();
-    let ksig = sig.to_k256()?;
-    let chain = WaiverChain::new(B256::repeat_byte(9));
-    let sign = time_op(t, |_| {
-        std::hint::black_box(signer.sign_hash_sync(&hash).ok());
-    });
-    let recover = time_op(t, |_| {
-        std::hint::black_box(sig.recover_address_from_prehash(&hash).ok());
-    });
-    let verify = time_op(t, |_| {
-        std::hint::black_box(vk.verify_prehash(hash.as_slice(), &ksig).is_ok());
-    });
-    let derive = time_op(t, |n| {
-        std::hint::black_box(chain.address(n % 1_000_000).ok());
-    });
-    // Per update each party signs one sheet, verifies one signature against the peer's known key,
-    // and derives two waiver addresses (its own next one, and the one the peer's revealed secret
-    // must match): the bound is what those allow when both parties share one core.
-    let per_update = 2.0 * (sign + verify + 2.0 * derive);
-    let bound = 1.0 / per_update;
+    // 1. The crypto bound, with both back ends.
+    let c = crypto(t)?;
+    let [k, l] = &c;
+    let bound = l.bound;
     say(format!(
-        "1. crypto bound: sign {:.1} µs, verify (known key) {:.1} µs, recover {:.1} µs, waiver derivation {:.1} µs\n   \
-         an update costs each party 1 sign + 1 verify + 2 derivations = {:.1} µs in all: at most {bound:.0} updates/s \
-         per channel",
-        sign * 1e6,
-        verify * 1e6,
-        recover * 1e6,
-        derive * 1e6,
-        per_update * 1e6
+        "1. crypto (µs)          sign   verify(known key)  recover  waiver derivation  update (both parties)  bound\n   \
+         k256            {:>10.1} {:>12.1} {:>14.1} {:>12.1} {:>18.1} {:>13.0} updates/s\n   \
+         libsecp256k1    {:>10.1} {:>12.1} {:>14.1} {:>12.1} {:>18.1} {:>13.0} updates/s (in use)\n   \
+         (per update each party signs 1 sheet, checks 1 signature against the peer's known key, derives 2 waiver \
+         addresses; libsecp256k1's plain verify, which ignores v: {:.1} µs)",
+        k.sign * 1e6,
+        k.verify * 1e6,
+        k.recover * 1e6,
+        k.derive * 1e6,
+        k.update * 1e6,
+        k.bound,
+        l.sign * 1e6,
+        l.verify * 1e6,
+        l.recover * 1e6,
+        l.derive * 1e6,
+        l.update * 1e6,
+        l.bound,
+        c[1].plain_verify * 1e6,
     ));
-    out["crypto"] = json!({
-        "sign_us": sign * 1e6, "recover_us": recover * 1e6, "verify_us": verify * 1e6,
-        "derive_us": derive * 1e6, "update_us": per_update * 1e6, "bound_updates_per_s": bound,
-    });
+    let js = |c: &Crypto| {
+        json!({
+            "sign_us": c.sign * 1e6, "recover_us": c.recover * 1e6, "verify_us": c.verify * 1e6,
+            "derive_us": c.derive * 1e6, "update_us": c.update * 1e6, "bound_updates_per_s": c.bound,
+        })
+    };
+    out["crypto"] = js(l);
+    out["crypto"]["plain_verify_us"] = json!(l.plain_verify * 1e6);
+    out["crypto_k256"] = js(k);
+    let per_update = l.update;
 
     // 2. In-process channel throughput: one payment per update, directions alternating.
     let mut ip = InProcess::new()?;
@@ -445,22 +667,33 @@ pub(crate) async fn run(args: BenchArgs, json_mode: bool) -> Result<()> {
         "frame_bytes": tc.frame_bytes, "share_of_update": tc.update_us / (per_update * 1e6),
     });
 
-    // 3. Two processes over loopback TCP, each with a durable redb store (fsync per stored state),
-    // linked by the encrypted transport.
+    // 3. Two processes over loopback TCP, each with a durable redb store, linked by the encrypted
+    // transport: (a) `Node` driven directly (`serve`), one sync per stored state; (b) `Service`
+    // with group commit and per-channel locks, one channel; (c) the same with 64 channels.
     let tp = two_processes(args.seconds).await.context("the two-process measurement")?;
-    say(format!(
-        "3. two processes over loopback TCP, BOLT #8 encrypted, redb stores (fsync per stored state): {:.0} updates/s \
-         = {:.2} of the bound; latency p50 {:.2} ms, p99 {:.2} ms ({} updates)",
-        tp.rate,
-        tp.rate / bound,
-        tp.p50_ms,
-        tp.p99_ms,
-        tp.updates
-    ));
-    out["two_processes"] = json!({
-        "updates": tp.updates, "updates_per_s": tp.rate, "ratio_to_bound": tp.rate / bound,
-        "p50_ms": tp.p50_ms, "p99_ms": tp.p99_ms,
-    });
+    let one = service_run(args.seconds, 1).await.context("the one-channel service measurement")?;
+    let many = service_run(args.seconds, 64).await.context("the 64-channel service measurement")?;
+    for (name, key, r) in [
+        ("3a. Node + serve, one fsync per stored state, 1 channel", "two_processes", &tp),
+        ("3b. Service, group commit, 1 channel", "service_1_channel", &one),
+        ("3c. Service, group commit, 64 channels", "service_64_channels", &many),
+    ] {
+        say(format!(
+            "{name}: {:.0} updates/s = {:.2} of the bound; latency p50 {:.2} ms, p99 {:.2} ms; disk syncs per \
+             update: payer {:.2}, payee {:.2} ({} updates)",
+            r.rate,
+            r.rate / bound,
+            r.p50_ms,
+            r.p99_ms,
+            r.syncs[0],
+            r.syncs[1],
+            r.updates
+        ));
+        out[key] = json!({
+            "updates": r.updates, "updates_per_s": r.rate, "ratio_to_bound": r.rate / bound,
+            "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "syncs_per_update": r.syncs,
+        });
+    }
 
     // 4. Coalesced payments: `batch` payments per update; latency = ack time - pay time.
     let mut ip = InProcess::new()?;

@@ -891,7 +891,7 @@ impl Channel {
             expected: self.state.peer_unrevoked.keys().next().copied().unwrap_or(0),
             got: nonce,
         })?;
-        let derived = waiver_key(&secret)?.address();
+        let derived = crate::waiver::waiver_address(&secret)?;
         if derived != expected {
             return Err(Error::WrongSecret { nonce, expected });
         }

@@ -14,8 +14,8 @@ pub use channel::{
 };
 pub use error::{Error, Result, Severity};
 pub use message::Message;
-pub use sheet::{BalanceSheet, Close, Sig, Waiver, domain, recover, sign};
-pub use waiver::{MAX_UPDATES, RevocationStore, WaiverChain, waiver_key};
+pub use sheet::{BalanceSheet, Close, PeerKey, Sig, Waiver, domain, recover, sign};
+pub use waiver::{MAX_UPDATES, RevocationStore, WaiverChain, waiver_address, waiver_key};
 
 /// Balances, deposits and payment amounts, in wei. The contract keeps the total below 2^128.
 pub type Amount = u128;

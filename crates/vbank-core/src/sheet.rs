@@ -1,6 +1,9 @@
 //! EIP-712 types and signatures, identical to the VirtualBank contract's.
 
-use alloy_primitives::{Address, B256, Signature, U256};
+#[cfg(test)]
+use alloy_primitives::Signature;
+use alloy_primitives::{Address, B256, U256};
+#[cfg(test)]
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{Eip712Domain, SolStruct, eip712_domain, sol};
@@ -99,14 +102,41 @@ const HALF_ORDER: U256 = U256::from_be_bytes([
     0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
 ]);
 
+/// The libsecp256k1 context (signing and verification tables are static in the library, so
+/// creating it is cheap; it is made once anyway).
+pub(crate) fn secp() -> &'static secp256k1::Secp256k1<secp256k1::All> {
+    static CTX: std::sync::LazyLock<secp256k1::Secp256k1<secp256k1::All>> =
+        std::sync::LazyLock::new(secp256k1::Secp256k1::new);
+    &CTX
+}
+
+/// The Ethereum address of a public key: the last 20 bytes of keccak256 of its 64-byte encoding.
+pub(crate) fn address_of(key: &secp256k1::PublicKey) -> Address {
+    let bytes = key.serialize_uncompressed();
+    Address::from_slice(&alloy_primitives::keccak256(&bytes[1..])[12..])
+}
+
 /// Signs an EIP-712 struct for a channel's domain.
 pub fn sign<T: SolStruct>(signer: &PrivateKeySigner, value: &T, domain: &Eip712Domain) -> Result<Sig> {
     sign_hash(signer, &value.eip712_signing_hash(domain))
 }
 
+/// Signs a digest with libsecp256k1 (RFC 6979 nonces, so the same bytes as k256 or ethers make;
+/// `s` is always low): `r ‖ s ‖ v`, `v` = 27 + the recovery id.
 pub(crate) fn sign_hash(signer: &PrivateKeySigner, hash: &B256) -> Result<Sig> {
-    let sig: Signature = signer.sign_hash_sync(hash).map_err(|e| Error::Decode(e.to_string()))?;
-    Ok(Sig(sig.as_bytes()))
+    let key = secp256k1::SecretKey::from_byte_array(signer.credential().to_bytes().into())
+        .map_err(|e| Error::Decode(format!("signing key: {e}")))?;
+    let sig = secp().sign_ecdsa_recoverable(secp256k1::Message::from_digest(hash.0), &key);
+    let (id, rs) = sig.serialize_compact();
+    let mut out = [0u8; 65];
+    out[..64].copy_from_slice(&rs);
+    out[64] = 27 + i32::from(id) as u8;
+    // libsecp256k1 only makes low-s signatures with recovery id 0 or 1 (R.x < n): check anyway,
+    // a signature the contract would refuse must never be sent.
+    if !well_formed(&Sig(out)) {
+        return Err(Error::Decode("libsecp256k1 made a signature the contract refuses".into()));
+    }
+    Ok(Sig(out))
 }
 
 /// Recovers the signer of an EIP-712 struct under the same rules as the contract: 65 bytes,
@@ -121,16 +151,25 @@ fn well_formed(sig: &Sig) -> bool {
     matches!(sig.0[64], 27 | 28) && !s.is_zero() && s <= HALF_ORDER
 }
 
-pub(crate) fn recover_hash(sig: &Sig, hash: &B256) -> Option<Address> {
+/// `ecrecover` under the contract's rules, as a public key: `v` ∈ {27, 28} is recovery id 0 or
+/// 1, so R.x = r exactly and R.y's parity comes from `v`; r and s in `1..n` (libsecp256k1
+/// refuses r or s ≥ n when parsing and zero when recovering), s low.
+fn recover_key(sig: &Sig, hash: &B256) -> Option<secp256k1::PublicKey> {
     if !well_formed(sig) {
         return None;
     }
-    let parsed = Signature::from_raw(&sig.0).ok()?;
-    let addr = parsed.recover_address_from_prehash(hash).ok()?;
+    let id = secp256k1::ecdsa::RecoveryId::try_from(i32::from(sig.0[64] - 27)).ok()?;
+    let parsed = secp256k1::ecdsa::RecoverableSignature::from_compact(&sig.0[..64], id).ok()?;
+    secp().recover_ecdsa(secp256k1::Message::from_digest(hash.0), &parsed).ok()
+}
+
+pub(crate) fn recover_hash(sig: &Sig, hash: &B256) -> Option<Address> {
+    let addr = address_of(&recover_key(sig, hash)?);
     (addr != Address::ZERO).then_some(addr)
 }
 
-/// Checks that `sig` over `value` was made by `expected`.
+/// Checks that `sig` over `value` was made by `expected` (the tests' reference for [`PeerKey`]).
+#[cfg(test)]
 pub(crate) fn verify<T: SolStruct>(sig: &Sig, value: &T, domain: &Eip712Domain, expected: Address) -> Result<()> {
     match recover(sig, value, domain) {
         Some(a) if a == expected => Ok(()),
@@ -139,30 +178,33 @@ pub(crate) fn verify<T: SolStruct>(sig: &Sig, value: &T, domain: &Eip712Domain, 
 }
 
 /// The peer's public key, learnt from its first valid signature, so that later signatures are
-/// verified (one double scalar multiplication) instead of recovered (a square root more).
+/// checked against the key (no hashing to an address).
 #[derive(Debug, Default)]
-pub(crate) struct PeerKey(std::cell::Cell<Option<(Address, k256::AffinePoint)>>);
+pub struct PeerKey(std::cell::Cell<Option<(Address, secp256k1::PublicKey)>>);
 
 impl PeerKey {
-    /// Exactly [`verify`]'s verdict (including `v`: a signature whose `v` would make `ecrecover`
-    /// yield another address is refused), at the cost of a verification once the key is known.
-    pub(crate) fn verify<T: SolStruct>(
-        &self,
-        sig: &Sig,
-        value: &T,
-        domain: &Eip712Domain,
-        expected: Address,
-    ) -> Result<()> {
+    /// Exactly [`recover`]'s verdict compared with `expected` (including `v`: a signature whose
+    /// `v` would make `ecrecover` yield another address is refused): once the key is known, the
+    /// key `ecrecover` would yield is compared with it.
+    ///
+    /// libsecp256k1's plain verification would accept `v` of either parity and an R.x of r + n,
+    /// which `ecrecover` with `v` ∈ {27, 28} refuses, so recovery with the given `v` it is: it
+    /// costs about as much as a verification there (see docs/BENCHMARKS.md).
+    pub fn verify<T: SolStruct>(&self, sig: &Sig, value: &T, domain: &Eip712Domain, expected: Address) -> Result<()> {
         let hash = value.eip712_signing_hash(domain);
         let Some(q) = self.0.get().and_then(|(a, q)| (a == expected).then_some(q)) else {
-            verify(sig, value, domain, expected)?;
-            // remember the key that signed
-            let parsed = Signature::from_raw(&sig.0).map_err(|e| Error::Decode(e.to_string()))?;
-            let vk = parsed.recover_from_prehash(&hash).map_err(|e| Error::Decode(e.to_string()))?;
-            self.0.set(Some((expected, *vk.as_affine())));
-            return Ok(());
+            let key = recover_key(sig, &hash);
+            let recovered = key.map(|k| address_of(&k)).filter(|a| *a != Address::ZERO);
+            return match (key, recovered) {
+                (Some(k), Some(a)) if a == expected => {
+                    // remember the key that signed
+                    self.0.set(Some((expected, k)));
+                    Ok(())
+                }
+                _ => Err(Error::BadSignature { expected, recovered }),
+            };
         };
-        if verify_known(sig, &hash, &q) {
+        if recover_key(sig, &hash) == Some(q) {
             Ok(())
         } else {
             // Say who did sign, as `verify` does (only on this error path).
@@ -171,42 +213,23 @@ impl PeerKey {
     }
 }
 
-/// ECDSA verification against a known key that also checks `v`: true exactly when `ecrecover`
-/// with this `v`, `r`, `s` (under the contract's rules) yields the key's address.
-fn verify_known(sig: &Sig, hash: &B256, q: &k256::AffinePoint) -> bool {
-    use k256::{
-        ProjectivePoint, Scalar,
-        elliptic_curve::{PrimeField, ops::LinearCombination, point::AffineCoordinates},
-    };
+/// The reference: `ecrecover` under the contract's rules with k256 (alloy's own recovery), for
+/// the agreement tests and the benchmark's comparison.
+#[cfg(test)]
+pub(crate) fn recover_hash_k256(sig: &Sig, hash: &B256) -> Option<Address> {
     if !well_formed(sig) {
-        return false;
+        return None;
     }
-    let b = &sig.0;
-    let v = b[64];
-    let mut r_arr = [0u8; 32];
-    let mut s_arr = [0u8; 32];
-    r_arr.copy_from_slice(&b[..32]);
-    s_arr.copy_from_slice(&b[32..64]);
-    let r_bytes = k256::FieldBytes::from(r_arr);
-    let (Some(r), Some(s)) = (
-        Option::<Scalar>::from(Scalar::from_repr(r_bytes)),
-        Option::<Scalar>::from(Scalar::from_repr(k256::FieldBytes::from(s_arr))),
-    ) else {
-        return false;
-    };
-    if bool::from(r.is_zero()) {
-        return false;
-    }
-    let Some(s_inv) = Option::<Scalar>::from(s.invert()) else { return false };
-    let z = <Scalar as k256::elliptic_curve::ops::Reduce<k256::U256>>::reduce_bytes(&k256::FieldBytes::from(hash.0));
-    let point =
-        ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &(z * s_inv), &ProjectivePoint::from(*q), &(r * s_inv));
-    let point = point.to_affine();
-    if point == k256::AffinePoint::IDENTITY {
-        return false;
-    }
-    // ecrecover with v ∈ {27, 28} takes R.x = r exactly (no overflow) and R.y's parity from v.
-    point.x() == r_bytes && bool::from(point.y_is_odd()) == (v == 28)
+    let parsed = Signature::from_raw(&sig.0).ok()?;
+    let addr = parsed.recover_address_from_prehash(hash).ok()?;
+    (addr != Address::ZERO).then_some(addr)
+}
+
+/// The reference signer: alloy's k256 signing (RFC 6979), for the agreement tests.
+#[cfg(test)]
+pub(crate) fn sign_hash_k256(signer: &PrivateKeySigner, hash: &B256) -> Sig {
+    let sig: Signature = signer.sign_hash_sync(hash).expect("k256 signs");
+    Sig(sig.as_bytes())
 }
 
 #[cfg(test)]
@@ -255,17 +278,49 @@ mod tests {
             let sig = sign(&k, &sheet, &d).expect("sign");
             assert!(cache.verify(&sig, &sheet, &d, k.address()).is_ok(), "nonce {n}");
             // every single-byte corruption, v flips included, gets the same verdict both ways
+            let hash = sheet.eip712_signing_hash(&d);
+            assert_eq!(sig, sign_hash_k256(&k, &hash), "libsecp256k1 and k256 sign the same bytes (RFC 6979)");
             for i in [0usize, 17, 31, 32, 50, 63, 64] {
                 let mut bad = sig;
                 bad.0[i] ^= if i == 64 { 3 } else { 1 };
                 let slow = verify(&bad, &sheet, &d, k.address()).is_ok();
                 let fast = cache.verify(&bad, &sheet, &d, k.address()).is_ok();
+                let reference = recover_hash_k256(&bad, &hash) == Some(k.address());
                 assert_eq!(slow, fast, "nonce {n}, byte {i}");
+                assert_eq!(slow, reference, "nonce {n}, byte {i}: k256's ecrecover disagrees");
+                assert_eq!(recover_hash(&bad, &hash), recover_hash_k256(&bad, &hash), "nonce {n}, byte {i}");
             }
             let mut flipped = sig;
             flipped.0[64] = if sig.0[64] == 27 { 28 } else { 27 };
             assert!(cache.verify(&flipped, &sheet, &d, k.address()).is_err(), "a flipped v must be refused");
             assert!(cache.verify(&sig, &sheet, &d, key(12).address()).is_err(), "another signer expected");
+        }
+    }
+
+    /// Arbitrary 65-byte strings (r or s zero, at or above n, high s, every v) recover the same
+    /// address, or none, with libsecp256k1 as with k256's `ecrecover`.
+    #[test]
+    fn recovery_agrees_with_k256_on_arbitrary_bytes() {
+        let n = hex!("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141");
+        let mut x = alloy_primitives::keccak256(b"seed");
+        for i in 0..2000u32 {
+            x = alloy_primitives::keccak256(x);
+            let y = alloy_primitives::keccak256(x);
+            let mut b = [0u8; 65];
+            b[..32].copy_from_slice(&x[..]);
+            b[32..64].copy_from_slice(&y[..]);
+            b[32] &= 0x7f; // mostly low s, so recovery is reached
+            b[64] = [27, 28, 0, 1, 29][i as usize % 5];
+            match i % 7 {
+                1 => b[..32].copy_from_slice(&n),
+                2 => b[32..64].copy_from_slice(&HALF_ORDER.to_be_bytes::<32>()),
+                3 => b[..32].fill(0),
+                4 => b[32..64].fill(0),
+                5 => b[32] |= 0x80,
+                _ => {}
+            }
+            let hash = alloy_primitives::keccak256(b);
+            assert_eq!(recover_hash(&Sig(b), &hash), recover_hash_k256(&Sig(b), &hash), "case {i}");
         }
     }
 

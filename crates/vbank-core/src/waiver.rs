@@ -41,17 +41,29 @@ fn index_of(nonce: u64) -> Result<u64> {
     Ok(FIRST_INDEX - nonce)
 }
 
-/// The waiver private key for a revealed secret.
-pub fn waiver_key(secret: &B256) -> Result<PrivateKeySigner> {
-    let mut data = Vec::with_capacity(WAIVER_TAG.len() + 32);
-    data.extend_from_slice(WAIVER_TAG);
-    data.extend_from_slice(secret.as_slice());
-    let digest = keccak256(&data);
+/// The waiver private key's scalar for a revealed secret: `keccak256(tag ‖ secret)` mod n.
+fn waiver_scalar(secret: &B256) -> Result<k256::NonZeroScalar> {
+    let mut data = [0u8; WAIVER_TAG.len() + 32];
+    data[..WAIVER_TAG.len()].copy_from_slice(WAIVER_TAG);
+    data[WAIVER_TAG.len()..].copy_from_slice(secret.as_slice());
+    let digest = keccak256(data);
     let scalar = <Scalar as Reduce<KU256>>::reduce_bytes(&FieldBytes::from(digest.0));
     let key: CtOption<k256::NonZeroScalar> = k256::NonZeroScalar::new(scalar);
-    let key = Option::<k256::NonZeroScalar>::from(key).ok_or(Error::Decode("waiver key is zero".into()))?;
-    let signing = k256::ecdsa::SigningKey::from(key);
+    Option::<k256::NonZeroScalar>::from(key).ok_or(Error::Decode("waiver key is zero".into()))
+}
+
+/// The waiver private key for a revealed secret.
+pub fn waiver_key(secret: &B256) -> Result<PrivateKeySigner> {
+    let signing = k256::ecdsa::SigningKey::from(waiver_scalar(secret)?);
     Ok(PrivateKeySigner::from_signing_key(signing))
+}
+
+/// The waiver address for a secret: the address of [`waiver_key`], computed with libsecp256k1
+/// (one fixed-base multiplication, without building a k256 signer).
+pub fn waiver_address(secret: &B256) -> Result<Address> {
+    let bytes: [u8; 32] = waiver_scalar(secret)?.to_bytes().into();
+    let key = secp256k1::SecretKey::from_byte_array(bytes).map_err(|e| Error::Decode(format!("waiver key: {e}")))?;
+    Ok(crate::sheet::address_of(&secp256k1::PublicKey::from_secret_key(crate::sheet::secp(), &key)))
 }
 
 /// A party's own chain of waiver secrets for one channel.
@@ -79,7 +91,7 @@ impl WaiverChain {
 
     /// The waiver address of sheet `nonce`.
     pub fn address(&self, nonce: u64) -> Result<Address> {
-        Ok(waiver_key(&self.secret(nonce)?)?.address())
+        waiver_address(&self.secret(nonce)?)
     }
 }
 
@@ -259,6 +271,11 @@ mod tests {
         assert_eq!(a0, chain.address(0).expect("addr"));
         assert_ne!(a0, chain.address(1).expect("addr"));
         assert_eq!(waiver_key(&chain.secret(0).expect("s")).expect("key").address(), a0);
+        // libsecp256k1's derivation and k256's (the signer's) agree
+        for nonce in 0..256 {
+            let secret = chain.secret(nonce).expect("s");
+            assert_eq!(waiver_address(&secret).expect("addr"), waiver_key(&secret).expect("key").address());
+        }
         assert_eq!(chain.secret(MAX_UPDATES), Err(Error::Exhausted(MAX_UPDATES)));
     }
 

@@ -1,20 +1,41 @@
 //! One party's channels: handle, store durably, then reply.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use alloy_primitives::Address;
 use alloy_signer_local::PrivateKeySigner;
-use vbank_core::{Channel, ChannelParams, Event, Funding, Message, Settlement, Step};
+use vbank_core::{Channel, ChannelParams, ChannelState, Event, Funding, Message, Settlement, Step};
 
 use crate::{Error, Frame, Result, Store};
 
 /// The channels of one party, with their store.
 pub struct Node<S: Store> {
     signer: PrivateKeySigner,
-    store: S,
+    store: Arc<S>,
     channels: BTreeMap<Address, Channel>,
     /// Channels start [`Funding::Pending`] (payments wait for the chain to show both deposits).
     follows_chain: bool,
+    /// While [`Node::stage`] runs: each channel changed, with its state before (`None`: added).
+    staging: Option<BTreeMap<Address, Option<ChannelState>>>,
+}
+
+/// What [`Node::stage`] changed in memory and not yet stored: the channels' new states, to be
+/// stored (one [`crate::GroupCommit`] batch) before [`Node::finish`] hands out what the changes
+/// produced. Until then, nothing it produced may be sent and nothing may read those channels to
+/// decide anything: the caller holds their locks (see [`crate::Service`]).
+#[must_use = "the states must be stored and the result passed to Node::finish"]
+#[derive(Debug)]
+pub struct Staged<T> {
+    before: BTreeMap<Address, Option<ChannelState>>,
+    states: Vec<(Address, ChannelState)>,
+    out: T,
+}
+
+impl<T> Staged<T> {
+    /// The states to store, by channel.
+    pub fn take_states(&mut self) -> Vec<(Address, ChannelState)> {
+        std::mem::take(&mut self.states)
+    }
 }
 
 impl<S: Store> std::fmt::Debug for Node<S> {
@@ -32,7 +53,66 @@ impl<S: Store> Node<S> {
                 channels.insert(id, Channel::restore(state, signer.clone())?);
             }
         }
-        Ok(Self { signer, store, channels, follows_chain: false })
+        Ok(Self { signer, store: Arc::new(store), channels, follows_chain: false, staging: None })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// Runs `f` on this node with every save deferred: the channels it changes keep their new
+    /// state in memory and the states to store come back in the [`Staged`]. Store them (e.g.
+    /// with [`crate::GroupCommit::save`], without this node's lock held), then call
+    /// [`Node::finish`] with the outcome, which undoes the changes if the save failed. If `f`
+    /// fails, its changes are undone at once. Adding a channel is deferred likewise; removing
+    /// one and remembering a peer are not.
+    pub fn stage<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<Staged<T>> {
+        if self.staging.is_some() {
+            return Err(Error::Store("Node::stage called inside Node::stage".into()));
+        }
+        self.staging = Some(BTreeMap::new());
+        let out = f(self);
+        let before = self.staging.take().unwrap_or_default();
+        match out {
+            Ok(out) => {
+                let states =
+                    before.keys().filter_map(|id| self.channels.get(id).map(|c| (*id, c.state().clone()))).collect();
+                Ok(Staged { before, states, out })
+            }
+            Err(e) => {
+                self.undo(before);
+                Err(e)
+            }
+        }
+    }
+
+    /// Completes a [`Node::stage`] once its states were stored (`saved`): hands out what it
+    /// produced, or, if the save failed, puts every channel it changed back as it was (memory
+    /// never ahead of the disk) and returns the error.
+    pub fn finish<T>(&mut self, staged: Staged<T>, saved: Result<()>) -> Result<T> {
+        match saved {
+            Ok(()) => Ok(staged.out),
+            Err(e) => {
+                self.undo(staged.before);
+                Err(e)
+            }
+        }
+    }
+
+    fn undo(&mut self, before: BTreeMap<Address, Option<ChannelState>>) {
+        for (id, state) in before {
+            match state {
+                Some(state) => {
+                    if let Some(ch) = self.channels.get_mut(&id) {
+                        ch.reset(state);
+                    }
+                }
+                None => {
+                    self.channels.remove(&id);
+                }
+            }
+        }
     }
 
     /// A node whose channels' on-chain state is followed (by a watcher calling
@@ -73,10 +153,22 @@ impl<S: Store> Node<S> {
     /// Runs `step` on channel `id` and stores the result; on any error (the core's or the
     /// store's) the channel is put back exactly as it was, so memory never runs ahead of the
     /// disk (DESIGN §2 rule 4): what a failed save left unstored is never retransmitted.
+    ///
+    /// Inside [`Node::stage`] the save is deferred: the state before is kept for
+    /// [`Node::finish`] to restore.
     fn transact<T>(&mut self, id: Address, step: impl FnOnce(&mut Channel) -> Result<T>) -> Result<T> {
         let ch = self.channels.get_mut(&id).ok_or(Error::UnknownChannel(id))?;
         let before = ch.state().clone();
-        let outcome = step(ch).and_then(|out| self.store.save(id, ch.state()).map(|()| out));
+        let outcome = match step(ch) {
+            Ok(out) => match &mut self.staging {
+                Some(staging) => {
+                    staging.entry(id).or_insert(Some(before));
+                    return Ok(out);
+                }
+                None => self.store.save(id, ch.state()).map(|()| out),
+            },
+            Err(e) => Err(e),
+        };
         if outcome.is_err() {
             ch.reset(before);
         }
@@ -97,7 +189,12 @@ impl<S: Store> Node<S> {
         }
         let first = if me == 0 { Some(ch.open()?) } else { None };
         // Stored before it is kept: a failed save leaves no channel behind.
-        self.store.save(id, ch.state())?;
+        match &mut self.staging {
+            Some(staging) => {
+                staging.entry(id).or_insert(None);
+            }
+            None => self.store.save(id, ch.state())?,
+        }
         self.channels.insert(id, ch);
         Ok(first.map(|message| Frame::Channel { channel: id, message }))
     }

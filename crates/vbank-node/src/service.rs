@@ -2,10 +2,14 @@
 //! [`crate::transport`]), admission of channels that peers open, and requests that wait for the
 //! protocol to finish (open, pay, close).
 //!
-//! Every state change goes through [`Node`], which stores it before anything is sent. Frames to
-//! a peer are queued on its link while the node's lock is held, so each channel's messages leave
-//! in the order the core produced them. A request whose peer is not connected fails before it
-//! changes anything.
+//! Every state change goes through [`Node`], and is stored before anything it produced is sent.
+//! Locking: each channel has a lock (an async mutex, one of 4,096 picked by the channel's
+//! address), held by whatever changes the channel from the change until its frames are queued on
+//! the link, so each channel's messages leave in the order the core produced them and nothing
+//! decides from a state not yet stored. The node's own lock is held only to apply a step in
+//! memory and to finish it, never across a disk sync: the states are stored by the
+//! [`GroupCommit`] writer thread, many channels' states in one transaction and one sync. A
+//! request whose peer is not connected fails before it changes anything.
 //!
 //! One peer cannot exhaust the node ([`Limits`]): handshakes are capped in number, per IP
 //! address and in time; inbound connections are capped per IP address (per /64 for IPv6); a peer
@@ -37,7 +41,7 @@ use tokio::{
 use vbank_core::{Amount, ChannelParams, Event, Funding, Phase, Settlement, Sig};
 
 use crate::{
-    Error, Frame, Node, NodeUri, Result, Store, Terms,
+    Error, Frame, GroupCommit, Node, NodeUri, Result, Store, Terms,
     frame::{MAX_PONG, encode},
     noise::{Decryptor, Encryptor, Session, address_of},
     transport::{initiate, read_frame, respond, write_frame},
@@ -278,6 +282,10 @@ struct Link {
 
 struct Inner<S: Store> {
     node: Mutex<Node<S>>,
+    /// The channels' locks, by [`stripe`] of the channel's address.
+    stripes: Vec<Arc<Mutex<()>>>,
+    /// Stores the states of the steps applied under `stripes`, in batches.
+    writer: GroupCommit,
     signer: PrivateKeySigner,
     links: std::sync::Mutex<HashMap<Address, Link>>,
     next_link: AtomicU64,
@@ -299,6 +307,14 @@ struct Inner<S: Store> {
     /// The terms peers stated, by peer, and a wake-up for those waiting for them.
     peer_terms: std::sync::Mutex<HashMap<Address, Terms>>,
     terms_arrived: Notify,
+}
+
+/// Channel locks: channels whose addresses fall on the same stripe share one (with random
+/// contract addresses, 64 channels share about one pair of stripes in all).
+const STRIPES: usize = 4096;
+
+fn stripe(id: Address) -> usize {
+    id.0.iter().fold(0usize, |h, b| h.wrapping_mul(131).wrapping_add(usize::from(*b))) % STRIPES
 }
 
 /// Channels a peer may have admitted here and still opening, at most.
@@ -350,9 +366,12 @@ impl<S: Store + Send + 'static> Service<S> {
     /// As [`Service::new`], with the given limits.
     pub fn with_limits(node: Node<S>, signer: PrivateKeySigner, admission: Option<Admission>, limits: Limits) -> Self {
         let (notices, _) = broadcast::channel(4096);
+        let writer = GroupCommit::spawn(Arc::clone(node.store()));
         Self {
             inner: Arc::new(Inner {
                 node: Mutex::new(node),
+                stripes: (0..STRIPES).map(|_| Arc::new(Mutex::new(()))).collect(),
+                writer,
                 signer,
                 links: std::sync::Mutex::new(HashMap::new()),
                 next_link: AtomicU64::new(0),
@@ -377,6 +396,26 @@ impl<S: Store + Send + 'static> Service<S> {
     /// recorded as funded (see [`FundingCheck`]).
     pub fn set_funding_check(&self, check: FundingCheck) {
         *locked(&self.inner.funding_check) = Some(check);
+    }
+
+    /// Channel `id`'s lock: held from a change of the channel until its frames are queued.
+    async fn lock_channel(&self, id: Address) -> tokio::sync::OwnedMutexGuard<()> {
+        Arc::clone(&self.inner.stripes[stripe(id)]).lock_owned().await
+    }
+
+    /// Runs `f` on the node with its saves deferred ([`Node::stage`]), stores the states it
+    /// changed through the group commit without holding the node's lock, then hands out what
+    /// `f` produced, or undoes its changes if they could not be stored ([`Node::finish`]).
+    /// The caller holds the locks of the channels `f` changes, until it sent what `f` made.
+    async fn commit<T>(&self, f: impl FnOnce(&mut Node<S>) -> Result<T>) -> Result<T> {
+        let mut staged = self.inner.node.lock().await.stage(f)?;
+        let saved = self.inner.writer.save(staged.take_states()).await;
+        self.inner.node.lock().await.finish(staged, saved)
+    }
+
+    /// The group commit's counters: batches (disk syncs) and states stored through it.
+    pub fn group_commits(&self) -> (u64, u64) {
+        (self.inner.writer.batches(), self.inner.writer.states())
     }
 
     /// If channel `id` is recorded as not yet funded, asks the chain again (see
@@ -421,7 +460,11 @@ impl<S: Store + Send + 'static> Service<S> {
         })
     }
 
-    /// The node, for reading channels or acting on them directly.
+    /// The node, for reading channels or acting on them directly. A channel read here may be a
+    /// step ahead of its stored state while that step is being stored (its frames are not sent
+    /// before): decide nothing from it that the service's own requests would not. Changing a
+    /// channel here while the service runs bypasses the channel's lock: add channels before
+    /// serving, and change them with the service's requests.
     pub fn node(&self) -> &Mutex<Node<S>> {
         &self.inner.node
     }
@@ -712,13 +755,32 @@ impl<S: Store + Send + 'static> Service<S> {
         let (kill, kill_rx) = watch::channel(None);
         let out = Outbox { tx, queued: Arc::default(), room: Arc::default(), kill: Arc::new(kill) };
         let id = self.inner.next_link.fetch_add(1, Ordering::Relaxed);
-        let mut node = self.inner.node.lock().await;
-        let mut frames = node.on_connect(peer)?;
-        for ch in node.channel_ids() {
-            if node.channel(ch).is_some_and(|c| c.peer_address() == peer) {
-                frames.extend(node.propose(ch)?);
-            }
+        // The peer's channels are locked (in stripe order) until their catch-up is queued.
+        let mut stripes: Vec<usize> = {
+            let node = self.inner.node.lock().await;
+            let ids = node.channel_ids();
+            ids.into_iter()
+                .filter(|c| node.channel(*c).is_some_and(|ch| ch.peer_address() == peer))
+                .map(stripe)
+                .collect()
+        };
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut locks = Vec::with_capacity(stripes.len());
+        for i in stripes {
+            locks.push(Arc::clone(&self.inner.stripes[i]).lock_owned().await);
         }
+        let frames = self
+            .commit(|node| {
+                let mut frames = node.on_connect(peer)?;
+                for ch in node.channel_ids() {
+                    if node.channel(ch).is_some_and(|c| c.peer_address() == peer) {
+                        frames.extend(node.propose(ch)?);
+                    }
+                }
+                Ok(frames)
+            })
+            .await?;
         let cap = self.hard_cap();
         for f in frames {
             out.push(&f, cap);
@@ -726,6 +788,7 @@ impl<S: Store + Send + 'static> Service<S> {
         if let Some(old) = self.links().insert(peer, Link { id, out: out.clone() }) {
             old.out.end("replaced by a newer link from the same peer".into());
         }
+        drop(locks);
         Ok((id, rx, out, kill_rx))
     }
 
@@ -850,11 +913,17 @@ impl<S: Store + Send + 'static> Service<S> {
                 Frame::Refused { channel, reason } => {
                     // A refused proposal is abandoned: its payments failed for good (rule 11).
                     let mut cancelled = Vec::new();
-                    if let Some(id) = channel {
-                        let mut node = self.inner.node.lock().await;
-                        if node.channel(*id).is_some_and(|c| c.peer_address() == peer) {
-                            cancelled = node.withdraw_proposal(*id)?;
-                        }
+                    if let Some(id) = *channel {
+                        let _lock = self.lock_channel(id).await;
+                        cancelled = self
+                            .commit(|node| {
+                                if node.channel(id).is_some_and(|c| c.peer_address() == peer) {
+                                    node.withdraw_proposal(id)
+                                } else {
+                                    Ok(Vec::new())
+                                }
+                            })
+                            .await?;
                     }
                     self.notify(Notice::RefusedByPeer { peer, channel: *channel, reason: reason.clone() });
                     if let (Some(id), false) = (channel, cancelled.is_empty()) {
@@ -876,18 +945,30 @@ impl<S: Store + Send + 'static> Service<S> {
                 }
                 Frame::Channel { channel, .. } => *channel,
             };
-            let mut node = self.inner.node.lock().await;
-            let (replies, events) = node.respond(peer, &frame)?;
-            for f in &replies {
-                if let Frame::Refused { channel, reason } = f {
-                    self.notify(Notice::Refused { peer, channel: *channel, reason: reason.clone() });
+            // The channel's lock is taken here, in frame order, and the frame is handled in a task
+            // of its own: while its state waits for the disk, the next frames (other channels')
+            // are read and their states join the same batch.
+            let lock = self.lock_channel(channel).await;
+            let this = self.clone();
+            let out = out.clone();
+            self.spawn(async move {
+                match this.commit(|node| node.respond(peer, &frame)).await {
+                    Ok((replies, events)) => {
+                        for f in &replies {
+                            if let Frame::Refused { channel, reason } = f {
+                                this.notify(Notice::Refused { peer, channel: *channel, reason: reason.clone() });
+                            }
+                        }
+                        this.send(peer, replies);
+                        drop(lock);
+                        for event in events {
+                            this.notify(Notice::Event { channel, event });
+                        }
+                    }
+                    // Only a store failure: nothing was sent, the channel is as stored.
+                    Err(e) => out.end(format!("storing channel {channel} failed: {e}")),
                 }
-            }
-            self.send(peer, replies);
-            drop(node);
-            for event in events {
-                self.notify(Notice::Event { channel, event });
-            }
+            });
         }
     }
 
@@ -919,11 +1000,18 @@ impl<S: Store + Send + 'static> Service<S> {
             };
             match verdict {
                 Ok(p) => {
-                    let mut node = self.inner.node.lock().await;
-                    if node.channel(channel).is_none() {
-                        let seed: B256 = PrivateKeySigner::random().to_bytes();
-                        node.add_channel(p, seed)?;
-                        drop(node);
+                    let lock = self.lock_channel(channel).await;
+                    let added = self
+                        .commit(|node| {
+                            if node.channel(channel).is_some() {
+                                return Ok(false);
+                            }
+                            let seed: B256 = PrivateKeySigner::random().to_bytes();
+                            node.add_channel(p, seed).map(|_| true)
+                        })
+                        .await?;
+                    drop(lock);
+                    if added {
                         self.forget_unopened(channel);
                         self.notify(Notice::Admitted { channel, peer });
                     }
@@ -951,6 +1039,7 @@ impl<S: Store + Send + 'static> Service<S> {
         let this = self.clone();
         self.spawn(async move {
             tokio::time::sleep(OPENING_TTL).await;
+            let _lock = this.lock_channel(channel).await;
             let mut node = this.inner.node.lock().await;
             if node.channel(channel).is_some_and(|c| *c.phase() == Phase::Opening) && node.forget(channel).is_ok() {
                 drop(node);
@@ -965,9 +1054,12 @@ impl<S: Store + Send + 'static> Service<S> {
 
     /// Waits until `check` (run on the node now and after every notice) gives an answer, for
     /// at most `timeout`.
+    /// Notices about other channels are skipped; the check runs under channel `id`'s lock, so it
+    /// never sees a step of the channel that is not stored yet.
     async fn wait_for<T>(
         &self,
         rx: &mut broadcast::Receiver<Notice>,
+        id: Address,
         timeout: Duration,
         what: &str,
         mut check: impl FnMut(&Node<S>, Option<&Notice>) -> Option<Result<T>>,
@@ -975,8 +1067,19 @@ impl<S: Store + Send + 'static> Service<S> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut notice = None;
         loop {
-            if let Some(r) = check(&*self.inner.node.lock().await, notice.as_ref()) {
-                return r;
+            let other = match &notice {
+                Some(Notice::Event { channel, .. }) => *channel != id,
+                Some(Notice::RefusedByPeer { channel: Some(c), .. } | Notice::Refused { channel: Some(c), .. }) => {
+                    *c != id
+                }
+                Some(Notice::Admitted { channel, .. }) => *channel != id,
+                _ => false,
+            };
+            if !other {
+                let _lock = self.lock_channel(id).await;
+                if let Some(r) = check(&*self.inner.node.lock().await, notice.as_ref()) {
+                    return r;
+                }
             }
             notice = match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Err(_) => return Err(Error::Timeout(format!("{what} after {} s", timeout.as_secs()))),
@@ -1003,14 +1106,16 @@ impl<S: Store + Send + 'static> Service<S> {
         self.require_link(peer)?;
         let mut rx = self.subscribe();
         {
-            let mut node = self.inner.node.lock().await;
-            if node.channel(id).is_none() {
-                let first = node.add_channel(params, waiver_seed)?;
-                self.send(peer, first);
-            }
+            let _lock = self.lock_channel(id).await;
+            let first = self
+                .commit(
+                    |node| if node.channel(id).is_none() { node.add_channel(params, waiver_seed) } else { Ok(None) },
+                )
+                .await?;
+            self.send(peer, first);
         }
         let result = self
-            .wait_for(&mut rx, timeout, "the peer did not countersign sheet 0", |node, n| {
+            .wait_for(&mut rx, id, timeout, "the peer did not countersign sheet 0", |node, n| {
                 let ch = node.channel(id)?;
                 if *ch.phase() != Phase::Opening {
                     return Some(Ok(()));
@@ -1020,9 +1125,54 @@ impl<S: Store + Send + 'static> Service<S> {
             .await;
         if let Err(Error::RefusedByPeer(_)) = &result {
             // The peer will not open it: forget it, so that it is not offered again.
+            let _lock = self.lock_channel(id).await;
             self.inner.node.lock().await.forget(id)?;
         }
         result
+    }
+
+    /// Queues `count` payments of `amount` on channel `id` (in one [`Node::stage`]): the first and
+    /// last payment ids, the peer, and the proposal to send once stored.
+    #[allow(clippy::type_complexity)]
+    fn queue_payments(
+        &self,
+        node: &mut Node<S>,
+        id: Address,
+        amount: Amount,
+        count: u64,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<(((u64, u64), Address, Vec<Frame>), bool)> {
+        let ch = node.channel(id).ok_or(Error::UnknownChannel(id))?;
+        let peer = ch.peer_address();
+        self.require_link(peer)?;
+        let total = amount.checked_mul(Amount::from(count)).filter(|t| *t > 0);
+        let available = ch.spendable();
+        match total {
+            Some(t) if t <= available => {}
+            _ => {
+                return Err(Error::Protocol(vbank_core::Error::InsufficientBalance {
+                    available,
+                    requested: total.unwrap_or(Amount::MAX),
+                }));
+            }
+        }
+        let mut ids = (0, 0);
+        let mut out = Vec::new();
+        let mut stopped = false;
+        for i in 0..count {
+            // Queuing many payments takes a while: an interrupt stops it.
+            if i % 256 == 255 && stop() {
+                stopped = true;
+                break;
+            }
+            let (pid, frame) = node.pay(id, amount)?;
+            if i == 0 {
+                ids.0 = pid;
+            }
+            ids.1 = pid;
+            out.extend(frame);
+        }
+        Ok(((ids, peer, out), stopped))
     }
 
     /// Pays `count` payments of `amount` each over channel `id` and waits until all are
@@ -1045,40 +1195,15 @@ impl<S: Store + Send + 'static> Service<S> {
     ) -> Result<Paid> {
         self.refresh_funding(id).await?;
         let mut stop = std::pin::pin!(stop);
-        let mut stopped = false;
+        let stopped;
         let asked = count;
         let mut rx = self.subscribe();
         let (first, last) = {
-            let mut node = self.inner.node.lock().await;
-            let ch = node.channel(id).ok_or(Error::UnknownChannel(id))?;
-            let peer = ch.peer_address();
-            self.require_link(peer)?;
-            let total = amount.checked_mul(Amount::from(count)).filter(|t| *t > 0);
-            let available = ch.spendable();
-            match total {
-                Some(t) if t <= available => {}
-                _ => {
-                    return Err(Error::Protocol(vbank_core::Error::InsufficientBalance {
-                        available,
-                        requested: total.unwrap_or(Amount::MAX),
-                    }));
-                }
-            }
-            let mut ids = (0, 0);
-            let mut out = Vec::new();
-            for i in 0..count {
-                // Queuing many payments takes a while (each is stored): an interrupt stops it.
-                if i % 256 == 255 && stop.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready() {
-                    stopped = true;
-                    break;
-                }
-                let (pid, frame) = node.pay(id, amount)?;
-                if i == 0 {
-                    ids.0 = pid;
-                }
-                ids.1 = pid;
-                out.extend(frame);
-            }
+            let _lock = self.lock_channel(id).await;
+            let mut poll_stop = || stop.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready();
+            let ((ids, peer, out), was_stopped) =
+                self.commit(|node| self.queue_payments(node, id, amount, count, &mut poll_stop)).await?;
+            stopped = was_stopped;
             self.send(peer, out);
             ids
         };
@@ -1089,7 +1214,7 @@ impl<S: Store + Send + 'static> Service<S> {
             if stopped {
                 Err(Error::Interrupted)
             } else {
-                self.wait_for(&mut rx, timeout, "the payments are queued but not acknowledged", |node, n| match n {
+                self.wait_for(&mut rx, id, timeout, "the payments are queued but not acknowledged", |node, n| match n {
                     Some(Notice::Event { channel, event: Event::PaymentsAcked { first: f, count: c, nonce, .. } })
                         if *channel == id =>
                     {
@@ -1123,12 +1248,14 @@ impl<S: Store + Send + 'static> Service<S> {
         let Err(error) = outcome else { return outcome };
         // DESIGN §2 rule 11: what failed stays failed. Payments still queued are cancelled now
         // (they never go out behind the payer's back); those already proposed may complete.
-        let mut node = self.inner.node.lock().await;
-        let cancelled = node.cancel_queued(id, first, last, amount)?;
+        let lock = self.lock_channel(id).await;
+        let cancelled = self.commit(|node| node.cancel_queued(id, first, last, amount)).await?;
+        let node = self.inner.node.lock().await;
         let Some(ch) = node.channel(id) else { return Err(error) };
         let settled = ch.unsettled_from().saturating_sub(first).min(count);
         let in_flight = count - settled - cancelled.len() as u64;
         drop(node);
+        drop(lock);
         if cancelled.is_empty() && in_flight == 0 && asked == count {
             return Err(error);
         }
@@ -1147,7 +1274,7 @@ impl<S: Store + Send + 'static> Service<S> {
         let deadline = tokio::time::Instant::now() + timeout;
         let peer = self.inner.node.lock().await.channel(id).ok_or(Error::UnknownChannel(id))?.peer_address();
         self.require_link(peer)?;
-        self.wait_for(&mut rx, timeout, "the update in flight did not finish", |node, n| {
+        self.wait_for(&mut rx, id, timeout, "the update in flight did not finish", |node, n| {
             let ch = node.channel(id)?;
             if ch.is_idle() || *ch.phase() != Phase::Open {
                 return Some(Ok(()));
@@ -1156,15 +1283,21 @@ impl<S: Store + Send + 'static> Service<S> {
         })
         .await?;
         {
-            let mut node = self.inner.node.lock().await;
-            let ch = node.channel(id).ok_or(Error::UnknownChannel(id))?;
-            if ch.close_signatures().is_none() && *ch.phase() == Phase::Open {
-                let f = node.close(id)?;
-                self.send(peer, [f]);
-            }
+            let _lock = self.lock_channel(id).await;
+            let request = self
+                .commit(|node| {
+                    let ch = node.channel(id).ok_or(Error::UnknownChannel(id))?;
+                    if ch.close_signatures().is_none() && *ch.phase() == Phase::Open {
+                        node.close(id).map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                })
+                .await?;
+            self.send(peer, request);
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        self.wait_for(&mut rx, left, "the peer did not sign the close", |node, n| {
+        self.wait_for(&mut rx, id, left, "the peer did not sign the close", |node, n| {
             if let Some((nonce, balances, signatures)) = node.channel(id)?.close_signatures() {
                 return Some(Ok(CloseSignatures { nonce, balances, signatures }));
             }
@@ -1197,8 +1330,8 @@ impl<S: Store + Send + 'static> Service<S> {
             Some("not attempted".to_string())
         };
         let (settlement, events) = {
-            let mut node = self.inner.node.lock().await;
-            node.freeze(id, "closing", false)?
+            let _lock = self.lock_channel(id).await;
+            self.commit(|node| node.freeze(id, "closing", false)).await?
         };
         for event in events {
             self.notify(Notice::Event { channel: id, event });
@@ -1209,7 +1342,10 @@ impl<S: Store + Send + 'static> Service<S> {
     /// Records what the chain shows of channel `id` (a watcher calls this): payments wait for
     /// [`Funding::Running`], and a channel that ended on chain is frozen.
     pub async fn set_funding(&self, id: Address, funding: Funding) -> Result<()> {
-        let events = self.inner.node.lock().await.set_funding(id, funding)?;
+        let events = {
+            let _lock = self.lock_channel(id).await;
+            self.commit(|node| node.set_funding(id, funding)).await?
+        };
         for event in events {
             self.notify(Notice::Event { channel: id, event });
         }

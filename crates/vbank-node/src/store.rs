@@ -1,6 +1,13 @@
 //! Crash-safe channel storage.
 
-use std::{collections::BTreeMap, path::Path, sync::Mutex};
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use alloy_primitives::Address;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -13,6 +20,13 @@ use crate::{Error, Result};
 pub trait Store: Send + Sync {
     /// Stores a channel's state durably, replacing the previous one atomically.
     fn save(&self, channel: Address, state: &ChannelState) -> Result<()>;
+    /// Stores several channels' states durably, all or none (a state given twice: the last
+    /// wins). The default saves them one by one, which is durable but neither atomic nor
+    /// cheaper: a store that can should commit them together, with one disk sync
+    /// ([`GroupCommit`] batches the states of many channels into one call).
+    fn save_all(&self, states: &[(Address, &ChannelState)]) -> Result<()> {
+        states.iter().try_for_each(|(channel, state)| self.save(*channel, state))
+    }
     /// The stored state of a channel.
     fn load(&self, channel: Address) -> Result<Option<ChannelState>>;
     /// The channels stored.
@@ -38,6 +52,7 @@ fn store_err(e: impl std::fmt::Display) -> Error {
 #[derive(Debug)]
 pub struct RedbStore {
     db: Database,
+    syncs: AtomicU64,
 }
 
 /// Refuses a file that group or others may read or write: a store holds the channels' waiver
@@ -78,20 +93,39 @@ impl RedbStore {
         tx.open_table(CHANNELS).map_err(store_err)?;
         tx.open_table(PEERS).map_err(store_err)?;
         tx.commit().map_err(store_err)?;
-        Ok(Self { db })
+        Ok(Self { db, syncs: AtomicU64::new(0) })
+    }
+
+    /// Durable commits (one disk sync each) made since the store was opened.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// One write transaction committed with immediate durability: one disk sync.
+    fn durably(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<()>) -> Result<()> {
+        let mut tx = self.db.begin_write().map_err(store_err)?;
+        tx.set_durability(Durability::Immediate).map_err(store_err)?;
+        f(&tx)?;
+        tx.commit().map_err(store_err)?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 
 impl Store for RedbStore {
     fn save(&self, channel: Address, state: &ChannelState) -> Result<()> {
-        let bytes = state.to_bytes()?;
-        let mut tx = self.db.begin_write().map_err(store_err)?;
-        tx.set_durability(Durability::Immediate).map_err(store_err)?;
-        {
+        self.save_all(&[(channel, state)])
+    }
+
+    fn save_all(&self, states: &[(Address, &ChannelState)]) -> Result<()> {
+        let bytes = states.iter().map(|(c, s)| Ok((c, s.to_bytes()?))).collect::<Result<Vec<_>>>()?;
+        self.durably(|tx| {
             let mut t = tx.open_table(CHANNELS).map_err(store_err)?;
-            t.insert(&channel.0.0, bytes.as_slice()).map_err(store_err)?;
-        }
-        tx.commit().map_err(store_err)
+            for (channel, bytes) in &bytes {
+                t.insert(&channel.0.0, bytes.as_slice()).map_err(store_err)?;
+            }
+            Ok(())
+        })
     }
 
     fn load(&self, channel: Address) -> Result<Option<ChannelState>> {
@@ -115,13 +149,11 @@ impl Store for RedbStore {
     }
 
     fn save_peer(&self, peer: Address, addr: &str) -> Result<()> {
-        let mut tx = self.db.begin_write().map_err(store_err)?;
-        tx.set_durability(Durability::Immediate).map_err(store_err)?;
-        {
+        self.durably(|tx| {
             let mut t = tx.open_table(PEERS).map_err(store_err)?;
             t.insert(&peer.0.0, addr).map_err(store_err)?;
-        }
-        tx.commit().map_err(store_err)
+            Ok(())
+        })
     }
 
     fn peer_addresses(&self) -> Result<Vec<(Address, String)>> {
@@ -136,13 +168,11 @@ impl Store for RedbStore {
     }
 
     fn remove(&self, channel: Address) -> Result<()> {
-        let mut tx = self.db.begin_write().map_err(store_err)?;
-        tx.set_durability(Durability::Immediate).map_err(store_err)?;
-        {
+        self.durably(|tx| {
             let mut t = tx.open_table(CHANNELS).map_err(store_err)?;
             t.remove(&channel.0.0).map_err(store_err)?;
-        }
-        tx.commit().map_err(store_err)
+            Ok(())
+        })
     }
 }
 
@@ -181,5 +211,101 @@ impl Store for MemoryStore {
 
     fn peer_addresses(&self) -> Result<Vec<(Address, String)>> {
         Ok(self.peers.lock().map_err(store_err)?.iter().map(|(p, a)| (*p, a.clone())).collect())
+    }
+}
+
+/// States a writer commits together: at most this many per disk sync.
+const MAX_BATCH: usize = 4096;
+
+struct Job {
+    states: Vec<(Address, ChannelState)>,
+    done: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+/// Group commit: one writer thread stores the states that many channels hand it while it is busy
+/// with the previous batch, in one [`Store::save_all`] (one transaction, one disk sync), and
+/// tells each sender when its states are durable. The disk is never touched on the async
+/// runtime's threads, and channels no longer wait for each other's syncs one by one.
+///
+/// A batch is all or nothing: when it fails, every sender in it gets the error (and must undo
+/// its change in memory: see [`crate::Node::stage`]). Batches are committed in the order they
+/// were formed, so a channel's states reach the disk in the order they were handed over.
+pub struct GroupCommit {
+    tx: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    batches: Arc<AtomicU64>,
+    states: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit").field("batches", &self.batches()).field("states", &self.states()).finish()
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer thread for `store`; it stops when this is dropped (after the batch in
+    /// hand).
+    /// Panics if the thread cannot be started (as [`std::thread::spawn`]).
+    pub fn spawn<S: Store + 'static>(store: Arc<S>) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let batches = Arc::new(AtomicU64::new(0));
+        let states = Arc::new(AtomicU64::new(0));
+        let (b, n) = (Arc::clone(&batches), Arc::clone(&states));
+        let thread = std::thread::spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut jobs = vec![first];
+                let mut count = jobs[0].states.len();
+                while count < MAX_BATCH {
+                    let Ok(next) = rx.try_recv() else { break };
+                    count += next.states.len();
+                    jobs.push(next);
+                }
+                let all: Vec<(Address, &ChannelState)> =
+                    jobs.iter().flat_map(|j| j.states.iter().map(|(c, s)| (*c, s))).collect();
+                let outcome = store.save_all(&all);
+                b.fetch_add(1, Ordering::Relaxed);
+                n.fetch_add(all.len() as u64, Ordering::Relaxed);
+                for job in jobs {
+                    let _ = job.done.send(match &outcome {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(Error::Store(e.to_string())),
+                    });
+                }
+            }
+        });
+        Self { tx: Some(tx), thread: Some(thread), batches, states }
+    }
+
+    /// Stores `states` durably, with whatever other channels hand over meanwhile; returns once
+    /// they are on disk (or the batch failed).
+    pub async fn save(&self, states: Vec<(Address, ChannelState)>) -> Result<()> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let gone = || Error::Store("the store's writer thread stopped".into());
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx.as_ref().ok_or_else(gone)?.send(Job { states, done }).map_err(|_| gone())?;
+        wait.await.map_err(|_| gone())?
+    }
+
+    /// Batches committed so far (one [`Store::save_all`], one disk sync with [`RedbStore`]).
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// States committed so far.
+    pub fn states(&self) -> u64 {
+        self.states.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread; joining releases the store before this returns.
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

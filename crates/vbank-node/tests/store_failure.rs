@@ -133,3 +133,37 @@ fn a_wrong_revocation_freezes_the_channel_durably() {
     assert!(again.channel(id).expect("channel").frozen().is_some());
     assert!(matches!(again.pay(id, 1), Err(Error::Protocol(vbank_core::Error::Frozen(_)))));
 }
+
+/// The same through group commit: a step staged in memory whose batch fails to store is undone by
+/// `finish` (memory as stored, nothing to send), and succeeds once the disk recovers.
+#[tokio::test]
+async fn a_failed_group_commit_leaves_memory_as_stored() {
+    let (mut alice, store, mut bob, id) = opened();
+    let bob_addr = key(2).address();
+    let (_, propose) = bob.pay(id, 500).expect("bob pays");
+    let (countersign, _) = alice.respond(bob_addr, &propose.expect("proposal")).expect("countersign");
+    let (commit, _) = bob.respond(key(1).address(), &countersign[0]).expect("commit");
+    let stored_before = store.inner.load(id).expect("load").expect("stored");
+    let writer = vbank_node::GroupCommit::spawn(std::sync::Arc::clone(alice.store()));
+    store.fail.store(true, Ordering::SeqCst);
+    let mut staged = alice.stage(|node| node.respond(bob_addr, &commit[0])).expect("staged");
+    let states = staged.take_states();
+    assert_eq!(states.len(), 1, "one channel changed");
+    assert_eq!(alice.channel(id).expect("channel").nonce(), 1, "in memory, under the caller's lock");
+    let saved = writer.save(states).await;
+    assert!(matches!(saved, Err(Error::Store(_))), "{saved:?}");
+    let err = alice.finish(staged, saved).expect_err("the batch failed");
+    assert!(matches!(err, Error::Store(_)), "{err}");
+    assert_eq!(alice.channel(id).expect("channel").state(), &stored_before, "undone");
+    // A local request staged and refused by the core changes nothing either.
+    assert!(alice.stage(|node| node.pay(id, u128::MAX)).is_err());
+    assert_eq!(alice.channel(id).expect("channel").state(), &stored_before);
+    // The disk recovers: the retransmitted commit goes through the writer and completes.
+    store.fail.store(false, Ordering::SeqCst);
+    let mut staged = alice.stage(|node| node.respond(bob_addr, &commit[0])).expect("staged");
+    let saved = writer.save(staged.take_states()).await;
+    let (revoke, _) = alice.finish(staged, saved).expect("stored");
+    exchange(&mut alice, &mut bob, revoke.into_iter().map(|f| (0, f)).collect());
+    assert_eq!(alice.channel(id).expect("channel").balances(), [1_000_500, 999_500]);
+    assert_eq!(writer.batches(), 2);
+}
