@@ -431,6 +431,25 @@ fn transport_cost(t: f64) -> Result<TransportCost> {
     })
 }
 
+/// The mean cost of a 100-byte write + fdatasync in the temporary directory, in seconds.
+fn disk_sync(t: f64) -> Result<f64> {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("vbank-bench-sync-{}", std::process::id()));
+    let mut f = std::fs::File::create(&path)?;
+    let mut failed = None;
+    let cost = time_op(t, |_| {
+        if let Err(e) = f.write_all(&[0x5a; 100]).and_then(|()| f.sync_data()) {
+            failed = Some(e);
+        }
+    });
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(cost),
+    }
+}
+
 /// One crypto back end's costs, in seconds, and the bound they set.
 struct Crypto {
     sign: f64,
@@ -635,6 +654,11 @@ pub(crate) async fn run(args: BenchArgs, json_mode: bool) -> Result<()> {
     out["crypto"]["plain_verify_us"] = json!(l.plain_verify * 1e6);
     out["crypto_k256"] = js(k);
     let per_update = l.update;
+
+    // 1b. The disk: what one sync costs in this run (it varies with the machine's other I/O).
+    let fsync = disk_sync(t)?;
+    say(format!("1b. disk: a 100-byte write + fdatasync costs {:.0} µs in this run", fsync * 1e6));
+    out["disk_sync_us"] = json!(fsync * 1e6);
 
     // 2. In-process channel throughput: one payment per update, directions alternating.
     let mut ip = InProcess::new()?;
