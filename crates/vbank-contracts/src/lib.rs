@@ -63,6 +63,8 @@ pub use bindings::StandardToken;
 pub use bindings::VirtualBank;
 /// alloy bindings for the canonical `VirtualBankFactory`.
 pub use bindings::VirtualBankFactory;
+/// The structs of the v2 implementation's ABI (`Lock`, `Liquidation`), as its ABI names them.
+pub use bindings::VirtualBankV2;
 
 /// The standard CREATE2 deployer (present at genesis on anvil, and on most public chains).
 pub const CREATE2_DEPLOYER: Address = address!("0x4e59b44847b379578588920cA78FbF26c0B4956C");

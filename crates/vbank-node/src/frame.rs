@@ -3,7 +3,7 @@
 
 use alloy_primitives::{Address, Bytes};
 use serde::{Deserialize, Serialize};
-use vbank_core::Message;
+use vbank_core::{ChannelParams, Message};
 
 use crate::{Error, Result};
 
@@ -41,6 +41,10 @@ pub enum Frame {
         channel: Address,
         /// The message.
         message: Message,
+        /// The channel's parameters, sent by the opener with the opening proposal (nonce 0) and
+        /// its retransmissions: the peer checks them against the factory's `channelAddress`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        params: Option<ChannelParams>,
     },
     /// The other side refused a frame; its channel state is unchanged.
     Refused {
@@ -49,6 +53,20 @@ pub enum Frame {
         /// Why.
         reason: String,
     },
+}
+
+impl Frame {
+    /// A protocol message for channel `channel`, without parameters.
+    pub fn channel(channel: Address, message: Message) -> Self {
+        Self::Channel { channel, message, params: None }
+    }
+
+    /// A protocol message for the channel of `params`, carrying them if it is the opening
+    /// proposal (nonce 0).
+    pub fn for_channel(params: &ChannelParams, message: Message) -> Self {
+        let opening = matches!(message, Message::Propose { nonce: 0, .. });
+        Self::Channel { channel: params.contract, message, params: opening.then(|| params.clone()) }
+    }
 }
 
 /// The payload of a frame; a frame over [`MAX_FRAME`] bytes is an error.
@@ -76,10 +94,19 @@ mod tests {
     #[test]
     fn frames_round_trip_and_bad_ones_are_typed_errors() {
         for f in [
-            Frame::Channel {
-                channel: Address::repeat_byte(1),
-                message: Message::Revoke { nonce: 3, secret: B256::repeat_byte(2) },
-            },
+            Frame::channel(Address::repeat_byte(1), Message::Revoke { nonce: 3, secret: B256::repeat_byte(2) }),
+            Frame::for_channel(
+                &ChannelParams {
+                    chain_id: 31337,
+                    contract: Address::repeat_byte(1),
+                    parties: [Address::repeat_byte(2), Address::repeat_byte(3)],
+                    deposits: [5, 0],
+                    lock_period: 600,
+                    token: Address::repeat_byte(4),
+                    salt: B256::repeat_byte(5),
+                },
+                Message::Propose { nonce: 0, balances: [5, 0], waiver: Address::repeat_byte(6) },
+            ),
             Frame::Init {},
             Frame::Ping { pong_len: 3, padding: Bytes::from(vec![0; 4]) },
             Frame::Pong { padding: Bytes::new() },
