@@ -886,13 +886,8 @@ impl Channel {
         let my_signature = self.sign_sheet(nonce, balances, waiver)?;
         let revocation = if nonce == 0 { None } else { Some(self.state.chain.secret(nonce - 1)?) };
         // -- checks done; apply
-        self.state.latest = Some(LiquidationSheet {
-            nonce,
-            balances,
-            waiver: mine.waiver,
-            locks: Vec::new(),
-            peer_signature: *signature,
-        });
+        self.state.latest =
+            Some(LiquidationSheet { nonce, balances, waiver: mine.waiver, locks: Vec::new(), peer_signature: *signature });
         self.state.peer_unrevoked.insert(nonce, waiver);
         let reply = Message::Commit { nonce, signature: my_signature, revocation };
         if nonce == 0 {
@@ -958,13 +953,8 @@ impl Channel {
         if let Some(secret) = revocation {
             self.apply_revocation(nonce - 1, secret)?;
         }
-        self.state.latest = Some(LiquidationSheet {
-            nonce,
-            balances,
-            waiver: mine.waiver,
-            locks: Vec::new(),
-            peer_signature: *signature,
-        });
+        self.state.latest =
+            Some(LiquidationSheet { nonce, balances, waiver: mine.waiver, locks: Vec::new(), peer_signature: *signature });
         self.state.peer_unrevoked.insert(nonce, peer_waiver);
         self.state.flight = Flight::Idle;
         if nonce == 0 {
