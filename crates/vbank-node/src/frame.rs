@@ -43,8 +43,9 @@ pub enum Frame {
         message: Message,
         /// The channel's parameters, sent by the opener with the opening proposal (nonce 0) and
         /// its retransmissions: the peer checks them against the factory's `channelAddress`.
+        /// (Boxed: every other frame is small.)
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        params: Option<ChannelParams>,
+        params: Option<Box<ChannelParams>>,
     },
     /// The other side refused a frame; its channel state is unchanged.
     Refused {
@@ -65,7 +66,7 @@ impl Frame {
     /// proposal (nonce 0).
     pub fn for_channel(params: &ChannelParams, message: Message) -> Self {
         let opening = matches!(message, Message::Propose { nonce: 0, .. });
-        Self::Channel { channel: params.contract, message, params: opening.then(|| params.clone()) }
+        Self::Channel { channel: params.contract, message, params: opening.then(|| Box::new(params.clone())) }
     }
 }
 

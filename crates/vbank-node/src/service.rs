@@ -824,7 +824,7 @@ impl<S: Store + Send + 'static> Service<S> {
                 }
                 // Only an opening proposal can start a channel here; a refused one was answered.
                 Frame::Channel { channel, message: vbank_core::Message::Propose { nonce: 0, .. }, params } => {
-                    if !self.admit(peer, *channel, params.as_ref()).await? {
+                    if !self.admit(peer, *channel, params.as_deref()).await? {
                         continue;
                     }
                     *channel
