@@ -115,6 +115,22 @@ mod tests {
         ] {
             assert_eq!(decode(&encode(&f).expect("encode")).expect("decode"), f);
         }
+        // The parameters ride only on the opening proposal; other frames keep their old JSON.
+        let params = ChannelParams {
+            chain_id: 1,
+            contract: Address::repeat_byte(1),
+            parties: [Address::repeat_byte(2), Address::repeat_byte(3)],
+            deposits: [1, 1],
+            lock_period: 60,
+            token: Address::ZERO,
+            salt: B256::ZERO,
+        };
+        let later = Message::Propose { nonce: 1, balances: [1, 1], waiver: Address::repeat_byte(6) };
+        let f = Frame::for_channel(&params, later);
+        assert!(matches!(&f, Frame::Channel { params: None, .. }));
+        assert!(!String::from_utf8(encode(&f).expect("encode")).expect("utf8").contains("params"));
+        let opening = Message::Propose { nonce: 0, balances: [1, 1], waiver: Address::repeat_byte(6) };
+        assert!(matches!(Frame::for_channel(&params, opening), Frame::Channel { params: Some(p), .. } if *p == params));
         assert_eq!(
             decode(b"{\"ping\":{\"pong_len\":0}}").expect("padding is optional"),
             Frame::Ping { pong_len: 0, padding: Bytes::new() }
