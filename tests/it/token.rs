@@ -99,3 +99,47 @@ async fn locks_of_a_liquidated_sheet_settle_through_the_registry() {
     let info = net.carol_onchain().info().await.expect("info");
     assert_eq!((info.state, info.outstanding), (OnChainState::Closed, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_and_deposit_pays_the_openers_deposit_in_the_same_transaction() {
+    use vbank_client::{Factory, OnChain, deploy_factory};
+    use vbank_core::ChannelParams;
+    let local = spawn_chain();
+    let [alice, bob, carol] = [account(&local, 0).await, account(&local, 1).await, account(&local, 2).await];
+    deploy_factory(&carol).await.expect("factory");
+    let token = StandardToken::deploy(carol.provider().clone()).await.expect("token");
+    for who in [alice.address(), bob.address()] {
+        token.mint(who, U256::from(5 * ETH)).send().await.expect("mint").get_receipt().await.expect("minted");
+    }
+    for t in [Address::ZERO, *token.address()] {
+        let mut params = ChannelParams {
+            chain_id: local.chain_id(),
+            contract: Address::ZERO,
+            parties: [alice.address(), bob.address()],
+            deposits: [2 * ETH, ETH],
+            lock_period: 600,
+            token: t,
+            salt: B256::repeat_byte(9),
+        };
+        let (address, report) = Factory::new(alice.clone()).open_and_deposit(&params).await.expect("openAndDeposit");
+        assert!(report.gas_used < 200_000, "{}", report.gas_used);
+        params.contract = address;
+        let info = OnChain::new(carol.clone(), address).verify_params(&params).await.expect("genuine");
+        assert_eq!((info.state, info.deposited, info.outstanding), (OnChainState::Funding, [true, false], 2 * ETH));
+        OnChain::new(bob.clone(), address).deposit_agreed(&params).await.expect("bob deposits");
+        assert_eq!(OnChain::new(carol.clone(), address).state().await.expect("state"), OnChainState::Running);
+    }
+    assert_eq!(token.balanceOf(alice.address()).call().await.expect("balance"), U256::from(3 * ETH));
+    // Someone who is not a party cannot pay a deposit with the opening.
+    let params = ChannelParams {
+        chain_id: local.chain_id(),
+        contract: Address::ZERO,
+        parties: [alice.address(), bob.address()],
+        deposits: [ETH, ETH],
+        lock_period: 600,
+        token: Address::ZERO,
+        salt: B256::repeat_byte(10),
+    };
+    let e = Factory::new(carol.clone()).open_and_deposit(&params).await.expect_err("not a party");
+    assert!(e.to_string().contains("is not a party"), "{e}");
+}
