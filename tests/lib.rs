@@ -7,7 +7,7 @@ use alloy::{
     providers::Provider,
     signers::local::PrivateKeySigner,
 };
-use vbank_client::{Chain, LocalChain, OnChain, deploy};
+use vbank_client::{Chain, Factory, LocalChain, OnChain, deploy_factory};
 use vbank_core::{Channel, ChannelParams, Event, Message};
 
 /// One ETH in wei.
@@ -41,7 +41,9 @@ pub struct Net {
     pub carol: Chain,
     /// The channel contract.
     pub address: Address,
-    /// Gas of the deployment.
+    /// The channel's agreed parameters.
+    pub params: ChannelParams,
+    /// Gas of the opening (the factory's clone).
     pub deploy_gas: u64,
 }
 
@@ -56,17 +58,32 @@ fn seed(tag: u8) -> B256 {
     s
 }
 
-/// Deploys a channel between dev accounts 0 and 1 and completes the opening handshake (sheet 0
-/// countersigned both ways). With `fund`, both deposits are paid and the channel runs.
+/// Opens a channel between dev accounts 0 and 1 through the factory (deployed first if the
+/// chain has none) and completes the opening handshake (sheet 0 countersigned both ways). With
+/// `fund`, both deposits are paid and the channel runs.
 pub async fn open_channel(local: LocalChain, deposits: [u128; 2], lock: u64, fund: bool) -> Net {
+    open_channel_with(local, deposits, lock, Address::ZERO, fund).await
+}
+
+/// [`open_channel`] for a channel holding `token` (zero: ETH). The parties must hold the token.
+pub async fn open_channel_with(local: LocalChain, deposits: [u128; 2], lock: u64, token: Address, fund: bool) -> Net {
     let a = account(&local, 0).await;
     let b = account(&local, 1).await;
     let carol = account(&local, 2).await;
-    let (address, report) = deploy(&a, [a.address(), b.address()], deposits, lock).await.expect("deploy");
-    let params =
-        ChannelParams { chain_id: local.chain_id(), contract: address, parties: [a.address(), b.address()], deposits };
+    deploy_factory(&carol).await.expect("factory");
+    let mut params = ChannelParams {
+        chain_id: local.chain_id(),
+        contract: Address::ZERO,
+        parties: [a.address(), b.address()],
+        deposits,
+        lock_period: lock,
+        token,
+        salt: seed(0x5a),
+    };
+    let (address, report) = Factory::new(a.clone()).open(&params).await.expect("open");
+    params.contract = address;
     let mut ca = Channel::new(params.clone(), 0, a.signer().clone(), seed(0xa)).expect("channel a");
-    let mut cb = Channel::new(params, 1, b.signer().clone(), seed(0xb)).expect("channel b");
+    let mut cb = Channel::new(params.clone(), 1, b.signer().clone(), seed(0xb)).expect("channel b");
     let first = ca.open().expect("open");
     exchange(&mut ca, &mut cb, 0, first);
     let mut net = Net {
@@ -74,6 +91,7 @@ pub async fn open_channel(local: LocalChain, deposits: [u128; 2], lock: u64, fun
         bob: Party { onchain: OnChain::new(b.clone(), address), chain: b, channel: cb },
         carol,
         address,
+        params,
         deploy_gas: report.gas_used,
         local,
     };
@@ -81,7 +99,7 @@ pub async fn open_channel(local: LocalChain, deposits: [u128; 2], lock: u64, fun
         for p in [&mut net.alice, &mut net.bob] {
             let i = p.channel.me();
             if deposits[i] > 0 {
-                p.onchain.deposit().await.expect("deposit");
+                p.onchain.deposit_agreed(&net.params).await.expect("deposit");
             }
         }
     }

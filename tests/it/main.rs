@@ -8,4 +8,5 @@ mod punish;
 mod refuse;
 mod rpc;
 mod tamper;
+mod token;
 mod verify;

@@ -79,7 +79,7 @@ async fn rpc_drop_mid_operation_then_reconnect() {
     proxy.restart().await;
     alice_onchain.liquidate(&sheet).await.expect("completes after reconnect");
     let l = net.carol_onchain().info().await.expect("info").liquidation.expect("liquidated");
-    assert_eq!((l.nonce, l.balances), (sheet.nonce, sheet.balances));
+    assert_eq!((l.nonce, l.locked), (sheet.nonce, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

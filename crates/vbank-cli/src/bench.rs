@@ -14,7 +14,7 @@ use alloy::{
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
-use vbank_client::{Chain, LocalChain, OnChain, deploy, increase_time};
+use vbank_client::{Chain, Factory, LocalChain, OnChain, deploy_factory, increase_time};
 use vbank_core::{Channel, ChannelParams, Event, Message, Phase, WaiverChain, exchange};
 use vbank_node::{
     Frame, Node, NodeUri, Notice, RedbStore, Service, Session, address_of, initiate, node_key, read_frame, respond,
@@ -68,6 +68,9 @@ impl InProcess {
             contract: Address::repeat_byte(0xcc),
             parties: [key(1).address(), key(2).address()],
             deposits: [u128::MAX / 8, u128::MAX / 8],
+            lock_period: 3600,
+            token: Address::ZERO,
+            salt: B256::ZERO,
         };
         let a = Channel::new(params.clone(), 0, key(1), B256::repeat_byte(1))?;
         let b = Channel::new(params, 1, key(2), B256::repeat_byte(2))?;
@@ -127,6 +130,9 @@ fn bench_params() -> ChannelParams {
         contract: Address::repeat_byte(0xbe),
         parties: [key(1).address(), key(2).address()],
         deposits: [u128::MAX / 8, u128::MAX / 8],
+        lock_period: 3600,
+        token: Address::ZERO,
+        salt: B256::ZERO,
     }
 }
 
@@ -375,7 +381,7 @@ fn update_frames() -> Vec<Frame> {
         Message::Revoke { nonce: 123_455, secret },
     ]
     .into_iter()
-    .map(|message| Frame::Channel { channel, message })
+    .map(|message| Frame::channel(channel, message))
     .collect()
 }
 
@@ -547,21 +553,29 @@ async fn gas(json_out: &mut Value) -> Result<Vec<(String, u64)>> {
     let eth = 1_000_000_000_000_000_000u128;
     let mut rows = Vec::new();
     let mut life = |name: &str, gas: u64| rows.push((name.to_string(), gas));
+    let (_, factory) = deploy_factory(&a).await?;
+    if let Some(f) = factory {
+        life("factory (once per chain, not per channel)", f.gas_used);
+    }
     for scenario in 0..3 {
-        let (addr, d) = deploy(&a, [a.address(), b.address()], [eth, eth], 3600).await?;
-        let params = ChannelParams {
+        let mut params = ChannelParams {
             chain_id: local.chain_id(),
-            contract: addr,
+            contract: Address::ZERO,
             parties: [a.address(), b.address()],
             deposits: [eth, eth],
+            lock_period: 3600,
+            token: Address::ZERO,
+            salt: B256::with_last_byte(scenario),
         };
+        let (addr, d) = Factory::new(a.clone()).open(&params).await?;
+        params.contract = addr;
         let mut ca = Channel::new(params.clone(), 0, a.signer().clone(), PrivateKeySigner::random().to_bytes())?;
-        let mut cb = Channel::new(params, 1, b.signer().clone(), PrivateKeySigner::random().to_bytes())?;
+        let mut cb = Channel::new(params.clone(), 1, b.signer().clone(), PrivateKeySigner::random().to_bytes())?;
         let m = ca.open()?;
         exchange(&mut ca, &mut cb, 0, m)?;
         let (oa, ob) = (OnChain::new(a.clone(), addr), OnChain::new(b.clone(), addr));
-        let d0 = oa.deposit().await?;
-        let d1 = ob.deposit().await?;
+        let d0 = oa.deposit_agreed(&params).await?;
+        let d1 = ob.deposit_agreed(&params).await?;
         ca.pay(eth / 4)?;
         let m = ca.propose()?.context("proposal")?;
         exchange(&mut ca, &mut cb, 0, m)?;
@@ -573,7 +587,7 @@ async fn gas(json_out: &mut Value) -> Result<Vec<(String, u64)>> {
                 ca.handle(&acc)?;
                 let (n, bal, sigs) = ca.close_signatures().context("signatures")?;
                 let c = oa.cooperative_close(n, bal, &sigs).await?;
-                life("deploy", d.gas_used);
+                life("open (factory clone)", d.gas_used);
                 life("deposit (first)", d0.gas_used);
                 life("deposit (second, starts Running)", d1.gas_used);
                 life("cooperativeClose", c.gas_used);

@@ -2,11 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{I256, U256};
+use alloy::primitives::{Address, B256, I256, U256};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
-use vbank_client::{Chain, LocalChain, OnChain, deploy};
+use vbank_client::{Chain, Factory, LocalChain, OnChain, deploy_factory};
 use vbank_contracts::{Compiler, find_contracts_dir};
 use vbank_core::{ChannelParams, LiquidationSheet};
 use vbank_node::{Reply, Request};
@@ -66,14 +66,14 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     let compiled =
         std::env::current_dir().ok().and_then(|cwd| find_contracts_dir(&cwd)).map(|dir| Compiler::new(dir).compile());
     let note = match compiled {
-        Some(Ok(out)) if out.artifact == vbank_contracts::embedded()? => {
+        Some(Ok(out)) if out.artifacts == vbank_contracts::embedded()? => {
             format!(
-                "compiled contracts/src with solc {}: identical to the embedded artifact",
-                out.artifact.solc_version
+                "compiled the contracts with solc {}: identical to the embedded artifacts",
+                out.artifacts.first().map(|a| a.solc_version.as_str()).unwrap_or("?")
             )
         }
         Some(Ok(_)) => {
-            bail!("contracts/src differs from the embedded artifact: run `vbank compile --update-artifacts`")
+            bail!("the contracts differ from the embedded artifacts: run `vbank compile --update-artifacts`")
         }
         Some(Err(e)) => format!("could not compile here ({e}); using the embedded artifact"),
         None => "no contracts/ here; using the embedded artifact".into(),
@@ -90,11 +90,37 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     let start = [alice_chain.balance(alice).await?, alice_chain.balance(bob).await?];
     say(format!("chain: anvil at {} (chain {}), Alice {alice}, Bob {bob}", local.endpoint(), local.chain_id()));
 
-    // 3. Deploy the virtual bank.
-    let (address, report) = deploy(&alice_chain, [alice, bob], [deposit, deposit], args.lock).await?;
+    // 3. The factory (once per chain, at its deterministic address), then the channel's clone.
+    let (factory, deployed) = deploy_factory(&alice_chain).await.context("deploying the factory")?;
+    if let Some(r) = deployed {
+        rows.push(Row {
+            step: "factory",
+            explain: format!(
+                "once per chain: the VirtualBank factory is deployed through the CREATE2 deployer at {factory}, an address \
+                 fixed by its code (not part of a channel's cost)"
+            ),
+            alice: "-".into(),
+            bob: "-".into(),
+            gas: Some(r.gas_used),
+        });
+    }
+    let mut params = ChannelParams {
+        chain_id: local.chain_id(),
+        contract: Address::ZERO,
+        parties: [alice, bob],
+        deposits: [deposit; 2],
+        lock_period: args.lock,
+        token: Address::ZERO,
+        salt: B256::random(),
+    };
+    let (address, report) = Factory::new(alice_chain.clone()).open(&params).await.context("opening the channel")?;
+    params.contract = address;
     rows.push(Row {
-        step: "deploy",
-        explain: format!("Alice deploys the virtual bank {address}: it will hold both deposits"),
+        step: "open",
+        explain: format!(
+            "Alice opens the channel {address} through the factory: a clone at an address that commits to the parties, \
+             deposits, lock period, token and salt"
+        ),
         alice: "-".into(),
         bob: "-".into(),
         gas: Some(report.gas_used),
@@ -117,23 +143,22 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     say(nodes_line.clone());
     let mut alice_party = nodes.party(0).await?;
     alice_party.connect(nodes.bob_at(), bob).await.context("linking Alice's node to Bob's")?;
-    let params =
-        ChannelParams { chain_id: local.chain_id(), contract: address, parties: [alice, bob], deposits: [deposit; 2] };
-    alice_party.request(Request::Open { params, timeout_secs: T.as_secs() }).await.context("opening the channel")?;
+    let request = Request::Open { params: params.clone(), timeout_secs: T.as_secs() };
+    alice_party.request(request).await.context("opening the channel")?;
     rows.push(Row {
-        step: "open",
-        explain:
-            "Alice's node sends balance sheet 0; Bob's node checks the bank on chain (genuine code, parties, lock) \
-                  and countersigns: each now holds a sheet signed by the other"
-                .into(),
+        step: "sheet 0",
+        explain: "Alice's node sends balance sheet 0 with the channel's parameters; Bob's node checks them with one \
+                  channelAddress call to the factory (plus the code and the state) and countersigns: each now holds a \
+                  sheet signed by the other"
+            .into(),
         alice: format_eth(deposit),
         bob: format_eth(deposit),
         gas: None,
     });
     let on_a = OnChain::new(alice_chain.clone(), address);
     let on_b = OnChain::new(bob_chain.clone(), address);
-    let da = on_a.deposit().await.context("Alice's deposit")?;
-    let db = on_b.deposit().await.context("Bob's deposit")?;
+    let da = on_a.deposit_agreed(&params).await.context("Alice's deposit")?;
+    let db = on_b.deposit_agreed(&params).await.context("Bob's deposit")?;
     rows.push(Row {
         step: "fund",
         explain: "both deposit, safe because sheet 0 lets either liquidate: the bank runs".into(),

@@ -12,12 +12,13 @@ mod units;
 
 use std::path::PathBuf;
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
-use vbank_client::{Chain, LocalChain, OnChain, deploy};
+use vbank_client::{Chain, Factory, LocalChain, OnChain, TxReport, deploy_factory};
 use vbank_contracts::{Compiler, find_contracts_dir};
+use vbank_core::ChannelParams;
 
 #[derive(Parser, Debug)]
 #[command(name = "vbank", version, about = "Trustless two-party clearing channels (VirtualBank) on EVM chains")]
@@ -31,9 +32,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Compile contracts/src with foundry-compilers (cached) and compare with the embedded artifact.
+    /// Compile the contracts with foundry-compilers (cached) and compare with the embedded artifacts.
     Compile(CompileArgs),
-    /// Deploy a VirtualBank channel (to an embedded anvil unless --rpc-url is given).
+    /// Deploy the canonical VirtualBank factory at its deterministic address, unless it is there.
+    DeployFactory(DeployFactoryArgs),
+    /// Open a VirtualBank channel through the factory, without deposits (to an embedded anvil
+    /// unless --rpc-url is given; the factory is deployed first if missing).
     Deploy(DeployArgs),
     /// Show a channel's on-chain state.
     Info(InfoArgs),
@@ -62,13 +66,13 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct CompileArgs {
-    /// The foundry project holding src/VirtualBank.sol (default: found above the working directory).
+    /// The foundry project holding src/VirtualBankFactory.sol (default: found above the working directory).
     #[arg(long)]
     contracts: Option<PathBuf>,
     /// A solc binary (default: $SOLC, else anvil-scripts/solc, the front over the pinned solc-js).
     #[arg(long)]
     solc: Option<PathBuf>,
-    /// Write the fresh artifact over crates/vbank-contracts/artifacts/VirtualBank.json.
+    /// Write the fresh artifacts over crates/vbank-contracts/artifacts/*.json.
     #[arg(long)]
     update_artifacts: bool,
 }
@@ -84,6 +88,12 @@ pub(crate) struct ChainArgs {
     chain_id: Option<u64>,
     #[command(flatten)]
     key: keys::KeyArgs,
+}
+
+#[derive(Args, Debug)]
+struct DeployFactoryArgs {
+    #[command(flatten)]
+    chain: ChainArgs,
 }
 
 #[derive(Args, Debug)]
@@ -105,6 +115,12 @@ struct DeployArgs {
     /// Seconds a liquidating party's balance stays frozen.
     #[arg(long, default_value_t = 86_400)]
     lock: u64,
+    /// The ERC-20 token the channel holds (default: ETH); amounts are then in its base units.
+    #[arg(long)]
+    token: Option<Address>,
+    /// The salt (32 bytes, hex) that tells channels with the same parameters apart (default: random).
+    #[arg(long)]
+    salt: Option<B256>,
 }
 
 #[derive(Args, Debug)]
@@ -179,7 +195,7 @@ fn compile(args: CompileArgs, json_mode: bool) -> Result<()> {
         None => {
             let cwd = std::env::current_dir()?;
             find_contracts_dir(&cwd)
-                .context("no contracts/src/VirtualBank.sol above the working directory; pass --contracts")?
+                .context("no contracts/src/VirtualBankFactory.sol above the working directory; pass --contracts")?
         }
     };
     let mut compiler = Compiler::new(&dir);
@@ -188,41 +204,103 @@ fn compile(args: CompileArgs, json_mode: bool) -> Result<()> {
     }
     let outcome = compiler.compile().with_context(|| format!("compiling {}", dir.display()))?;
     let embedded = vbank_contracts::embedded()?;
-    let fresh = outcome.artifact == embedded;
-    let mut written = None;
-    if args.update_artifacts && !fresh {
-        let path = dir.parent().unwrap_or(&dir).join("crates/vbank-contracts/artifacts/VirtualBank.json");
-        std::fs::write(&path, outcome.artifact.to_json()?).with_context(|| format!("writing {}", path.display()))?;
-        written = Some(path);
+    let stale: Vec<&vbank_contracts::Artifact> =
+        outcome.artifacts.iter().zip(&embedded).filter(|(fresh, old)| fresh != old).map(|(fresh, _)| fresh).collect();
+    let mut written = Vec::new();
+    if args.update_artifacts {
+        for a in &stale {
+            let path = dir.parent().unwrap_or(&dir).join("crates/vbank-contracts/artifacts").join(a.file_name());
+            std::fs::write(&path, a.to_json()?).with_context(|| format!("writing {}", path.display()))?;
+            written.push(path.display().to_string());
+        }
     }
-    let a = &outcome.artifact;
+    let fresh = stale.is_empty();
+    let contracts: Vec<serde_json::Value> = outcome
+        .artifacts
+        .iter()
+        .map(|a| {
+            json!({ "contract": a.contract_name, "bytecode_bytes": a.bytecode.len(),
+                    "runtime_bytes": a.deployed_bytecode.len(),
+                    "embedded_is_fresh": !stale.iter().any(|s| s.contract_name == a.contract_name) })
+        })
+        .collect();
+    let solc = outcome.artifacts.first().map(|a| a.solc_version.clone()).unwrap_or_default();
     print(
         json_mode,
         json!({
-            "contract": a.contract_name, "solc": a.solc_version, "cached": outcome.cached,
-            "bytecode_bytes": a.bytecode.len(), "runtime_bytes": a.deployed_bytecode.len(),
-            "embedded_is_fresh": fresh, "updated": written.as_ref().map(|p| p.display().to_string()),
+            "solc": solc, "cached": outcome.cached, "contracts": contracts, "embedded_is_fresh": fresh,
+            "factory": vbank_contracts::factory_address(), "updated": written,
         }),
         || {
-            let mut s = format!(
-                "compiled {} with solc {}{}: {} bytes creation code, {} bytes runtime",
-                a.contract_name,
-                a.solc_version,
-                if outcome.cached { " (cached, nothing changed)" } else { "" },
-                a.bytecode.len(),
-                a.deployed_bytecode.len()
-            );
-            match (&written, fresh) {
-                (_, true) => s.push_str("\nthe embedded artifact is up to date"),
-                (Some(p), false) => s.push_str(&format!("\nupdated {} (rebuild to embed it)", p.display())),
-                (None, false) => s.push_str("\nthe embedded artifact is STALE: run `vbank compile --update-artifacts`"),
+            let mut s =
+                format!("compiled with solc {solc}{}", if outcome.cached { " (cached, nothing changed)" } else { "" });
+            for a in &outcome.artifacts {
+                s.push_str(&format!(
+                    "\n  {}: {} bytes creation code, {} bytes runtime",
+                    a.contract_name,
+                    a.bytecode.len(),
+                    a.deployed_bytecode.len()
+                ));
+            }
+            if fresh {
+                s.push_str(&format!(
+                    "\nthe embedded artifacts are up to date (factory at {})",
+                    vbank_contracts::factory_address()
+                ));
+            } else if !written.is_empty() {
+                s.push_str(&format!("\nupdated {} (rebuild to embed them)", written.join(", ")));
+            } else {
+                let names: Vec<&str> = stale.iter().map(|a| a.contract_name.as_str()).collect();
+                s.push_str(&format!(
+                    "\nthe embedded artifacts of {} are STALE: run `vbank compile --update-artifacts`",
+                    names.join(", ")
+                ));
             }
             s
         },
     );
-    if !fresh && written.is_none() {
-        bail!("the embedded artifact differs from the sources");
+    if !fresh && written.is_empty() {
+        bail!("the embedded artifacts differ from the sources");
     }
+    Ok(())
+}
+
+/// Deploys the canonical factory unless it is on the chain; says which.
+pub(crate) async fn ensure_factory(chain: &Chain, json_mode: bool) -> Result<Option<TxReport>> {
+    let (address, report) = progress::waiting("deploying the VirtualBank factory", deploy_factory(chain))
+        .await
+        .context("deploying the VirtualBank factory")?;
+    if let (Some(r), false) = (&report, json_mode) {
+        println!("deployed the VirtualBank factory at {address} (gas {})", r.gas_used);
+    }
+    Ok(report)
+}
+
+async fn deploy_factory_cmd(args: DeployFactoryArgs, json_mode: bool) -> Result<()> {
+    let connected = args.chain.connect().await?;
+    let chain = &connected.chain;
+    let (address, report) = progress::waiting("deploying the VirtualBank factory", deploy_factory(chain))
+        .await
+        .context("deploying the VirtualBank factory")?;
+    print(
+        json_mode,
+        json!({
+            "factory": address, "registry": vbank_contracts::registry_address(),
+            "implementation": vbank_contracts::implementation_address(), "deployed": report.is_some(),
+            "tx": report.as_ref().map(|r| r.hash), "gas_used": report.as_ref().map(|r| r.gas_used),
+            "chain_id": chain.chain_id(), "embedded_chain": connected.local.is_some(),
+        }),
+        || match &report {
+            Some(r) => format!(
+                "deployed the VirtualBank factory at {address}\n  chain {}, tx {}, gas {}\n  registry {}",
+                chain.chain_id(),
+                r.hash,
+                r.gas_used,
+                vbank_contracts::registry_address()
+            ),
+            None => format!("the VirtualBank factory is already at {address} on chain {}", chain.chain_id()),
+        },
+    );
     Ok(())
 }
 
@@ -236,28 +314,40 @@ async fn deploy_cmd(args: DeployArgs, json_mode: bool) -> Result<()> {
         (None, None) => bail!("--party1 is required with --rpc-url"),
     };
     let amounts = [units::parse_amount(&args.amount0)?, units::parse_amount(&args.amount1)?];
-    let (address, report) =
-        progress::waiting("deploying the virtual bank", deploy(chain, [party0, party1], amounts, args.lock))
-            .await
-            .context("deploying VirtualBank")?;
+    let token = args.token.unwrap_or(Address::ZERO);
+    let salt = args.salt.unwrap_or_else(B256::random);
+    ensure_factory(chain, json_mode).await?;
+    let params = ChannelParams {
+        chain_id: chain.chain_id(),
+        contract: Address::ZERO,
+        parties: [party0, party1],
+        deposits: amounts,
+        lock_period: args.lock,
+        token,
+        salt,
+    };
+    let (address, report) = progress::waiting("opening the channel", Factory::new(chain.clone()).open(&params))
+        .await
+        .context("opening the channel through the factory")?;
     print(
         json_mode,
         json!({
             "address": address, "tx": report.hash, "gas_used": report.gas_used, "block": report.block,
             "chain_id": chain.chain_id(), "parties": [party0, party1],
             "amounts": [amounts[0].to_string(), amounts[1].to_string()], "lock_period": args.lock,
-            "embedded_chain": connected.local.is_some(),
+            "token": token, "salt": salt, "embedded_chain": connected.local.is_some(),
         }),
         || {
             format!(
-                "deployed VirtualBank at {address}\n  chain {}{}, tx {}, gas {}\n  party 0 {party0} deposits {}\n  party 1 {party1} deposits {}\n  lock period {} s",
+                "opened VirtualBank channel {address}\n  chain {}{}, tx {}, gas {}\n  party 0 {party0} deposits {}\n  party 1 {party1} deposits {}\n  lock period {} s, token {}, salt {salt}",
                 chain.chain_id(),
                 if connected.local.is_some() { " (embedded anvil, gone when this command ends)" } else { "" },
                 report.hash,
                 report.gas_used,
                 units::format_eth(amounts[0]),
                 units::format_eth(amounts[1]),
-                args.lock
+                args.lock,
+                if token == Address::ZERO { "none (ETH)".to_string() } else { token.to_string() },
             )
         },
     );
@@ -276,10 +366,10 @@ async fn info_cmd(args: InfoArgs, json_mode: bool) -> Result<()> {
         json!({
             "address": info.address, "state": info.state.to_string(), "parties": info.parties,
             "amounts": [info.amounts[0].to_string(), info.amounts[1].to_string()], "deposited": info.deposited,
-            "lock_period": info.lock_period, "outstanding": info.outstanding.to_string(),
+            "lock_period": info.lock_period, "token": info.token, "outstanding": info.outstanding.to_string(),
             "liquidation": info.liquidation.as_ref().map(|l| json!({
                 "master": l.master, "nonce": l.nonce, "waiver": l.waiver, "unlock_time": l.unlock_time,
-                "balances": [l.balances[0].to_string(), l.balances[1].to_string()],
+                "locked": l.locked.to_string(), "locks_root": l.locks_root,
             })),
         }),
         || {
@@ -296,6 +386,9 @@ async fn info_cmd(args: InfoArgs, json_mode: bool) -> Result<()> {
                 info.lock_period,
                 units::format_eth(info.outstanding),
             );
+            if info.token != Address::ZERO {
+                s.push_str(&format!("\n  token {} (amounts in its base units)", info.token));
+            }
             if let Some(l) = &info.liquidation {
                 s.push_str(&format!(
                     "\n  liquidated by {} with sheet {} (waiver {}), unlocks at {}",
@@ -314,6 +407,7 @@ async fn main() {
     let json_mode = cli.json;
     let result = match cli.command {
         Command::Compile(a) => compile(a, json_mode),
+        Command::DeployFactory(a) => deploy_factory_cmd(a, json_mode).await,
         Command::Deploy(a) => deploy_cmd(a, json_mode).await,
         Command::Info(a) => info_cmd(a, json_mode).await,
         Command::Demo(a) => demo::run(a, json_mode).await,

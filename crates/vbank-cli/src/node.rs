@@ -37,6 +37,8 @@ pub(crate) struct NodeArgs {
     /// The agreed deposits of party 0 and party 1, e.g. "1,2" (ETH) or "1000wei,5wei".
     #[arg(long, allow_hyphen_values = true)]
     deposits: Option<String>,
+    #[command(flatten)]
+    terms: crate::open::TermsArgs,
     /// This node's party index in the channel (0 or 1).
     #[arg(long, default_value_t = 1)]
     index: u8,
@@ -98,43 +100,52 @@ pub(crate) fn say(line: String) {
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
-/// Admission of channels opened by peers, checked against the chain `chain` reads.
+/// Admission of channels opened by peers, checked against the chain `chain` reads: the
+/// parameters the opening carries are checked locally first (this chain, the peer as party 0 and
+/// this node as party 1, the lock period within bounds), then on chain with ONE call to the
+/// canonical factory's `channelAddress`, which must give the channel's address, a code-exists
+/// check and the channel's state (still Funding).
 pub(crate) fn admission(chain: Chain, min_lock: u64, max_lock: u64) -> Admission {
-    Arc::new(move |channel: Address, peer: Address| {
+    Arc::new(move |channel: Address, peer: Address, params: Option<ChannelParams>| {
         let chain = chain.clone();
         Box::pin(async move {
-            // The cheap reads first; the code is verified (two simulated deployments) last.
-            let onchain = OnChain::new(chain.clone(), channel);
-            let info = onchain.info().await.map_err(|e| e.to_string())?;
+            let Some(params) = params else {
+                return Err("the opening carries no channel parameters (a vbank before contract v2?)".to_string());
+            };
             let me = chain.address();
-            if info.parties != [peer, me] {
+            if params.contract != channel {
+                return Err(format!("its parameters are for another channel, {}", params.contract));
+            }
+            if params.chain_id != chain.chain_id() {
                 return Err(format!(
-                    "its parties are {} and {}, not {peer} and {me}",
-                    info.parties[0], info.parties[1]
+                    "it is on chain {}, this node follows chain {}",
+                    params.chain_id,
+                    chain.chain_id()
                 ));
             }
+            if params.parties != [peer, me] {
+                return Err(format!(
+                    "its parties are {} and {}, not {peer} and {me}",
+                    params.parties[0], params.parties[1]
+                ));
+            }
+            if params.lock_period < min_lock {
+                return Err(format!(
+                    "its lock period of {} s is shorter than this node's minimum of {min_lock} s",
+                    params.lock_period
+                ));
+            }
+            if params.lock_period > max_lock {
+                return Err(format!(
+                    "its lock period of {} s is longer than this node's maximum of {max_lock} s",
+                    params.lock_period
+                ));
+            }
+            let info = OnChain::new(chain.clone(), channel).verify_params(&params).await.map_err(|e| e.to_string())?;
             if info.state != OnChainState::Funding {
                 return Err(format!("it is {}, not Funding", info.state));
             }
-            if info.lock_period < min_lock {
-                return Err(format!(
-                    "its lock period of {} s is shorter than this node's minimum of {min_lock} s",
-                    info.lock_period
-                ));
-            }
-            if info.lock_period > max_lock {
-                return Err(format!(
-                    "its lock period of {} s is longer than this node's maximum of {max_lock} s",
-                    info.lock_period
-                ));
-            }
-            let info = onchain.verify().await.map_err(|e| e.to_string())?;
-            Ok(ChannelParams {
-                chain_id: chain.chain_id(),
-                contract: channel,
-                parties: info.parties,
-                deposits: info.amounts,
-            })
+            Ok(params)
         })
     })
 }
@@ -175,7 +186,7 @@ pub(crate) fn funding_of(state: OnChainState) -> Funding {
     match state {
         OnChainState::Funding => Funding::Pending,
         OnChainState::Running => Funding::Running,
-        OnChainState::Liquidating | OnChainState::Closed => Funding::Ended,
+        OnChainState::Liquidating | OnChainState::Settling | OnChainState::Closed => Funding::Ended,
     }
 }
 
@@ -400,7 +411,14 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
                 _ => bail!("--index must be 0 or 1"),
             };
             let chain_id = args.chain_id.or(chain.as_ref().map(Chain::chain_id)).unwrap_or(31337);
-            let params = ChannelParams { chain_id, contract, parties, deposits };
+            let mut params = args.terms.params(chain_id, contract, parties, deposits);
+            // With a chain, the lock period and token are the contract's own (its address commits
+            // to them and to the salt, checked below).
+            if let Some(c) = &chain {
+                let info = OnChain::new(c.clone(), contract).info().await.context("reading the channel")?;
+                params.lock_period = info.lock_period;
+                params.token = info.token;
+            }
             // A channel added by hand is checked like an admitted one: genuine code, exactly
             // these parties and deposits on this chain. Without a chain nothing can be checked
             // (off-chain use: nothing is deposited by this node then).

@@ -1,13 +1,19 @@
-//! `vbank open`: party 0's whole opening in one command — deploy the virtual bank, agree sheet 0
-//! with the peer's node, pay this party's deposit, and wait for the peer's.
+//! `vbank open`: party 0's whole opening in one command — open the channel through the factory
+//! (deploying the factory first if the chain has none), agree sheet 0 with the peer's node (the
+//! opening carries the parameters, which the peer checks with one `channelAddress` call), pay this
+//! party's deposit (approving the token first for a token channel), and wait for the peer's.
 
 use std::{path::PathBuf, time::Duration};
 
-use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+use alloy::{
+    primitives::{Address, B256},
+    providers::Provider,
+    signers::local::PrivateKeySigner,
+};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
-use vbank_client::{Chain, OnChain, OnChainState, deploy};
+use vbank_client::{Chain, Factory, OnChain, OnChainState};
 use vbank_core::ChannelParams;
 
 use vbank_node::{NodeUri, Reply, Request, Terms};
@@ -18,6 +24,41 @@ use crate::{
     progress::waiting,
     units::{format_eth, parse_pair},
 };
+
+/// The v2 terms of a channel added by hand (they must be the channel's: its address commits to them).
+#[derive(Args, Debug, Clone)]
+pub(crate) struct TermsArgs {
+    /// The channel's lock period in seconds (read from the contract when a chain is given).
+    #[arg(long = "lock", default_value_t = 86_400)]
+    pub(crate) lock: u64,
+    /// The channel's ERC-20 token (default: ETH; read from the contract when a chain is given).
+    #[arg(long)]
+    pub(crate) token: Option<Address>,
+    /// The salt the channel was opened with (`vbank deploy` prints it; default zero).
+    #[arg(long)]
+    pub(crate) salt: Option<B256>,
+}
+
+impl TermsArgs {
+    /// The parameters of channel `contract` with these terms.
+    pub(crate) fn params(
+        &self,
+        chain_id: u64,
+        contract: Address,
+        parties: [Address; 2],
+        deposits: [vbank_core::Amount; 2],
+    ) -> ChannelParams {
+        ChannelParams {
+            chain_id,
+            contract,
+            parties,
+            deposits,
+            lock_period: self.lock,
+            token: self.token.unwrap_or(Address::ZERO),
+            salt: self.salt.unwrap_or(B256::ZERO),
+        }
+    }
+}
 
 #[derive(Args, Debug)]
 pub(crate) struct OpenArgs {
@@ -37,7 +78,14 @@ pub(crate) struct OpenArgs {
     /// Seconds a liquidating party's balance stays frozen (each side's time to punish a cheat).
     #[arg(long, default_value_t = 86_400)]
     lock: u64,
-    /// Use this already deployed VirtualBank (verified on chain) instead of deploying one.
+    /// The ERC-20 token the channel holds (default: ETH); deposits are then in its base units
+    /// ("1000wei" or a plain number of 10^18 units) and approved before they are paid.
+    #[arg(long)]
+    token: Option<Address>,
+    /// The salt of the channel (default: random). Pass the one printed to resume an opening.
+    #[arg(long)]
+    salt: Option<B256>,
+    /// Check that the channel of these parameters and salt is this address (resuming an opening).
     #[arg(long)]
     channel: Option<Address>,
     /// The chain's JSON-RPC endpoint.
@@ -114,47 +162,48 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
         Err(e) => eprintln!("warning: the peer's node did not state its terms ({e:#}); going on"),
     }
 
-    let mut deploy_gas = None;
-    let address = match args.channel {
-        Some(a) => {
-            let info = OnChain::new(chain.clone(), a).verify().await.with_context(|| format!("checking {a}"))?;
-            if info.parties != [me, peer] {
-                bail!(
-                    "channel {a} is between {} and {}, not this party and {}",
-                    info.parties[0],
-                    info.parties[1],
-                    peer
-                );
-            }
-            if info.amounts != deposits {
-                bail!(
-                    "channel {a} expects deposits {} and {}",
-                    format_eth(info.amounts[0]),
-                    format_eth(info.amounts[1])
-                );
-            }
-            a
-        }
-        None => {
-            let (a, r) = waiting("deploying the virtual bank", deploy(&chain, [me, peer], deposits, args.lock))
-                .await
-                .context("deploying VirtualBank")?;
-            deploy_gas = Some(r.gas_used);
-            if !json_mode {
-                println!("deployed the virtual bank {a} (gas {})", r.gas_used);
-            }
-            a
-        }
+    let token = args.token.unwrap_or(Address::ZERO);
+    let salt = args.salt.unwrap_or_else(B256::random);
+    let mut params = ChannelParams {
+        chain_id: chain.chain_id(),
+        contract: Address::ZERO,
+        parties: [me, peer],
+        deposits,
+        lock_period: args.lock,
+        token,
+        salt,
     };
+    crate::ensure_factory(&chain, json_mode).await.context("before opening the channel")?;
+    let factory = Factory::new(chain.clone());
+    let address = factory.channel_address(&params).await.context("computing the channel's address")?;
+    if let Some(a) = args.channel
+        && a != address
+    {
+        bail!(
+            "the channel of these parameters and salt {salt} is {address}, not {a}: pass the --salt it was opened with"
+        );
+    }
+    params.contract = address;
+    let mut deploy_gas = None;
+    let code = chain.provider().get_code_at(address).await.context("reading the channel's code")?;
+    if code.is_empty() {
+        let (_, r) = waiting("opening the channel through the factory", factory.open(&params))
+            .await
+            .context("opening the channel through the factory")?;
+        deploy_gas = Some(r.gas_used);
+        if !json_mode {
+            println!("opened the channel {address} with salt {salt} (gas {})", r.gas_used);
+        }
+    }
     let onchain = OnChain::new(chain.clone(), address);
+    onchain.verify_params(&params).await.with_context(|| format!("checking {address}"))?;
 
     // Sheet 0, countersigned both ways, before any money goes in.
-    let params = ChannelParams { chain_id: chain.chain_id(), contract: address, parties: [me, peer], deposits };
     if party.channel(address).await?.is_none_or(|c| c.phase == "opening") {
         let resume = || {
             format!(
-                "the channel {address} is deployed but not open: run `vbank open --channel {address}` again to resume, \
-                 or `vbank close --channel {address}` to cancel it"
+                "the channel {address} is opened on chain but not with the peer: run `vbank open` again with \
+                 --salt {salt} to resume, or `vbank close --channel {address}` to cancel it"
             )
         };
         let request = Request::Open { params: params.clone(), timeout_secs: args.timeout };
@@ -205,6 +254,7 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
             "{}",
             json!({ "channel": address, "chain_id": chain.chain_id(), "parties": [me, peer],
                     "deposits": [deposits[0].to_string(), deposits[1].to_string()], "state": state.to_string(),
+                    "lock_period": args.lock, "token": token, "salt": salt,
                     "deploy_gas": deploy_gas, "deposit_gas": deposit_gas })
         );
     } else {

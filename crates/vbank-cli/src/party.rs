@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use vbank_client::{Chain, OnChain, OnChainState, TxReport};
-use vbank_core::{ChannelParams, Settlement};
+use vbank_core::Settlement;
 use vbank_node::{
     ChannelStatus, ControlClient, MemoryStore, Node, NodeUri, RedbStore, Reply, Request, Service, Store, control_path,
 };
@@ -52,6 +52,9 @@ pub(crate) struct PayArgs {
     /// With --peer: the chain id.
     #[arg(long, default_value_t = 31337)]
     chain_id: u64,
+    /// With --peer: the channel's lock period, token and salt.
+    #[command(flatten)]
+    terms: crate::open::TermsArgs,
     /// Seconds to wait for the peer before giving up (nothing is lost: the payments stay queued).
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -204,7 +207,7 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
         (Some(c), _, _) => c.params.clone(),
         (None, Some(peer), Some(deposits)) => {
             let deposits = parse_pair(deposits).context("--deposits")?;
-            ChannelParams { chain_id: args.chain_id, contract: args.channel, parties: [me, peer], deposits }
+            args.terms.params(args.chain_id, args.channel, [me, peer], deposits)
         }
         _ => {
             let here: Vec<String> = channels.iter().map(|c| c.channel.to_string()).collect();
@@ -575,6 +578,9 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
             };
             ("unilateral", r, "the lock period ended and the frozen balance was paid out".into())
         }
+        OnChainState::Settling => {
+            bail!("the liquidation's master has withdrawn; the sheet's locks await `unlock` (nothing else to close)")
+        }
         OnChainState::Closed => bail!("the channel is already closed"),
     };
     // Our own liquidation, just made: --wait completes it.
@@ -700,6 +706,10 @@ pub(crate) struct DepositArgs {
     /// The chain's JSON-RPC endpoint.
     #[arg(long, value_parser = crate::rpc_url)]
     rpc_url: String,
+    /// The salt the channel was opened with (`vbank deploy` prints it; default zero): with the
+    /// parameters the contract reports it must give the channel's address at the factory.
+    #[arg(long)]
+    salt: Option<alloy::primitives::B256>,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -708,7 +718,9 @@ pub(crate) struct DepositArgs {
 pub(crate) async fn deposit(args: DepositArgs, json_mode: bool) -> Result<()> {
     let signer = load_key(&args.key)?;
     let chain = Chain::connect(&args.rpc_url, signer, None).await?;
-    let r = waiting("depositing", OnChain::new(chain, args.channel).deposit()).await.context("depositing")?;
+    let onchain = OnChain::new(chain, args.channel);
+    let params = onchain.reported_params(args.salt.unwrap_or_default()).await.context("reading the channel")?;
+    let r = waiting("depositing", onchain.deposit_agreed(&params)).await.context("depositing")?;
     if json_mode {
         println!("{}", json!({ "channel": args.channel, "tx": r.hash, "gas_used": r.gas_used }));
     } else {

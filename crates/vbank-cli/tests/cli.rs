@@ -64,13 +64,24 @@ fn deploy_on_the_embedded_chain_prints_address_and_gas() {
     let o = vbank(&["deploy", "--amount0", "1.5", "--amount1", "2eth", "--lock", "600"], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.starts_with("deployed VirtualBank at 0x"), "{out}");
-    assert!(out.contains("gas 1") && out.contains("deposits 1.5 ETH") && out.contains("lock period 600 s"), "{out}");
+    // The embedded chain has no factory yet: it is deployed first, at its deterministic address.
+    let factory = vbank_contracts::factory_address().to_string();
+    assert!(out.starts_with(&format!("deployed the VirtualBank factory at {factory}")), "{out}");
+    assert!(out.contains("opened VirtualBank channel 0x"), "{out}");
+    assert!(out.contains("deposits 1.5 ETH") && out.contains("lock period 600 s") && out.contains("salt 0x"), "{out}");
     let o = vbank(&["--json", "deploy"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert!(v["address"].as_str().is_some_and(|a| a.len() == 42), "{v}");
-    assert!(v["gas_used"].as_u64().is_some_and(|g| g > 1_000_000 && g < 3_000_000), "{v}");
+    assert!(v["salt"].as_str().is_some_and(|a| a.len() == 66), "{v}");
+    // A clone costs a fraction of v1's 1.78 M gas deployment.
+    assert!(v["gas_used"].as_u64().is_some_and(|g| g > 50_000 && g < 300_000), "{v}");
     assert_eq!(v["embedded_chain"], true);
+    let o = vbank(&["--json", "deploy-factory"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let lower = factory.to_lowercase();
+    assert_eq!((v["factory"].as_str(), v["deployed"].as_bool()), (Some(lower.as_str()), Some(true)), "{v}");
+    assert!(v["gas_used"].as_u64().is_some_and(|g| g > 1_000_000), "{v}");
 }
 
 #[test]
@@ -88,6 +99,10 @@ fn deploy_to_an_rpc_url_served_by_the_anvil_script() {
     let o = vbank(&["info", "--rpc-url", &url, "--channel", &address], &[("VBANK_PRIVATE_KEY", KEY0)]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("is Funding"), "{}", stdout(&o));
+    // The factory is there now: deploy-factory finds it and sends nothing.
+    let o = vbank(&["--json", "deploy-factory", "--rpc-url", &url], &[("VBANK_PRIVATE_KEY", KEY0)]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["deployed"], false, "{v}");
     // the key can also come from a file
     let dir = std::env::temp_dir().join(format!("vbank-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -124,7 +139,9 @@ fn bad_input_gets_a_clear_error_and_exit_code_1() {
         (&["deploy", "--rpc-url", "http://127.0.0.1:1", "--party1", ADDR1], &[], "a signing key is needed"),
         (&["deploy", "--amount0", "lots"], &[], "invalid amount \"lots\""),
         (&["deploy", "--amount0", "0", "--amount1", "0"], &[], "both deposits are zero"),
-        (&["deploy", "--lock", "0"], &[], "lock period must be at least one second"),
+        (&["deploy", "--lock", "0"], &[], "lock period must be 1 to 2^32 - 1 seconds"),
+        (&["deploy", "--lock", "4294967296"], &[], "lock period must be 1 to 2^32 - 1 seconds"),
+        (&["deploy", "--token", ADDR1], &[], "is not a contract (use the zero address for ETH)"),
         (&["deploy", "--party1", "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"], &[], "same address"),
         (&["deploy"], &[("VBANK_PRIVATE_KEY", "0x1234")], "does not hold a valid hex private key"),
     ];
@@ -172,8 +189,10 @@ fn demo_tells_the_whole_story(extra: &[&str]) {
     assert!(v["compile"].as_str().is_some_and(|c| c.contains("identical to the embedded artifact")), "{v}");
     assert_eq!((v["payments"].as_u64(), v["final_state"].as_str()), (Some(1000), Some("Closed")), "{v}");
     let steps: Vec<&str> = v["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
-    assert_eq!(steps, ["deploy", "open", "fund", "pay", "liquidate", "punish"]);
-    let punish = &v["steps"][5];
+    assert_eq!(steps, ["factory", "open", "sheet 0", "fund", "pay", "liquidate", "punish"]);
+    // A v2 channel's opening is a clone: a fraction of v1's deployment.
+    assert!(v["steps"][1]["gas"].as_u64().is_some_and(|g| g < 300_000), "{v}");
+    let punish = &v["steps"][6];
     assert!(punish["gas"].as_u64().is_some_and(|g| g > 21_000) && punish["bob"] == "10 ETH", "{punish}");
     // Bob ends with Alice's deposit, less his gas; Alice lost hers and paid gas.
     let change = |who: &str| v["eth_change"][who].as_str().expect("change").to_string();

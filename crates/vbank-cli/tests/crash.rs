@@ -103,6 +103,9 @@ async fn fifty_sigkills_lose_no_acknowledged_payment() {
         contract: CONTRACT,
         parties: [alice_key().address(), bob_key().address()],
         deposits: [DEPOSIT, DEPOSIT],
+        lock_period: 86_400,
+        token: Address::ZERO,
+        salt: B256::ZERO,
     };
     alice.add_channel(params, B256::repeat_byte(0xa1)).expect("add");
     let bob = bob_key().address();
@@ -218,6 +221,39 @@ async fn fifty_sigkills_lose_no_acknowledged_payment() {
     assert_eq!(recover(&sigs[1], &Close::new(nonce, balances), &d), Some(a.params().parties[1]));
 }
 
+/// A store written by a build for contract v1 (state versions 1 and 2) is refused, and the CLI
+/// says why and what to do.
+#[test]
+fn a_store_of_contract_v1_channels_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("old.redb");
+    {
+        let params = ChannelParams {
+            chain_id: 31337,
+            contract: CONTRACT,
+            parties: [alice_key().address(), bob_key().address()],
+            deposits: [DEPOSIT, DEPOSIT],
+            lock_period: 86_400,
+            token: Address::ZERO,
+            salt: B256::ZERO,
+        };
+        let mut state = Channel::new(params, 0, alice_key(), B256::repeat_byte(1)).expect("channel").state().clone();
+        state.version = 2;
+        RedbStore::open(&path).expect("store").save(CONTRACT, &state).expect("save");
+    }
+    for cmd in ["status", "node"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_vbank"))
+            .args([cmd, "--store", path.to_str().expect("utf8")])
+            .args(if cmd == "node" { &["--listen", "127.0.0.1:0"][..] } else { &[][..] })
+            .env("VBANK_PRIVATE_KEY", "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+            .output()
+            .expect("run vbank");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {err}");
+        assert!(err.contains("belongs to a contract v1 channel") && err.contains("vbank close"), "{cmd}: {err}");
+    }
+}
+
 /// `vbank pay` and `vbank status` as a person uses them against a running `vbank node`.
 #[test]
 fn pay_and_status_through_the_peers_node() {
@@ -296,45 +332,51 @@ fn deploy_pay_deposit_close_through_the_cli() {
         serde_json::from_slice(&o.stdout).expect("json")
     };
     let bob_addr = bob_key().address().to_string();
-    let deploy = |run: &dyn Fn(&str, &[&str]) -> serde_json::Value| -> Address {
+    // Opens a channel through the factory: its address and its salt.
+    let deploy = |run: &dyn Fn(&str, &[&str]) -> serde_json::Value| -> (Address, String) {
         let v = run(alice_env, &["deploy", "--rpc-url", &url, "--party1", &bob_addr, "--lock", "600"]);
-        v["address"].as_str().expect("address").parse().expect("address")
+        (v["address"].as_str().expect("address").parse().expect("address"), v["salt"].as_str().expect("salt").into())
     };
     let info = |run: &dyn Fn(&str, &[&str]) -> serde_json::Value, c: &str| {
         run(alice_env, &["info", "--rpc-url", &url, "--channel", c])
     };
     // Alice opens the channel through Bob's node (sheet 0 both ways) and pays `amount`.
-    let open_pay = |run: &dyn Fn(&str, &[&str]) -> serde_json::Value, connect: &str, c: &str, amount: &str| {
-        let args = [
-            "pay",
-            "--store",
-            &store,
-            "--connect",
-            connect,
-            "--channel",
-            c,
-            "--amount",
-            amount,
-            "--peer",
-            &bob_addr,
-            "--deposits",
-            "1,1",
-        ];
-        run(alice_env, &args)
-    };
-    let deposit_both = |run: &dyn Fn(&str, &[&str]) -> serde_json::Value, c: &str| {
-        run(alice_env, &["deposit", "--channel", c, "--rpc-url", &url]);
-        run(BOB_KEY, &["deposit", "--channel", c, "--rpc-url", &url]);
+    let open_pay =
+        |run: &dyn Fn(&str, &[&str]) -> serde_json::Value, connect: &str, c: &str, salt: &str, amount: &str| {
+            let args = [
+                "pay",
+                "--store",
+                &store,
+                "--connect",
+                connect,
+                "--channel",
+                c,
+                "--amount",
+                amount,
+                "--peer",
+                &bob_addr,
+                "--deposits",
+                "1,1",
+                "--lock",
+                "600",
+                "--salt",
+                salt,
+            ];
+            run(alice_env, &args)
+        };
+    let deposit_both = |run: &dyn Fn(&str, &[&str]) -> serde_json::Value, c: &str, salt: &str| {
+        run(alice_env, &["deposit", "--channel", c, "--rpc-url", &url, "--salt", salt]);
+        run(BOB_KEY, &["deposit", "--channel", c, "--rpc-url", &url, "--salt", salt]);
     };
 
     // channel 1: cooperative
-    let c1 = deploy(&run);
-    let (mut bob, port) = start_bob_with(&bob_store, 0, c1, "1,1", &[]);
+    let (c1, s1) = deploy(&run);
+    let (mut bob, port) = start_bob_with(&bob_store, 0, c1, "1,1", &["--lock", "600", "--salt", &s1]);
     let connect = bob_uri(port);
     let c1s = c1.to_string();
-    let v = open_pay(&run, &connect, &c1s, "0.25");
+    let v = open_pay(&run, &connect, &c1s, &s1, "0.25");
     assert_eq!(v["acknowledged"], 1);
-    deposit_both(&run, &c1s);
+    deposit_both(&run, &c1s, &s1);
     assert_eq!(info(&run, &c1s)["state"], "Running");
     let v = run(alice_env, &["close", "--store", &store, "--channel", &c1s, "--connect", &connect, "--rpc-url", &url]);
     assert_eq!(v["close"], "cooperative", "{v}");
@@ -344,12 +386,12 @@ fn deploy_pay_deposit_close_through_the_cli() {
     // channel 2: Bob's node goes away before the close
     bob.kill().expect("stop bob");
     bob.wait().expect("reaped");
-    let c2 = deploy(&run);
-    let (mut bob, port) = start_bob_with(&bob_store, 0, c2, "1,1", &[]);
+    let (c2, s2) = deploy(&run);
+    let (mut bob, port) = start_bob_with(&bob_store, 0, c2, "1,1", &["--lock", "600", "--salt", &s2]);
     let connect = bob_uri(port);
     let c2s = c2.to_string();
-    open_pay(&run, &connect, &c2s, "0.5");
-    deposit_both(&run, &c2s);
+    open_pay(&run, &connect, &c2s, &s2, "0.5");
+    deposit_both(&run, &c2s, &s2);
     bob.kill().expect("stop bob");
     bob.wait().expect("reaped");
     let v = run(
@@ -372,23 +414,29 @@ fn deploy_pay_deposit_close_through_the_cli() {
     assert_eq!(v["close"], "unilateral", "{v}");
     let i = info(&run, &c2s);
     assert_eq!(i["state"], "Liquidating", "{i}");
-    assert_eq!(i["liquidation"]["balances"][0], "500000000000000000", "alice's latest sheet: 1 - 0.5 ETH");
+    assert_eq!(
+        i["liquidation"]["master"].as_str().map(str::to_lowercase),
+        Some(alice_key().address().to_string().to_lowercase())
+    );
+    assert_eq!(i["liquidation"]["locked"], "0", "alice's latest sheet has no locks");
+    assert_eq!(i["outstanding"], "500000000000000000", "alice's latest sheet: 1 - 0.5 ETH frozen");
 
     // channel 3: Bob's node watches the chain; Alice liquidates with a sheet she revoked
-    let c3 = deploy(&run);
+    let (c3, s3) = deploy(&run);
     let c3s = c3.to_string();
-    let (mut bob, port) = start_bob_with(&bob_store, 0, c3, "1,1", &["--rpc-url", &url, "--poll-ms", "100"]);
+    let (mut bob, port) =
+        start_bob_with(&bob_store, 0, c3, "1,1", &["--rpc-url", &url, "--poll-ms", "100", "--salt", &s3]);
     let connect = bob_uri(port);
     // Bob's node follows the chain: it takes no payment before both deposits are in.
     let refused = Command::new(env!("CARGO_BIN_EXE_vbank"))
         .args(["--json", "pay", "--store", &store, "--connect", &connect, "--channel", &c3s, "--amount", "0.1"])
-        .args(["--peer", &bob_addr, "--deposits", "1,1", "--timeout", "5"])
+        .args(["--peer", &bob_addr, "--deposits", "1,1", "--timeout", "5", "--lock", "600", "--salt", &s3])
         .env("VBANK_PRIVATE_KEY", alice_env)
         .output()
         .expect("run vbank");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stdout).contains("not yet funded"), "{refused:?}");
-    deposit_both(&run, &c3s);
+    deposit_both(&run, &c3s, &s3);
     run(alice_env, &["pay", "--store", &store, "--connect", &connect, "--channel", &c3s, "--amount", "0.1"]);
     let stale = {
         let state = RedbStore::open(&alice_store).expect("alice's store").load(c3).expect("load").expect("channel");
@@ -456,6 +504,9 @@ async fn sigkills_with_many_channels_in_flight_lose_nothing() {
             contract: *id,
             parties: [alice_key().address(), bob_key().address()],
             deposits: [DEPOSIT, DEPOSIT],
+            lock_period: 86_400,
+            token: Address::ZERO,
+            salt: B256::ZERO,
         };
         alice.add_channel(params, B256::repeat_byte(0xb0 + i as u8)).expect("add");
         let (mut c, p) = start_bob_with(&bob_store, port, *id, &deposits, &[]);

@@ -143,7 +143,7 @@ fn open_in_one_command_close_with_wait_and_watch_punishes() {
         );
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
         assert_eq!(v["state"], "Running", "{v}");
-        assert!(v["deploy_gas"].as_u64().is_some_and(|g| g > 1_000_000) && v["deposit_gas"].as_u64().is_some(), "{v}");
+        assert!(v["deploy_gas"].as_u64().is_some_and(|g| g > 50_000) && v["deposit_gas"].as_u64().is_some(), "{v}");
         channels.push(v["channel"].as_str().expect("address").to_string());
     }
     let pay = |c: &str, amount: &str, count: &str| {
@@ -310,4 +310,52 @@ fn two_running_nodes_pay_both_ways_through_their_control_sockets() {
     alice_node.0.wait().expect("alice's node exits");
     assert!(!std::path::Path::new(&format!("{alice_store}.sock")).exists());
     bob_node.stop();
+}
+
+/// `vbank open --token`: a channel of an ERC-20 deployed on the chain; both deposits approved and
+/// pulled (Alice's by `open`, Bob's by his node's auto-deposit), payments, a cooperative close
+/// paying tokens.
+#[test]
+fn open_a_token_channel_in_one_command() {
+    use alloy::primitives::U256;
+    let local = vbank_client::LocalChain::spawn().expect("anvil");
+    let url = local.endpoint();
+    let [alice, bob] = [key(ALICE_KEY).address(), key(BOB_KEY).address()];
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let unit = U256::from(10u64).pow(U256::from(18u64));
+    let token = rt.block_on(async {
+        let carol = local.signer(2).expect("key");
+        let chain = vbank_client::Chain::connect(&url, carol, None).await.expect("connect");
+        let token = vbank_contracts::StandardToken::deploy(chain.provider().clone()).await.expect("deploy token");
+        for who in [alice, bob] {
+            token.mint(who, U256::from(5u64) * unit).send().await.expect("mint").get_receipt().await.expect("mined");
+        }
+        token
+    });
+    let balance = |who: Address| rt.block_on(async { token.balanceOf(who).call().await.expect("balance") });
+    let t = token.address().to_string();
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
+    let (alice_store, bob_store) = (path("alice.redb"), path("bob.redb"));
+    let (_node, connect) = bob_node(&bob_store, &url);
+    let bob_s = bob.to_string();
+    let args = ["open", "--store", &alice_store, "--connect", &connect, "--peer", &bob_s, "--deposits", "2,1"];
+    let v =
+        ok(ALICE_KEY, &[&args[..], &["--lock", "600", "--token", &t, "--rpc-url", &url, "--timeout", "60"]].concat());
+    assert_eq!((v["state"].as_str(), v["token"].as_str()), (Some("Running"), Some(t.to_lowercase().as_str())), "{v}");
+    let c = v["channel"].as_str().expect("channel").to_string();
+    let channel: Address = c.parse().expect("address");
+    assert_eq!(balance(channel), U256::from(3u64) * unit, "both deposits pulled in tokens");
+    assert_eq!((balance(alice), balance(bob)), (U256::from(3u64) * unit, U256::from(4u64) * unit));
+    let info = ok(ALICE_KEY, &["info", "--rpc-url", &url, "--channel", &c]);
+    assert_eq!(info["token"].as_str(), Some(t.to_lowercase().as_str()), "{info}");
+    let pay = ["pay", "--store", &alice_store, "--connect", &connect, "--channel", &c, "--amount", "0.5"];
+    assert_eq!(ok(ALICE_KEY, &pay)["acknowledged"], 1);
+    let v =
+        ok(ALICE_KEY, &["close", "--store", &alice_store, "--channel", &c, "--connect", &connect, "--rpc-url", &url]);
+    assert_eq!(v["close"], "cooperative", "{v}");
+    let half = unit / U256::from(2u64);
+    assert_eq!(balance(alice), U256::from(4u64) * unit + half, "Alice: 3 + 2 - 0.5");
+    assert_eq!(balance(bob), U256::from(5u64) * unit + half, "Bob: 4 + 1 + 0.5");
+    assert_eq!(balance(channel), U256::ZERO);
 }

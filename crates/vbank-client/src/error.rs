@@ -46,9 +46,21 @@ pub enum Error {
     /// No contract at the address, or not a VirtualBank.
     #[error("no VirtualBank at {0}")]
     NotAChannel(Address),
-    /// The contract at the address is not the VirtualBank this build embeds.
-    #[error("the contract at {0} is not a genuine VirtualBank (its code or domain differs from the embedded artifact)")]
+    /// The address is not the canonical factory's channel for the agreed parameters.
+    #[error(
+        "the contract at {0} is not a genuine VirtualBank: the canonical factory's channelAddress for the agreed \
+         parameters is another address"
+    )]
     NotGenuine(Address),
+    /// The canonical factory is not deployed on this chain.
+    #[error("the VirtualBank factory is not deployed at {0} on this chain: run `vbank deploy-factory`")]
+    NoFactory(Address),
+    /// The standard CREATE2 deployer is missing, so the factory cannot be deployed at its address.
+    #[error(
+        "the standard CREATE2 deployer {0} is not on this chain: the factory cannot be deployed at its canonical \
+         address"
+    )]
+    NoDeployer(Address),
     /// A protocol-core error.
     #[error(transparent)]
     Protocol(#[from] vbank_core::Error),
@@ -61,7 +73,12 @@ impl Error {
     /// Classifies an alloy contract error: a decoded revert, raw revert data, or an RPC failure.
     pub(crate) fn from_contract(e: alloy::contract::Error) -> Self {
         if let Some(decoded) = e.as_decoded_interface_error::<vbank_contracts::VirtualBank::VirtualBankErrors>() {
-            return Self::Reverted(Revert(decoded));
+            return Self::Reverted(Revert::Channel(decoded));
+        }
+        if let Some(decoded) =
+            e.as_decoded_interface_error::<vbank_contracts::VirtualBankFactory::VirtualBankFactoryErrors>()
+        {
+            return Self::Reverted(Revert::Factory(decoded));
         }
         if let Some(data) = e.as_revert_data() {
             return Self::RevertedRaw(data);

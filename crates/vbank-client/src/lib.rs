@@ -3,11 +3,15 @@
 mod anvil;
 mod chain;
 mod error;
+mod factory;
 mod onchain;
+mod registry;
 mod watcher;
 
 pub use anvil::{LocalChain, find_anvil};
 pub use chain::{Chain, increase_time};
 pub use error::{Error, Result};
-pub use onchain::{ChannelInfo, LiquidationInfo, OnChain, OnChainState, TxReport, deploy};
+pub use factory::{Factory, deploy_factory};
+pub use onchain::{ChannelInfo, LiquidationInfo, OnChain, OnChainState, TxReport};
+pub use registry::Registry;
 pub use watcher::{Punisher, WatchEvent, Watcher, WatcherHandle};

@@ -1,14 +1,17 @@
 //! One channel's contract: checked calls and decoded reverts.
 
 use alloy::{
-    primitives::{Address, Bytes, TxHash, U256},
-    providers::Provider,
+    primitives::{Address, B256, Bytes, TxHash, U256},
+    providers::{DynProvider, Provider},
     rpc::types::TransactionReceipt,
 };
-use vbank_contracts::VirtualBank::{self, VirtualBankInstance};
-use vbank_core::{Amount, BalanceSheet, Close, LiquidationSheet, Sig, Waiver, domain, recover};
+use vbank_contracts::{
+    IERC20,
+    VirtualBank::{self, VirtualBankInstance},
+};
+use vbank_core::{Amount, BalanceSheet, Close, HashLock, LiquidationSheet, Sig, Waiver, domain, locks_root, recover};
 
-use crate::{Chain, Error, Result};
+use crate::{Chain, Error, Factory, Result};
 
 /// How long to wait for a sent transaction's receipt before reporting an error.
 const RECEIPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -27,7 +30,7 @@ pub struct TxReport {
 }
 
 impl TxReport {
-    fn from_receipt(r: &TransactionReceipt) -> Result<Self> {
+    pub(crate) fn from_receipt(r: &TransactionReceipt) -> Result<Self> {
         if !r.status() {
             return Err(Error::Failed(r.transaction_hash.to_string()));
         }
@@ -49,6 +52,8 @@ pub enum OnChainState {
     Running,
     /// The master's balance is frozen.
     Liquidating,
+    /// The master withdrew; the liquidated sheet's locks wait for `unlock` (no punishment any more).
+    Settling,
     /// Everything is paid out.
     Closed,
 }
@@ -59,7 +64,8 @@ impl OnChainState {
             0 => Self::Funding,
             1 => Self::Running,
             2 => Self::Liquidating,
-            3 => Self::Closed,
+            3 => Self::Settling,
+            4 => Self::Closed,
             other => return Err(Error::Rpc(format!("unknown contract state {other}"))),
         })
     }
@@ -78,12 +84,14 @@ pub struct LiquidationInfo {
     pub master: Address,
     /// The sheet's nonce.
     pub nonce: u64,
-    /// The sheet's balances (zero once closed).
-    pub balances: [Amount; 2],
     /// The sheet's waiver address.
     pub waiver: Address,
-    /// When the master may withdraw.
+    /// When the master may withdraw (and the locks may be settled).
     pub unlock_time: u64,
+    /// What the sheet's locks hold together (zero once they were settled or taken by punishment).
+    pub locked: Amount,
+    /// The sheet's locks root (zero when nothing is locked, or once settled).
+    pub locks_root: B256,
 }
 
 /// What the contract says about the channel.
@@ -101,6 +109,8 @@ pub struct ChannelInfo {
     pub deposited: [bool; 2],
     /// The lock period in seconds.
     pub lock_period: u64,
+    /// The ERC-20 token the channel holds, zero for ETH.
+    pub token: Address,
     /// The liquidation, if one was started.
     pub liquidation: Option<LiquidationInfo>,
     /// What the contract still owes (its balance).
@@ -122,46 +132,49 @@ fn u64_of(v: U256) -> Result<u64> {
     u64::try_from(v).map_err(|_| Error::Rpc(format!("value {v} does not fit in 64 bits")))
 }
 
-/// Deploys a VirtualBank between `parties` with agreed `amounts` and `lock_period` seconds.
-pub async fn deploy(
-    chain: &Chain,
-    parties: [Address; 2],
-    amounts: [Amount; 2],
-    lock_period: u64,
-) -> Result<(Address, TxReport)> {
-    if parties[0] == Address::ZERO || parties[1] == Address::ZERO {
-        return Err(Error::Precheck("a party is the zero address".into()));
-    }
-    if parties[0] == parties[1] {
-        return Err(Error::Precheck("the two parties are the same address".into()));
-    }
-    if amounts[0] == 0 && amounts[1] == 0 {
-        return Err(Error::Precheck("both deposits are zero".into()));
-    }
-    if amounts[0].checked_add(amounts[1]).is_none() {
-        return Err(Error::Precheck("deposits too large: the total must stay below 2^128 wei".into()));
-    }
-    if lock_period == 0 {
-        return Err(Error::Precheck("the lock period must be at least one second".into()));
-    }
-    let builder = VirtualBank::deploy_builder(
-        chain.provider().clone(),
-        parties,
-        [U256::from(amounts[0]), U256::from(amounts[1])],
-        lock_period,
-    );
-    let pending = builder.send().await.map_err(Error::from_contract)?.with_timeout(Some(RECEIPT_TIMEOUT));
+/// Sends a contract call with a gas margin and waits for its receipt.
+pub(crate) async fn send_call(
+    call: alloy::contract::CallBuilder<&DynProvider, std::marker::PhantomData<impl alloy::sol_types::SolCall>>,
+) -> Result<TxReport> {
+    // The estimate holds for the state it was made in; another party's transaction mined
+    // first can take the costlier path (the second deposit starts the channel), so leave a
+    // margin. Unused gas is not charged.
+    // Estimated against the pending block, whose timestamp is the clock's: the latest block's
+    // may be too old for a lock period that just ended.
+    let estimate =
+        call.clone().block(alloy::eips::BlockId::pending()).estimate_gas().await.map_err(Error::from_contract)?;
+    let call = call.gas(estimate + estimate / 4 + 10_000);
+    let pending = call.send().await.map_err(Error::from_contract)?.with_timeout(Some(RECEIPT_TIMEOUT));
     let receipt = pending.get_receipt().await.map_err(|e| Error::Rpc(e.to_string()))?;
-    let report = TxReport::from_receipt(&receipt)?;
-    let address = receipt.contract_address.ok_or_else(|| Error::Failed("deployment made no contract".into()))?;
-    Ok((address, report))
+    TxReport::from_receipt(&receipt)
+}
+
+/// Lets `spender` take `amount` of `token` from `chain`'s account, unless it already may.
+/// Returns the approval's transaction, if one was needed.
+pub(crate) async fn ensure_allowance(
+    chain: &Chain,
+    token: Address,
+    spender: Address,
+    amount: Amount,
+) -> Result<Option<TxReport>> {
+    let erc20 = IERC20::new(token, chain.provider().clone());
+    let me = chain.address();
+    let balance = erc20.balanceOf(me).call().await.map_err(Error::from_contract)?;
+    if balance < U256::from(amount) {
+        return Err(Error::Precheck(format!("{me} holds {balance} of token {token}, the deposit is {amount}")));
+    }
+    let allowance = erc20.allowance(me, spender).call().await.map_err(Error::from_contract)?;
+    if allowance >= U256::from(amount) {
+        return Ok(None);
+    }
+    send_call(erc20.approve(spender, U256::from(amount))).await.map(Some)
 }
 
 /// One channel's contract, seen by one account.
 #[derive(Debug, Clone)]
 pub struct OnChain {
     chain: Chain,
-    contract: VirtualBankInstance<alloy::providers::DynProvider>,
+    contract: VirtualBankInstance<DynProvider>,
     force: bool,
 }
 
@@ -212,6 +225,7 @@ impl OnChain {
         let amounts = c.amounts().call().await.map_err(rpc)?;
         let deposited = c.deposited().call().await.map_err(rpc)?;
         let lock_period = c.lockPeriod().call().await.map_err(rpc)?;
+        let token = c.token().call().await.map_err(rpc)?;
         let l = c.liquidation().call().await.map_err(rpc)?;
         let outstanding = amount(c.outstanding().call().await.map_err(rpc)?)?;
         let liquidation = if l.waiver == Address::ZERO {
@@ -220,9 +234,10 @@ impl OnChain {
             Some(LiquidationInfo {
                 master: l.master,
                 nonce: u64_of(l.nonce)?,
-                balances: [amount(l.balances[0])?, amount(l.balances[1])?],
                 waiver: l.waiver,
                 unlock_time: u64_of(l.unlockTime)?,
+                locked: amount(l.locked)?,
+                locks_root: l.locksRoot,
             })
         };
         let info = ChannelInfo {
@@ -232,46 +247,11 @@ impl OnChain {
             amounts: [amount(amounts[0])?, amount(amounts[1])?],
             deposited,
             lock_period,
+            token,
             liquidation,
             outstanding,
         };
         Ok((info, code))
-    }
-
-    /// Checks that the contract is a genuine VirtualBank, before trusting anything it reports:
-    /// its runtime code must be exactly what the embedded artifact's constructor makes of the
-    /// parties, amounts and lock period it reports (simulated with `eth_call`), except the two
-    /// EIP-712 immutables that depend on the contract's own address, and its domain separator
-    /// must be the one computed here for this chain and address. Returns its state.
-    pub async fn verify(&self) -> Result<ChannelInfo> {
-        let (info, code) = self.info_and_code().await?;
-        let provider = self.chain.provider();
-        let amounts = [U256::from(info.amounts[0]), U256::from(info.amounts[1])];
-        let mut expected = Vec::new();
-        for from in [Address::with_last_byte(0xa1), Address::with_last_byte(0xa2)] {
-            let creation = VirtualBank::deploy_builder(provider.clone(), info.parties, amounts, info.lock_period)
-                .from(from)
-                .call_raw()
-                .await
-                .map_err(Error::from_contract)?;
-            expected.push(creation);
-        }
-        let fake = || Error::NotGenuine(self.address());
-        if code.len() != expected[0].len() || expected[0].len() != expected[1].len() {
-            return Err(fake());
-        }
-        let differs =
-            code.iter().zip(expected[0].iter().zip(expected[1].iter())).filter(|(c, (a, b))| a == b && c != a).count();
-        let address_dependent = expected[0].iter().zip(expected[1].iter()).filter(|(a, b)| a != b).count();
-        // The cached `address(this)` and domain separator: at most 20 + 32 bytes may differ.
-        if differs != 0 || address_dependent > 52 {
-            return Err(fake());
-        }
-        let separator = self.contract.domainSeparator().call().await.map_err(Error::from_contract)?;
-        if separator != domain(self.chain.chain_id(), self.address()).separator() {
-            return Err(fake());
-        }
-        Ok(info)
     }
 
     fn check(&self, ok: bool, why: impl FnOnce() -> String) -> Result<()> {
@@ -293,27 +273,18 @@ impl OnChain {
 
     async fn send(
         &self,
-        call: alloy::contract::CallBuilder<
-            &alloy::providers::DynProvider,
-            std::marker::PhantomData<impl alloy::sol_types::SolCall>,
-        >,
+        call: alloy::contract::CallBuilder<&DynProvider, std::marker::PhantomData<impl alloy::sol_types::SolCall>>,
     ) -> Result<TxReport> {
-        // The estimate holds for the state it was made in; another party's transaction mined
-        // first can take the costlier path (the second deposit starts the channel), so leave a
-        // margin. Unused gas is not charged.
-        // Estimated against the pending block, whose timestamp is the clock's: the latest block's
-        // may be too old for a lock period that just ended.
-        let estimate =
-            call.clone().block(alloy::eips::BlockId::pending()).estimate_gas().await.map_err(Error::from_contract)?;
-        let call = call.gas(estimate + estimate / 4 + 10_000);
-        let pending = call.send().await.map_err(Error::from_contract)?.with_timeout(Some(RECEIPT_TIMEOUT));
-        let receipt = pending.get_receipt().await.map_err(|e| Error::Rpc(e.to_string()))?;
-        TxReport::from_receipt(&receipt)
+        send_call(call).await
     }
 
-    /// Checks that the contract is genuine ([`OnChain::verify`]) and was made with exactly the
-    /// parameters a channel was agreed with: this chain, parties, deposits. Anything else (a
-    /// fake contract, other amounts that would lock the funds) is refused.
+    /// Checks that the contract is a channel of the canonical factory made with exactly the
+    /// parameters a channel was agreed with (this chain, parties, deposits, lock period, token,
+    /// salt), before trusting anything it reports: ONE `channelAddress` call must give this
+    /// address, and code must be there. A clone at that address can only have been made by the
+    /// factory (whose address is a function of its code) from exactly these parameters. Anything
+    /// else (a fake contract, other amounts that would lock the funds) is refused. Returns the
+    /// channel's state as the contract reports it.
     pub async fn verify_params(&self, params: &vbank_core::ChannelParams) -> Result<ChannelInfo> {
         let mismatch = |what: String| Err(Error::Precheck(format!("channel {}: {what}", self.address())));
         if params.contract != self.address() {
@@ -326,7 +297,11 @@ impl OnChain {
                 self.chain.chain_id()
             ));
         }
-        let info = self.verify().await?;
+        let expected = Factory::new(self.chain.clone()).channel_address(params).await?;
+        if expected != self.address() {
+            return Err(Error::NotGenuine(self.address()));
+        }
+        let info = self.info().await?;
         if info.parties != params.parties {
             return mismatch(format!(
                 "the contract's parties are {} and {}, the agreed ones {} and {}",
@@ -339,7 +314,29 @@ impl OnChain {
                 info.amounts[0], info.amounts[1], params.deposits[0], params.deposits[1]
             ));
         }
+        if info.lock_period != params.lock_period || info.token != params.token {
+            return mismatch(format!(
+                "the contract has lock period {} s and token {}, the agreed ones are {} s and {}",
+                info.lock_period, info.token, params.lock_period, params.token
+            ));
+        }
         Ok(info)
+    }
+
+    /// The channel's parameters as the contract reports them, with `salt` (which no contract
+    /// reports: the factory's address derivation commits to it). Not verified: pass them to
+    /// [`OnChain::verify_params`] or [`OnChain::deposit_agreed`].
+    pub async fn reported_params(&self, salt: B256) -> Result<vbank_core::ChannelParams> {
+        let info = self.info().await?;
+        Ok(vbank_core::ChannelParams {
+            chain_id: self.chain.chain_id(),
+            contract: self.address(),
+            parties: info.parties,
+            deposits: info.amounts,
+            lock_period: info.lock_period,
+            token: info.token,
+            salt,
+        })
     }
 
     /// Pays this party's deposit into a channel agreed with `params`, after
@@ -349,10 +346,15 @@ impl OnChain {
         self.deposit_checked(info).await
     }
 
-    /// Pays this party's deposit as the contract states it, once its code is verified genuine
-    /// ([`OnChain::verify`]): no deposit goes into a contract that is not a VirtualBank.
+    /// Pays this party's deposit as the contract states it, without checking that the contract is
+    /// a genuine channel (only with [`OnChain::force`]; otherwise use [`OnChain::deposit_agreed`]).
     pub async fn deposit(&self) -> Result<TxReport> {
-        let info = if self.force { self.info().await? } else { self.verify().await? };
+        if !self.force {
+            return Err(Error::Precheck(
+                "a deposit needs the channel's agreed parameters to verify it (or force)".into(),
+            ));
+        }
+        let info = self.info().await?;
         self.deposit_checked(info).await
     }
 
@@ -360,7 +362,12 @@ impl OnChain {
         let i = self.me(&info)?;
         self.state_is(&info, OnChainState::Funding)?;
         self.check(!info.deposited[i], || "this party's deposit is already in".into())?;
-        self.send(self.contract.deposit().value(U256::from(info.amounts[i]))).await
+        if info.token == Address::ZERO {
+            return self.send(self.contract.deposit().value(U256::from(info.amounts[i]))).await;
+        }
+        // A token deposit is pulled by the channel: approve it first (only what is due).
+        ensure_allowance(&self.chain, info.token, self.address(), info.amounts[i]).await?;
+        self.send(self.contract.deposit()).await
     }
 
     /// Aborts the setup; deposits made are refunded.
@@ -377,22 +384,25 @@ impl OnChain {
         let i = self.me(&info)?;
         self.state_is(&info, OnChainState::Running)?;
         let total = info.amounts[0] + info.amounts[1];
-        self.check(sheet.balances[0].checked_add(sheet.balances[1]) == Some(total), || {
-            format!(
-                "the sheet's balances add up to {:?}, the channel holds {total}",
-                sheet.balances[0].checked_add(sheet.balances[1])
-            )
+        let sum = sheet
+            .locks
+            .iter()
+            .try_fold(sheet.balances[0].checked_add(sheet.balances[1]), |acc, l| Some(acc?.checked_add(l.amount)));
+        self.check(sum.flatten() == Some(total), || {
+            format!("the sheet's balances and locks add up to {:?}, the channel holds {total}", sum.flatten())
         })?;
         self.check(sheet.waiver != Address::ZERO, || "the sheet's waiver address is zero".into())?;
         let peer = info.parties[1 - i];
         let d = domain(self.chain.chain_id(), self.address());
-        let signer = recover(&sheet.peer_signature, &BalanceSheet::new(sheet.nonce, sheet.balances, sheet.waiver), &d);
+        let signed = BalanceSheet::with_locks(sheet.nonce, sheet.balances, &sheet.locks, sheet.waiver);
+        let signer = recover(&sheet.peer_signature, &signed, &d);
         self.check(signer == Some(peer), || {
             format!("the sheet is not countersigned by the peer {peer} (signed by {signer:?})")
         })?;
         let call = self.contract.liquidate(
             U256::from(sheet.nonce),
             [U256::from(sheet.balances[0]), U256::from(sheet.balances[1])],
+            locks_root(&sheet.locks),
             sheet.waiver,
             Bytes::copy_from_slice(sheet.peer_signature.as_bytes()),
         );
@@ -408,6 +418,34 @@ impl OnChain {
             self.check(now >= l.unlock_time, || format!("lock period not over: {} s left", l.unlock_time - now))?;
         }
         self.send(self.contract.withdrawByMaster()).await
+    }
+
+    /// Settles the liquidated sheet's `locks` (in the signed order) once the lock period is over:
+    /// each pays its receiver if its preimage was revealed on the registry by its expiry, else its
+    /// sender once expired. Completes the master's withdrawal first if it is still pending.
+    pub async fn unlock(&self, locks: &[HashLock]) -> Result<TxReport> {
+        let info = self.info().await?;
+        self.check(matches!(info.state, OnChainState::Liquidating | OnChainState::Settling), || {
+            format!("the channel is {}, this needs it Liquidating or Settling", info.state)
+        })?;
+        if let Some(l) = &info.liquidation {
+            let root = locks_root(locks);
+            self.check(l.locked != 0 && root == l.locks_root, || {
+                format!("the locks hash to {root}, the liquidated sheet's locks root is {}", l.locks_root)
+            })?;
+            let now = self.chain.timestamp().await?;
+            self.check(now >= l.unlock_time, || format!("lock period not over: {} s left", l.unlock_time - now))?;
+        }
+        let locks: Vec<vbank_contracts::VirtualBankV2::Lock> = locks
+            .iter()
+            .map(|l| vbank_contracts::VirtualBankV2::Lock {
+                receiver: l.receiver,
+                amount: U256::from(l.amount),
+                expiry: l.expiry,
+                hash: l.hash,
+            })
+            .collect();
+        self.send(self.contract.unlock(locks)).await
     }
 
     /// Punishes a liquidation with a revoked sheet: `signature` is the waiver key's `Waiver(nonce)`.

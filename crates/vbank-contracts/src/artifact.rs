@@ -1,16 +1,31 @@
-//! The embedded contract artifact.
+//! The embedded contract artifacts.
 
 use alloy::{json_abi::JsonAbi, primitives::Bytes};
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
+use crate::{Error, Result};
 
-/// `artifacts/VirtualBank.json`: ABI, creation and runtime bytecode, the solc version and settings.
-/// Regenerate with `vbank compile --update-artifacts`; a test fails when it differs from a fresh
-/// compile of `contracts/src`.
-pub const ARTIFACT_JSON: &str = include_str!("../artifacts/VirtualBank.json");
+/// `artifacts/VirtualBankFactory.json`: the canonical factory of contract v2 channels.
+pub const FACTORY_JSON: &str = include_str!("../artifacts/VirtualBankFactory.json");
+/// `artifacts/VirtualBankV2.json`: the v2 channel implementation behind every clone.
+pub const CHANNEL_JSON: &str = include_str!("../artifacts/VirtualBankV2.json");
+/// `artifacts/PreimageRegistry.json`: the chain's shared preimage registry.
+pub const REGISTRY_JSON: &str = include_str!("../artifacts/PreimageRegistry.json");
+/// `artifacts/StandardToken.json`: a plain ERC-20 with `mint`, for tests on a local chain
+/// (contracts/test/utils/MockTokens.sol).
+pub const TEST_TOKEN_JSON: &str = include_str!("../artifacts/StandardToken.json");
 
-/// A compiled VirtualBank: what a Rust user needs to deploy and call it.
+/// Every embedded artifact: its contract name, its source file (relative to the `contracts`
+/// directory) and its JSON. `vbank compile` compares each with a fresh compile of its source,
+/// and `--update-artifacts` rewrites them all.
+pub const EMBEDDED: [(&str, &str, &str); 4] = [
+    ("VirtualBankFactory", "src/VirtualBankFactory.sol", FACTORY_JSON),
+    ("VirtualBankV2", "src/VirtualBankV2.sol", CHANNEL_JSON),
+    ("PreimageRegistry", "src/PreimageRegistry.sol", REGISTRY_JSON),
+    ("StandardToken", "test/utils/MockTokens.sol", TEST_TOKEN_JSON),
+];
+
+/// A compiled contract: what a Rust user needs to deploy and call it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
@@ -40,9 +55,21 @@ impl Artifact {
         s.push('\n');
         Ok(s)
     }
+
+    /// The file name it is embedded as, `<contract name>.json`.
+    pub fn file_name(&self) -> String {
+        format!("{}.json", self.contract_name)
+    }
 }
 
-/// The artifact embedded in this crate.
-pub fn embedded() -> Result<Artifact> {
-    Artifact::from_json(ARTIFACT_JSON)
+/// Every artifact embedded in this crate, in the order of [`EMBEDDED`].
+pub fn embedded() -> Result<Vec<Artifact>> {
+    EMBEDDED.iter().map(|(_, _, json)| Artifact::from_json(json)).collect()
+}
+
+/// The embedded artifact of contract `name`.
+pub fn embedded_artifact(name: &str) -> Result<Artifact> {
+    let (_, _, json) =
+        EMBEDDED.iter().find(|(n, _, _)| *n == name).ok_or_else(|| Error::MissingContract(name.to_string()))?;
+    Artifact::from_json(json)
 }

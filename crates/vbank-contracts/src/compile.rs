@@ -11,22 +11,23 @@ use foundry_compilers::{
     },
 };
 
-use crate::{Artifact, Error, Result};
+use crate::{Artifact, EMBEDDED, Error, Result};
 
-const CONTRACT: &str = "VirtualBank";
 const OPTIMIZER_RUNS: usize = 200;
+/// The file whose presence marks a `contracts` directory.
+const MARKER: &str = "src/VirtualBankFactory.sol";
 
-/// Walks up from `start` to the first directory holding `contracts/src/VirtualBank.sol` and
-/// returns that `contracts` directory.
+/// Walks up from `start` to the first directory holding `contracts/src/VirtualBankFactory.sol`
+/// and returns that `contracts` directory.
 pub fn find_contracts_dir(start: &Path) -> Option<PathBuf> {
-    start.ancestors().map(|dir| dir.join("contracts")).find(|dir| dir.join("src").join("VirtualBank.sol").is_file())
+    start.ancestors().map(|dir| dir.join("contracts")).find(|dir| dir.join(MARKER).is_file())
 }
 
 /// What a compile produced.
 #[derive(Debug, Clone)]
 pub struct CompileOutcome {
-    /// The VirtualBank artifact.
-    pub artifact: Artifact,
+    /// The artifacts of the embedded contracts ([`EMBEDDED`]), in its order.
+    pub artifacts: Vec<Artifact>,
     /// True when nothing changed since the last compile and the cached output was used.
     pub cached: bool,
 }
@@ -83,10 +84,11 @@ impl Compiler {
         })
     }
 
-    /// Compiles (or reuses the cache) and returns the VirtualBank artifact.
+    /// Compiles the sources of the embedded contracts ([`EMBEDDED`]) and what they import (or
+    /// reuses the cache), and returns their artifacts.
     pub fn compile(&self) -> Result<CompileOutcome> {
         let root = &self.contracts_dir;
-        if !root.join("src").join("VirtualBank.sol").is_file() {
+        if !root.join(MARKER).is_file() {
             return Err(Error::ContractsDir(root.clone()));
         }
         let solc_path = self.solc_path();
@@ -123,22 +125,29 @@ impl Compiler {
             .settings(settings)
             .build(MultiCompiler { solc: Some(SolcCompiler::Specific(solc)), vyper: None })
             .map_err(|e| Error::Project(e.to_string()))?;
-        let output = project.compile().map_err(|e| Error::Project(e.to_string()))?;
+        let files: Vec<PathBuf> = EMBEDDED.iter().map(|(_, source, _)| root.join(source)).collect();
+        if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+            return Err(Error::ContractsDir(missing.clone()));
+        }
+        let output = project.compile_files(files.clone()).map_err(|e| Error::Project(e.to_string()))?;
         if output.has_compiler_errors() {
             return Err(Error::Compilation(output.to_string()));
         }
         let cached = output.is_unchanged();
-        let found = output.find_first(CONTRACT).ok_or_else(|| Error::MissingContract(CONTRACT.into()))?;
-        let missing = || Error::MissingContract(CONTRACT.into());
-        let artifact = Artifact {
-            contract_name: CONTRACT.into(),
-            solc_version: version,
-            settings: Self::recorded_settings(),
-            abi: found.get_abi().ok_or_else(missing)?.into_owned(),
-            bytecode: found.get_bytecode_bytes().ok_or_else(missing)?.into_owned(),
-            deployed_bytecode: found.get_deployed_bytecode_bytes().ok_or_else(missing)?.into_owned(),
-        };
-        Ok(CompileOutcome { artifact, cached })
+        let mut artifacts = Vec::new();
+        for ((name, _, _), file) in EMBEDDED.iter().zip(&files) {
+            let missing = || Error::MissingContract((*name).into());
+            let found = output.find(file, name).or_else(|| output.find_first(name)).ok_or_else(missing)?;
+            artifacts.push(Artifact {
+                contract_name: (*name).into(),
+                solc_version: version.clone(),
+                settings: Self::recorded_settings(),
+                abi: found.get_abi().ok_or_else(missing)?.into_owned(),
+                bytecode: found.get_bytecode_bytes().ok_or_else(missing)?.into_owned(),
+                deployed_bytecode: found.get_deployed_bytecode_bytes().ok_or_else(missing)?.into_owned(),
+            });
+        }
+        Ok(CompileOutcome { artifacts, cached })
     }
 }
 
@@ -150,43 +159,57 @@ mod tests {
         find_contracts_dir(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("the repository's contracts/ directory")
     }
 
+    /// A copy of the embedded contracts' sources in a fresh `contracts` directory.
+    fn copy_sources(tmp: &Path) -> PathBuf {
+        let contracts = tmp.join("contracts");
+        for dir in ["src", "test/utils"] {
+            std::fs::create_dir_all(contracts.join(dir)).expect("mkdir");
+        }
+        for name in ["VirtualBankFactory.sol", "VirtualBankV2.sol", "PreimageRegistry.sol"] {
+            std::fs::copy(repo_contracts().join("src").join(name), contracts.join("src").join(name)).expect("copy");
+        }
+        std::fs::copy(repo_contracts().join("test/utils/MockTokens.sol"), contracts.join("test/utils/MockTokens.sol"))
+            .expect("copy");
+        contracts
+    }
+
     #[test]
-    fn embedded_artifact_equals_a_fresh_compile() {
-        let fresh = Compiler::new(repo_contracts()).compile().expect("compile contracts/src").artifact;
-        let embedded = crate::embedded().expect("embedded artifact parses");
-        assert!(
-            fresh == embedded,
-            "crates/vbank-contracts/artifacts/VirtualBank.json is stale: run `vbank compile --update-artifacts` \
-             (solc {} vs embedded {})",
-            fresh.solc_version,
-            embedded.solc_version
-        );
+    fn every_embedded_artifact_equals_a_fresh_compile() {
+        let fresh = Compiler::new(repo_contracts()).compile().expect("compile contracts/src").artifacts;
+        let embedded = crate::embedded().expect("embedded artifacts parse");
+        assert_eq!(fresh.len(), embedded.len());
+        for (fresh, embedded) in fresh.iter().zip(&embedded) {
+            assert!(
+                fresh == embedded,
+                "crates/vbank-contracts/artifacts/{} is stale: run `vbank compile --update-artifacts` (solc {} vs \
+                 embedded {})",
+                embedded.file_name(),
+                fresh.solc_version,
+                embedded.solc_version
+            );
+        }
     }
 
     #[test]
     fn unchanged_sources_are_not_recompiled() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let contracts = tmp.path().join("contracts");
-        std::fs::create_dir_all(contracts.join("src")).expect("mkdir");
-        std::fs::copy(repo_contracts().join("src/VirtualBank.sol"), contracts.join("src/VirtualBank.sol"))
-            .expect("copy source");
+        let contracts = copy_sources(tmp.path());
         let repo = repo_contracts().parent().expect("repo root").to_path_buf();
         let compiler = Compiler::new(&contracts).solc(repo.join("anvil-scripts/solc")).libs(repo.join("node_modules"));
         let first = compiler.compile().expect("first compile");
         assert!(!first.cached, "a first compile cannot come from the cache");
         let second = compiler.compile().expect("second compile");
         assert!(second.cached, "an unchanged source must come from the cache");
-        assert_eq!(first.artifact, second.artifact);
+        assert_eq!(first.artifacts, second.artifacts);
     }
 
     #[test]
     fn a_compile_error_is_reported_readably() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let contracts = tmp.path().join("contracts");
-        std::fs::create_dir_all(contracts.join("src")).expect("mkdir");
+        let contracts = copy_sources(tmp.path());
         std::fs::write(
-            contracts.join("src/VirtualBank.sol"),
-            "// SPDX-License-Identifier: MIT\npragma solidity ^0.8.24;\ncontract VirtualBank { uint x = ; }\n",
+            contracts.join("src/PreimageRegistry.sol"),
+            "// SPDX-License-Identifier: MIT\npragma solidity ^0.8.24;\ncontract PreimageRegistry { uint x = ; }\n",
         )
         .expect("write");
         let repo = repo_contracts().parent().expect("repo root").to_path_buf();
@@ -197,7 +220,7 @@ mod tests {
             .expect_err("broken source must not compile");
         let msg = err.to_string();
         assert!(matches!(err, Error::Compilation(_)), "{msg}");
-        assert!(msg.contains("VirtualBank.sol") && msg.contains("Expected"), "unhelpful message: {msg}");
+        assert!(msg.contains("PreimageRegistry.sol") && msg.contains("Expected"), "unhelpful message: {msg}");
     }
 
     #[test]

@@ -15,12 +15,14 @@ pub enum Error {
         reason: String,
     },
     /// The contracts directory is not where it was expected.
-    #[error("contracts directory not found: {0} (expected a foundry project with src/VirtualBank.sol)")]
+    #[error(
+        "contracts source not found: {0} (expected a foundry project with src/VirtualBankFactory.sol and test/utils/MockTokens.sol)"
+    )]
     ContractsDir(std::path::PathBuf),
     /// The compiler reported errors in the sources.
     #[error("compilation failed:\n{0}")]
     Compilation(String),
-    /// The compiler ran but produced no VirtualBank contract.
+    /// The compiler ran but produced no such contract.
     #[error("the compiler output has no {0} contract")]
     MissingContract(String),
     /// foundry-compilers failed outside the sources (I/O, cache, project setup).

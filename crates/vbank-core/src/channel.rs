@@ -9,13 +9,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Amount, Error, Message, Result, RevocationStore, WaiverChain,
-    sheet::{BalanceSheet, Close, PeerKey, Sig, Waiver, domain, sign},
+    sheet::{BalanceSheet, Close, HashLock, PeerKey, Sig, Waiver, domain, sign},
     waiver::{MAX_UPDATES, waiver_key},
 };
 
-/// The version tag of [`ChannelState`]'s serialised form. Version 1 (before `frozen` and
-/// `funding`) is read and migrated: an old channel is not frozen and its funding is unchecked.
-pub const STATE_VERSION: u32 = 2;
+/// The version tag of [`ChannelState`]'s serialised form. Versions 1 and 2 hold channels of
+/// contract v1 (a full contract per channel, EIP-712 domain version "1"); this build signs for
+/// contract v2 only, so they are refused with [`Error::ContractV1`], never misread.
+pub const STATE_VERSION: u32 = 3;
 
 /// What this party knows of the channel's contract, as far as payments are concerned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +75,12 @@ pub struct ChannelParams {
     pub parties: [Address; 2],
     /// The agreed deposits: the balances of sheet 0.
     pub deposits: [Amount; 2],
+    /// The lock period in seconds (the contract's; 1 to 2^32 - 1).
+    pub lock_period: u64,
+    /// The ERC-20 token the channel holds, or zero for ETH.
+    pub token: Address,
+    /// The salt the factory made the channel's clone with: with the rest it fixes its address.
+    pub salt: B256,
 }
 
 impl ChannelParams {
@@ -96,6 +103,9 @@ impl ChannelParams {
         }
         if self.deposits[0].checked_add(self.deposits[1]).is_none_or(|t| t == 0 || t > u128::MAX / 2) {
             return Err(Error::InvalidParams("deposits must be non-zero and below 2^127 in total"));
+        }
+        if self.lock_period == 0 || self.lock_period > u64::from(u32::MAX) {
+            return Err(Error::InvalidParams("the lock period must be 1 to 2^32 - 1 seconds"));
         }
         Ok(())
     }
@@ -190,6 +200,9 @@ pub struct LiquidationSheet {
     pub balances: [Amount; 2],
     /// This party's waiver address for the sheet.
     pub waiver: Address,
+    /// The sheet's hash-time locks (their root goes to `liquidate`, the list to `unlock`).
+    #[serde(default)]
+    pub locks: Vec<HashLock>,
     /// The peer's signature over the sheet.
     pub peer_signature: Sig,
 }
@@ -335,10 +348,9 @@ impl Channel {
     }
 
     /// A channel from stored state and the party's signing key.
-    pub fn restore(mut state: ChannelState, signer: PrivateKeySigner) -> Result<Self> {
-        if state.version == 1 {
-            // Version 1 had neither `frozen` nor `funding`: their defaults are what it meant.
-            state.version = STATE_VERSION;
+    pub fn restore(state: ChannelState, signer: PrivateKeySigner) -> Result<Self> {
+        if matches!(state.version, 1 | 2) {
+            return Err(Error::ContractV1(state.version));
         }
         if state.version != STATE_VERSION {
             return Err(Error::Version { found: state.version, expected: STATE_VERSION });
@@ -874,7 +886,13 @@ impl Channel {
         let my_signature = self.sign_sheet(nonce, balances, waiver)?;
         let revocation = if nonce == 0 { None } else { Some(self.state.chain.secret(nonce - 1)?) };
         // -- checks done; apply
-        self.state.latest = Some(LiquidationSheet { nonce, balances, waiver: mine.waiver, peer_signature: *signature });
+        self.state.latest = Some(LiquidationSheet {
+            nonce,
+            balances,
+            waiver: mine.waiver,
+            locks: Vec::new(),
+            peer_signature: *signature,
+        });
         self.state.peer_unrevoked.insert(nonce, waiver);
         let reply = Message::Commit { nonce, signature: my_signature, revocation };
         if nonce == 0 {
@@ -940,7 +958,13 @@ impl Channel {
         if let Some(secret) = revocation {
             self.apply_revocation(nonce - 1, secret)?;
         }
-        self.state.latest = Some(LiquidationSheet { nonce, balances, waiver: mine.waiver, peer_signature: *signature });
+        self.state.latest = Some(LiquidationSheet {
+            nonce,
+            balances,
+            waiver: mine.waiver,
+            locks: Vec::new(),
+            peer_signature: *signature,
+        });
         self.state.peer_unrevoked.insert(nonce, peer_waiver);
         self.state.flight = Flight::Idle;
         if nonce == 0 {
@@ -1073,12 +1097,12 @@ impl ChannelState {
             version: u32,
         }
         let tag: Tag = serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))?;
-        if tag.version != STATE_VERSION && tag.version != 1 {
+        if matches!(tag.version, 1 | 2) {
+            return Err(Error::ContractV1(tag.version));
+        }
+        if tag.version != STATE_VERSION {
             return Err(Error::Version { found: tag.version, expected: STATE_VERSION });
         }
-        let mut state: Self = serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))?;
-        // Version 1 is migrated: not frozen, funding unchecked (the serde defaults).
-        state.version = STATE_VERSION;
-        Ok(state)
+        serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))
     }
 }

@@ -118,6 +118,12 @@ pub enum Error {
     /// The channel is not funded and running on chain: no payment is made or accepted.
     #[error("the channel is {0} on chain: no payments")]
     NotRunning(&'static str),
+    /// A stored state of a contract v1 channel: this build serves contract v2 only.
+    #[error(
+        "stored channel state version {0} belongs to a contract v1 channel, which this build no longer serves: \
+         settle it with the vbank build that made it (`vbank close`), then remove it from the store"
+    )]
+    ContractV1(u32),
     /// A stored state or message could not be decoded.
     #[error("decode error: {0}")]
     Decode(String),

@@ -14,7 +14,9 @@ pub use channel::{
 };
 pub use error::{Error, Result, Severity};
 pub use message::Message;
-pub use sheet::{BalanceSheet, Close, PeerKey, Sig, Waiver, domain, recover, sign};
+pub use sheet::{
+    BalanceSheet, Close, HashLock, Lock, PeerKey, Sig, Waiver, domain, locks_root, preimage_hash, recover, sign,
+};
 pub use waiver::{MAX_UPDATES, RevocationStore, WaiverChain, waiver_address, waiver_key};
 
 /// Balances, deposits and payment amounts, in wei. The contract keeps the total below 2^128.

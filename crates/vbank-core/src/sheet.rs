@@ -12,12 +12,25 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 sol! {
-    /// A party's balance sheet: what the contract pays out if the party liquidates with it.
+    /// A hash-time lock in a sheet (contract v2): `amount` goes to party `receiver` if the
+    /// preimage of `hash` (sha256) is revealed on the registry by `expiry` (unix seconds), else
+    /// back to the other party once `expiry` is past.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Lock {
+        uint8 receiver;
+        uint256 amount;
+        uint64 expiry;
+        bytes32 hash;
+    }
+
+    /// A party's balance sheet: what the contract pays out if the party liquidates with it
+    /// (contract v2: balances, locks, and the sheet's waiver address).
     #[derive(Debug, PartialEq, Eq)]
     struct BalanceSheet {
         uint256 nonce;
         uint256 balance0;
         uint256 balance1;
+        Lock[] locks;
         address waiver;
     }
 
@@ -36,10 +49,63 @@ sol! {
     }
 }
 
+/// A hash-time lock as the protocol keeps it (see the EIP-712 [`Lock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HashLock {
+    /// The party the amount goes to when the preimage is revealed in time (0 or 1); the other
+    /// party sent it.
+    pub receiver: u8,
+    /// Wei.
+    pub amount: u128,
+    /// Unix seconds: the preimage must be revealed on the registry by then.
+    pub expiry: u64,
+    /// `sha256(preimage)` of a 32-byte preimage.
+    pub hash: B256,
+}
+
+impl HashLock {
+    /// The EIP-712 struct.
+    pub fn to_sol(&self) -> Lock {
+        Lock { receiver: self.receiver, amount: U256::from(self.amount), expiry: self.expiry, hash: self.hash }
+    }
+
+    /// Whether `preimage` opens this lock: `sha256(preimage) == hash`.
+    pub fn opens(&self, preimage: &B256) -> bool {
+        preimage_hash(preimage) == self.hash
+    }
+}
+
+/// `sha256(preimage)`, the registry's and the locks' hash.
+pub fn preimage_hash(preimage: &B256) -> B256 {
+    use sha2::Digest;
+    B256::from_slice(&sha2::Sha256::digest(preimage.as_slice()))
+}
+
+/// The EIP-712 encoding of a sheet's `locks` member, which the contract stores as `locksRoot`:
+/// `keccak256(hashStruct(lock_0) ‖ … ‖ hashStruct(lock_k))`, `keccak256("")` for none.
+pub fn locks_root(locks: &[HashLock]) -> B256 {
+    let mut buf = Vec::with_capacity(32 * locks.len());
+    for l in locks {
+        buf.extend_from_slice(l.to_sol().eip712_hash_struct().as_slice());
+    }
+    alloy_primitives::keccak256(&buf)
+}
+
 impl BalanceSheet {
-    /// A sheet for `nonce` with `balances` and `waiver`.
+    /// A sheet for `nonce` with `balances`, no locks, and `waiver`.
     pub fn new(nonce: u64, balances: [u128; 2], waiver: Address) -> Self {
-        Self { nonce: U256::from(nonce), balance0: U256::from(balances[0]), balance1: U256::from(balances[1]), waiver }
+        Self::with_locks(nonce, balances, &[], waiver)
+    }
+
+    /// A sheet for `nonce` with `balances`, `locks` and `waiver`.
+    pub fn with_locks(nonce: u64, balances: [u128; 2], locks: &[HashLock], waiver: Address) -> Self {
+        Self {
+            nonce: U256::from(nonce),
+            balance0: U256::from(balances[0]),
+            balance1: U256::from(balances[1]),
+            locks: locks.iter().map(HashLock::to_sol).collect(),
+            waiver,
+        }
     }
 }
 
@@ -50,11 +116,12 @@ impl Close {
     }
 }
 
-/// The EIP-712 domain of a channel: name "VirtualBank", version "1", the chain, the contract.
+/// The EIP-712 domain of a channel (contract v2): name "VirtualBank", version "2", the chain,
+/// the channel's clone.
 pub fn domain(chain_id: u64, contract: Address) -> Eip712Domain {
     eip712_domain! {
         name: "VirtualBank",
-        version: "1",
+        version: "2",
         chain_id: chain_id,
         verifying_contract: contract,
     }
@@ -246,8 +313,11 @@ mod tests {
     fn type_strings_match_the_contract() {
         assert_eq!(
             BalanceSheet::eip712_encode_type(),
-            "BalanceSheet(uint256 nonce,uint256 balance0,uint256 balance1,address waiver)"
+            "BalanceSheet(uint256 nonce,uint256 balance0,uint256 balance1,Lock[] locks,address waiver)\
+             Lock(uint8 receiver,uint256 amount,uint64 expiry,bytes32 hash)"
         );
+        assert_eq!(Lock::eip712_encode_type(), "Lock(uint8 receiver,uint256 amount,uint64 expiry,bytes32 hash)");
+        assert_eq!(locks_root(&[]), alloy_primitives::keccak256([]));
         assert_eq!(Waiver::eip712_encode_type(), "Waiver(uint256 nonce)");
         assert_eq!(Close::eip712_encode_type(), "Close(uint256 nonce,uint256 balance0,uint256 balance1)");
     }
@@ -350,9 +420,10 @@ mod tests {
 #[cfg(test)]
 mod vectors {
     //! Digests and signatures from an independent implementation (ethers v6), made by
-    //! `node anvil-scripts/eip712-vectors.js` and committed in `src/testdata/eip712-vectors.json`.
+    //! `node anvil-scripts/eip712-v2-vectors.js` and committed in
+    //! `src/testdata/eip712-v2-vectors.json` (sheets with 0, 1 and 3 locks, waivers, closes).
 
-    use alloy_primitives::{Address, B256, U256};
+    use alloy_primitives::{Address, B256, Bytes};
     use alloy_signer_local::PrivateKeySigner;
     use alloy_sol_types::SolStruct;
     use serde::Deserialize;
@@ -360,64 +431,100 @@ mod vectors {
     use super::*;
 
     #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Vector {
-        #[serde(rename = "type")]
-        kind: String,
+    struct Domain {
+        #[serde(rename = "chainId")]
         chain_id: u64,
+        #[serde(rename = "verifyingContract")]
         verifying_contract: Address,
-        value: std::collections::BTreeMap<String, String>,
-        domain_separator: B256,
-        digest: B256,
-        signature: alloy_primitives::Bytes,
     }
 
     #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Case {
+        value: serde_json::Value,
+        #[serde(default)]
+        locks_root: Option<B256>,
+        #[serde(default)]
+        struct_hash: Option<B256>,
+        digest: B256,
+        signature: Bytes,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
     struct File {
+        domain: Domain,
+        domain_separator: B256,
         key: B256,
         signer: Address,
-        vectors: Vec<Vector>,
+        sheets: Vec<Case>,
+        waivers: Vec<Case>,
+        closes: Vec<Case>,
     }
 
-    fn u(v: &Vector, k: &str) -> U256 {
-        v.value[k].parse().expect("decimal")
+    fn num<T: std::str::FromStr>(v: &serde_json::Value) -> T
+    where
+        T::Err: std::fmt::Debug,
+    {
+        match v {
+            serde_json::Value::String(s) => s.parse().expect("decimal"),
+            other => other.to_string().parse().expect("number"),
+        }
     }
 
-    fn check<T: SolStruct>(v: &Vector, value: &T, key: &PrivateKeySigner) {
-        let d = domain(v.chain_id, v.verifying_contract);
-        assert_eq!(d.separator(), v.domain_separator, "{} domain", v.kind);
-        assert_eq!(value.eip712_signing_hash(&d), v.digest, "{} digest", v.kind);
-        let sig = sign(key, value, &d).expect("sign");
-        assert_eq!(&sig.0[..], &v.signature[..], "{} signature (RFC 6979, deterministic)", v.kind);
-        assert_eq!(recover(&sig, value, &d), Some(key.address()));
+    fn check<T: SolStruct>(d: &Eip712Domain, c: &Case, value: &T, key: &PrivateKeySigner) {
+        assert_eq!(value.eip712_signing_hash(d), c.digest, "{} digest", T::NAME);
+        if let Some(h) = c.struct_hash {
+            assert_eq!(value.eip712_hash_struct(), h, "{} struct hash", T::NAME);
+        }
+        let sig = sign(key, value, d).expect("sign");
+        assert_eq!(&sig.0[..], &c.signature[..], "{} signature (RFC 6979, deterministic)", T::NAME);
+        assert_eq!(recover(&sig, value, d), Some(key.address()));
     }
 
     #[test]
-    fn digests_and_signatures_match_ethers() {
-        let file: File = serde_json::from_str(include_str!("testdata/eip712-vectors.json")).expect("vectors");
+    fn v2_digests_and_signatures_match_ethers() {
+        let file: File = serde_json::from_str(include_str!("testdata/eip712-v2-vectors.json")).expect("vectors");
         let key = PrivateKeySigner::from_bytes(&file.key).expect("key");
         assert_eq!(key.address(), file.signer);
-        for v in &file.vectors {
-            match v.kind.as_str() {
-                "BalanceSheet" => check(
-                    v,
-                    &BalanceSheet {
-                        nonce: u(v, "nonce"),
-                        balance0: u(v, "balance0"),
-                        balance1: u(v, "balance1"),
-                        waiver: v.value["waiver"].parse().expect("address"),
-                    },
-                    &key,
-                ),
-                "Waiver" => check(v, &Waiver { nonce: u(v, "nonce") }, &key),
-                "Close" => check(
-                    v,
-                    &Close { nonce: u(v, "nonce"), balance0: u(v, "balance0"), balance1: u(v, "balance1") },
-                    &key,
-                ),
-                other => panic!("unknown type {other}"),
-            }
+        let d = domain(file.domain.chain_id, file.domain.verifying_contract);
+        assert_eq!(d.separator(), file.domain_separator);
+        let mut lock_counts = Vec::new();
+        for c in &file.sheets {
+            let v = &c.value;
+            let locks: Vec<HashLock> = v["locks"]
+                .as_array()
+                .expect("locks")
+                .iter()
+                .map(|l| HashLock {
+                    receiver: num(&l["receiver"]),
+                    amount: num(&l["amount"]),
+                    expiry: num(&l["expiry"]),
+                    hash: l["hash"].as_str().expect("hash").parse().expect("bytes32"),
+                })
+                .collect();
+            lock_counts.push(locks.len());
+            assert_eq!(Some(locks_root(&locks)), c.locks_root, "locks root");
+            let sheet = BalanceSheet::with_locks(
+                num(&v["nonce"]),
+                [num(&v["balance0"]), num(&v["balance1"])],
+                &locks,
+                v["waiver"].as_str().expect("waiver").parse().expect("address"),
+            );
+            check(&d, c, &sheet, &key);
         }
-        assert_eq!(file.vectors.len(), 10);
+        assert_eq!(lock_counts, [0, 1, 3]);
+        for c in &file.waivers {
+            check(&d, c, &Waiver { nonce: num(&c.value["nonce"]) }, &key);
+        }
+        for c in &file.closes {
+            let v = &c.value;
+            check(&d, c, &Close::new(num(&v["nonce"]), [num(&v["balance0"]), num(&v["balance1"])]), &key);
+        }
+        assert_eq!(
+            BalanceSheet::eip712_encode_type(),
+            "BalanceSheet(uint256 nonce,uint256 balance0,uint256 balance1,Lock[] locks,address waiver)\
+             Lock(uint8 receiver,uint256 amount,uint64 expiry,bytes32 hash)"
+        );
     }
 }

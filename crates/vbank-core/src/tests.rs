@@ -23,6 +23,9 @@ fn params() -> ChannelParams {
         contract: Address::repeat_byte(0xcc),
         parties: [key(1).address(), key(2).address()],
         deposits: DEPOSITS,
+        lock_period: 3600,
+        token: Address::ZERO,
+        salt: B256::ZERO,
     }
 }
 
@@ -468,27 +471,22 @@ fn state_round_trips_with_its_version_tag() {
     let restored = Channel::restore(back.clone(), key(1)).expect("restore");
     assert_eq!(restored.balances(), p.ch[0].balances());
     assert!(matches!(Channel::restore(back, key(2)), Err(Error::WrongKey { .. })));
-    let bumped = String::from_utf8(bytes).expect("utf8").replacen("\"version\":2", "\"version\":99", 1);
-    assert_eq!(ChannelState::from_bytes(bumped.as_bytes()), Err(Error::Version { found: 99, expected: 2 }));
+    let bumped = String::from_utf8(bytes).expect("utf8").replacen("\"version\":3", "\"version\":99", 1);
+    assert_eq!(ChannelState::from_bytes(bumped.as_bytes()), Err(Error::Version { found: 99, expected: 3 }));
     assert!(matches!(ChannelState::from_bytes(b"{"), Err(Error::Decode(_))));
 }
 
 #[test]
-fn a_version_1_state_is_migrated_not_misread() {
-    let mut p = Pair::opened();
-    p.pay(0, 9).expect("pay");
-    p.settle();
+fn a_contract_v1_state_is_refused_not_misread() {
+    let p = Pair::opened();
     let mut v: serde_json::Value = serde_json::from_slice(&p.ch[0].state().to_bytes().expect("bytes")).expect("json");
-    let obj = v.as_object_mut().expect("object");
-    obj.insert("version".into(), 1.into());
-    obj.remove("frozen");
-    obj.remove("funding");
-    let old = serde_json::to_vec(&v).expect("bytes");
-    let state = ChannelState::from_bytes(&old).expect("a version 1 state is read");
-    assert_eq!(state.version, crate::STATE_VERSION);
-    assert_eq!((state.frozen.clone(), state.funding), (None, Funding::Unchecked));
-    let ch = Channel::restore(state, key(1)).expect("restore");
-    assert_eq!(ch.balances(), p.ch[0].balances());
+    for old in [1, 2] {
+        v.as_object_mut().expect("object").insert("version".into(), old.into());
+        let bytes = serde_json::to_vec(&v).expect("bytes");
+        let err = ChannelState::from_bytes(&bytes).expect_err("refused");
+        assert_eq!(err, Error::ContractV1(old));
+        assert!(err.to_string().contains("contract v1 channel"), "{err}");
+    }
 }
 
 /// The review's finding 2: Alice decides to close while Bob's payment to her is in flight; the

@@ -3,7 +3,7 @@
 
 use alloy_primitives::{Address, Bytes};
 use serde::{Deserialize, Serialize};
-use vbank_core::Message;
+use vbank_core::{ChannelParams, Message};
 
 use crate::{Error, Result};
 
@@ -41,6 +41,11 @@ pub enum Frame {
         channel: Address,
         /// The message.
         message: Message,
+        /// The channel's parameters, sent by the opener with the opening proposal (nonce 0) and
+        /// its retransmissions: the peer checks them against the factory's `channelAddress`.
+        /// (Boxed: every other frame is small.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        params: Option<Box<ChannelParams>>,
     },
     /// Asks the other node for its [`Terms`] (answered with [`Frame::Terms`]), so that a party
     /// opening a channel learns what the peer takes before it spends gas.
@@ -82,6 +87,20 @@ impl Terms {
     pub const VERSION: u16 = 1;
 }
 
+impl Frame {
+    /// A protocol message for channel `channel`, without parameters.
+    pub fn channel(channel: Address, message: Message) -> Self {
+        Self::Channel { channel, message, params: None }
+    }
+
+    /// A protocol message for the channel of `params`, carrying them if it is the opening
+    /// proposal (nonce 0).
+    pub fn for_channel(params: &ChannelParams, message: Message) -> Self {
+        let opening = matches!(message, Message::Propose { nonce: 0, .. });
+        Self::Channel { channel: params.contract, message, params: opening.then(|| Box::new(params.clone())) }
+    }
+}
+
 /// The payload of a frame; a frame over [`MAX_FRAME`] bytes is an error.
 pub fn encode(frame: &Frame) -> Result<Vec<u8>> {
     let payload = serde_json::to_vec(frame).map_err(|e| Error::Malformed(e.to_string()))?;
@@ -107,10 +126,19 @@ mod tests {
     #[test]
     fn frames_round_trip_and_bad_ones_are_typed_errors() {
         for f in [
-            Frame::Channel {
-                channel: Address::repeat_byte(1),
-                message: Message::Revoke { nonce: 3, secret: B256::repeat_byte(2) },
-            },
+            Frame::channel(Address::repeat_byte(1), Message::Revoke { nonce: 3, secret: B256::repeat_byte(2) }),
+            Frame::for_channel(
+                &ChannelParams {
+                    chain_id: 31337,
+                    contract: Address::repeat_byte(1),
+                    parties: [Address::repeat_byte(2), Address::repeat_byte(3)],
+                    deposits: [5, 0],
+                    lock_period: 600,
+                    token: Address::repeat_byte(4),
+                    salt: B256::repeat_byte(5),
+                },
+                Message::Propose { nonce: 0, balances: [5, 0], waiver: Address::repeat_byte(6) },
+            ),
             Frame::Init {},
             Frame::Ping { pong_len: 3, padding: Bytes::from(vec![0; 4]) },
             Frame::Pong { padding: Bytes::new() },
@@ -134,6 +162,22 @@ mod tests {
                 .expect("a newer node's terms"),
             Frame::Terms { terms: Terms { version: 2, ..Terms::default() } }
         );
+        // The parameters ride only on the opening proposal; other frames keep their old JSON.
+        let params = ChannelParams {
+            chain_id: 1,
+            contract: Address::repeat_byte(1),
+            parties: [Address::repeat_byte(2), Address::repeat_byte(3)],
+            deposits: [1, 1],
+            lock_period: 60,
+            token: Address::ZERO,
+            salt: B256::ZERO,
+        };
+        let later = Message::Propose { nonce: 1, balances: [1, 1], waiver: Address::repeat_byte(6) };
+        let f = Frame::for_channel(&params, later);
+        assert!(matches!(&f, Frame::Channel { params: None, .. }));
+        assert!(!String::from_utf8(encode(&f).expect("encode")).expect("utf8").contains("params"));
+        let opening = Message::Propose { nonce: 0, balances: [1, 1], waiver: Address::repeat_byte(6) };
+        assert!(matches!(Frame::for_channel(&params, opening), Frame::Channel { params: Some(p), .. } if *p == params));
         assert_eq!(
             decode(b"{\"ping\":{\"pong_len\":0}}").expect("padding is optional"),
             Frame::Ping { pong_len: 0, padding: Bytes::new() }

@@ -188,6 +188,8 @@ impl<S: Store> Node<S> {
             let _ = ch.set_funding(Funding::Pending);
         }
         let first = if me == 0 { Some(ch.open()?) } else { None };
+        // The opening carries the parameters: the peer verifies them on chain.
+        let first = first.map(|message| Frame::for_channel(ch.params(), message));
         // Stored before it is kept: a failed save leaves no channel behind.
         match &mut self.staging {
             Some(staging) => {
@@ -196,7 +198,7 @@ impl<S: Store> Node<S> {
             None => self.store.save(id, ch.state())?,
         }
         self.channels.insert(id, ch);
-        Ok(first.map(|message| Frame::Channel { channel: id, message }))
+        Ok(first)
     }
 
     /// Remembers (durably) that `peer`'s node listens at `addr`.
@@ -229,7 +231,7 @@ impl<S: Store> Node<S> {
             let pid = ch.pay(amount)?;
             Ok((pid, ch.propose()?))
         })?;
-        Ok((pid, msg.map(|message| Frame::Channel { channel: id, message })))
+        Ok((pid, msg.map(|message| Frame::channel(id, message))))
     }
 
     /// Proposes queued payments on a channel, if it is idle (after an update completed).
@@ -239,14 +241,14 @@ impl<S: Store> Node<S> {
             return Ok(None);
         }
         let msg = self.transact(id, |ch| Ok(ch.propose()?))?;
-        Ok(msg.map(|message| Frame::Channel { channel: id, message }))
+        Ok(msg.map(|message| Frame::channel(id, message)))
     }
 
     /// Signs a cooperative close of a channel at its current sheet (stored before it is returned).
     pub fn close(&mut self, id: Address) -> Result<Frame> {
         let step = self.transact(id, |ch| Ok(ch.close()?))?;
         let message = step.reply.ok_or(Error::Store("close produced no request".into()))?;
-        Ok(Frame::Channel { channel: id, message })
+        Ok(Frame::channel(id, message))
     }
 
     /// Cancels (durably) the queued payments `first..=last` of `each` wei that were not proposed
@@ -288,7 +290,7 @@ impl<S: Store> Node<S> {
     /// Handles a frame from the authenticated peer `from`. On success the channel's new state is
     /// stored before this returns the reply and the events; on error nothing changed.
     pub fn handle(&mut self, from: Address, frame: &Frame) -> Result<(Option<Frame>, Vec<Event>)> {
-        let Frame::Channel { channel, message } = frame else {
+        let Frame::Channel { channel, message, .. } = frame else {
             return Ok((None, Vec::new()));
         };
         let ch = self.channels.get(channel).ok_or(Error::UnknownChannel(*channel))?;
@@ -298,7 +300,7 @@ impl<S: Store> Node<S> {
         // Every accepted message is stored, whether or not it produced a reply or an event: the
         // core may have moved (a re-queued proposal, a recorded signature).
         let Step { reply, events } = self.transact(*channel, |ch| Ok(ch.handle(message)?))?;
-        Ok((reply.map(|message| Frame::Channel { channel: *channel, message }), events))
+        Ok((reply.map(|message| Frame::channel(*channel, message)), events))
     }
 
     /// Answers a frame from the authenticated `peer`: the frames to send back (the reply, the
@@ -336,10 +338,10 @@ impl<S: Store> Node<S> {
     /// The frames to send to `peer` after (re)connecting: every channel's retransmissions.
     pub fn on_connect(&self, peer: Address) -> Result<Vec<Frame>> {
         let mut out = Vec::new();
-        for (id, ch) in &self.channels {
+        for ch in self.channels.values() {
             if ch.peer_address() == peer {
                 out.extend(
-                    ch.retransmit()?.into_iter().map(|message: Message| Frame::Channel { channel: *id, message }),
+                    ch.retransmit()?.into_iter().map(|message: Message| Frame::for_channel(ch.params(), message)),
                 );
             }
         }

@@ -47,10 +47,18 @@ use crate::{
     transport::{initiate, read_frame, respond, write_frame},
 };
 
-/// Decides whether to join a channel that an authenticated peer opens: given the channel id and
-/// the peer, the channel's parameters (checked, e.g. against the contract on chain), or why not.
-pub type Admission =
-    Arc<dyn Fn(Address, Address) -> Pin<Box<dyn Future<Output = Result<ChannelParams, String>> + Send>> + Send + Sync>;
+/// Decides whether to join a channel that an authenticated peer opens: given the channel id, the
+/// peer and the parameters its opening proposal carries (`None` from a peer that sent none), the
+/// channel's parameters (checked, e.g. with the factory's `channelAddress` on chain), or why not.
+pub type Admission = Arc<
+    dyn Fn(
+            Address,
+            Address,
+            Option<ChannelParams>,
+        ) -> Pin<Box<dyn Future<Output = Result<ChannelParams, String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Reads a channel's contract state from the chain (`None` when the chain cannot be read now):
 /// asked when a payment meets a channel still recorded as not funded, so that a deposit mined
@@ -932,14 +940,14 @@ impl<S: Store + Send + 'static> Service<S> {
                     continue;
                 }
                 // Only an opening proposal can start a channel here; a refused one was answered.
-                Frame::Channel { channel, message: vbank_core::Message::Propose { nonce: 0, .. } } => {
-                    if !self.admit(peer, *channel).await? {
+                Frame::Channel { channel, message: vbank_core::Message::Propose { nonce: 0, .. }, params } => {
+                    if !self.admit(peer, *channel, params.as_deref()).await? {
                         continue;
                     }
                     *channel
                 }
                 // A payment on a channel not yet seen funded: look at the chain once more.
-                Frame::Channel { channel, message: vbank_core::Message::Propose { .. } } => {
+                Frame::Channel { channel, message: vbank_core::Message::Propose { .. }, .. } => {
                     self.refresh_funding(*channel).await?;
                     *channel
                 }
@@ -975,7 +983,7 @@ impl<S: Store + Send + 'static> Service<S> {
     /// Adds a channel unknown here that `peer` opens, if admission accepts it; false if it was
     /// refused (the peer is told why). Without admission an unknown channel is left to
     /// [`Node::respond`], which answers "unknown channel".
-    async fn admit(&self, peer: Address, channel: Address) -> Result<bool> {
+    async fn admit(&self, peer: Address, channel: Address, params: Option<&ChannelParams>) -> Result<bool> {
         let Some(admission) = &self.inner.admission else { return Ok(true) };
         let pending = {
             let node = self.inner.node.lock().await;
@@ -993,7 +1001,7 @@ impl<S: Store + Send + 'static> Service<S> {
         } else if pending >= OPENING_PER_PEER {
             format!("{pending} channels of this peer are already opening here")
         } else {
-            let verdict = match admission(channel, peer).await {
+            let verdict = match admission(channel, peer, params.cloned()).await {
                 Ok(p) if p.contract == channel && p.parties == [peer, self.address()] => Ok(p),
                 Ok(_) => Err(format!("its parties are not [{peer}, {}]", self.address())),
                 Err(reason) => Err(reason),

@@ -163,6 +163,7 @@ mod tests {
         let f = Frame::Channel {
             channel: Address::repeat_byte(1),
             message: Message::Revoke { nonce: 3, secret: B256::repeat_byte(2) },
+            params: None,
         };
         for _ in 0..1200 {
             // past a key rotation both ways

@@ -50,6 +50,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         Frame::Channel {
             channel: Address::repeat_byte(7),
             message: vbank_core::Message::Revoke { nonce: 9, secret: B256::repeat_byte(9) },
+            params: None,
         },
         Frame::Refused { channel: None, reason: "no".into() },
     ];

@@ -134,12 +134,14 @@ async fn bad_frames_are_refused_and_the_node_keeps_serving() {
     let unknown = Frame::Channel {
         channel: Address::repeat_byte(99),
         message: vbank_core::Message::Revoke { nonce: 0, secret: B256::ZERO },
+        params: None,
     };
     write_frame(&mut s, &mut session.sender, &unknown).await.expect("write");
     // an out-of-order message for a real channel (a commit nobody asked for)
     let stray = Frame::Channel {
         channel: Address::repeat_byte(7),
         message: vbank_core::Message::Revoke { nonce: 5, secret: B256::repeat_byte(3) },
+        params: None,
     };
     write_frame(&mut s, &mut session.sender, &stray).await.expect("write");
     let mut refusals = Vec::new();

@@ -14,10 +14,12 @@ use common::{key, params};
 
 /// Admits channels 1..=9 with the test parameters (standing in for the on-chain check).
 fn admission() -> Admission {
-    Arc::new(|channel: Address, _peer: Address| {
+    Arc::new(|channel: Address, _peer: Address, sent: Option<vbank_core::ChannelParams>| {
         Box::pin(async move {
             let n = channel.0[0];
-            if channel == Address::repeat_byte(n) && (1..=9).contains(&n) {
+            if sent.as_ref() != Some(&params(n)) {
+                Err(format!("the opening carried {sent:?}, not the channel's parameters"))
+            } else if channel == Address::repeat_byte(n) && (1..=9).contains(&n) {
                 Ok(params(n))
             } else {
                 Err("no such contract".to_string())
