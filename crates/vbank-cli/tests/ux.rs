@@ -379,18 +379,21 @@ fn close_tries_the_peer_and_liquidates_only_when_forced() {
     };
     let v = run(ALICE_KEY, &["deploy", "--rpc-url", &url, "--party1", &bob, "--lock", "600"]);
     let channel: Address = v["address"].as_str().expect("address").parse().expect("address");
+    let salt = v["salt"].as_str().expect("salt").to_string();
     let c = channel.to_string();
-    let (bob_node, connect) = bob_node_for(&dir.path().join("bob.redb"), channel, "1,1", &[]);
+    let terms = ["--lock", "600", "--salt", salt.as_str()];
+    let (bob_node, connect) = bob_node_for(&dir.path().join("bob.redb"), channel, "1,1", &terms);
     run(
         ALICE_KEY,
         &["pay", "--store", store, "--connect", &connect, "--channel", &c, "--amount", "0.25", "--peer", &bob]
             .iter()
             .chain(&["--deposits", "1,1"])
+            .chain(&terms)
             .copied()
             .collect::<Vec<_>>(),
     );
-    run(ALICE_KEY, &["deposit", "--channel", &c, "--rpc-url", &url]);
-    run(BOB_KEY, &["deposit", "--channel", &c, "--rpc-url", &url]);
+    run(ALICE_KEY, &["deposit", "--channel", &c, "--rpc-url", &url, "--salt", &salt]);
+    run(BOB_KEY, &["deposit", "--channel", &c, "--rpc-url", &url, "--salt", &salt]);
     drop(bob_node);
     let state = || run(ALICE_KEY, &["info", "--rpc-url", &url, "--channel", &c])["state"].clone();
 

@@ -395,7 +395,15 @@ async fn connections_per_ip_are_capped() {
         .await;
     drop(first);
     wait_for(&mut notices, "the first is gone", |n| dropped(n, key(4).address(), "")).await;
-    let _again = raw_peer(&uri, 6).await;
+    // The slot is freed when the link's task ends, just after that notice: retry a moment.
+    for attempt in 0.. {
+        let mut s = TcpStream::connect(uri.socket_addr()).await.expect("connect");
+        if initiate(&mut s, &key(6), uri.key()).await.is_ok() {
+            break;
+        }
+        assert!(attempt < 50, "the freed slot was not given to a new connection");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
