@@ -16,5 +16,8 @@ pub(crate) fn params(contract: u8) -> ChannelParams {
         contract: Address::repeat_byte(contract),
         parties: [key(1).address(), key(2).address()],
         deposits: [1_000_000, 1_000_000],
+        lock_period: 3600,
+        token: Address::ZERO,
+        salt: B256::ZERO,
     }
 }
