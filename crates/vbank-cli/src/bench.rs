@@ -375,7 +375,13 @@ fn update_frames() -> Vec<Frame> {
     let secret = B256::repeat_byte(0x3c);
     let big = u128::MAX / 8;
     [
-        Message::Propose { nonce: 123_456, balances: [big - 123_456, big + 123_456], waiver },
+        Message::Propose {
+            nonce: 123_456,
+            balances: [big - 123_456, big + 123_456],
+            waiver,
+            locks: vec![],
+            moves: vec![],
+        },
         Message::Countersign { nonce: 123_456, signature: sig, waiver },
         Message::Commit { nonce: 123_456, signature: sig, revocation: Some(secret) },
         Message::Revoke { nonce: 123_455, secret },

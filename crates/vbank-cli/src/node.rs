@@ -258,6 +258,22 @@ fn describe_notice(n: &Notice, json_mode: bool) -> Option<String> {
                 format!("channel {channel}: cooperative close at sheet {nonce} signed by both")
             }
             Event::Frozen { reason, .. } => format!("channel {channel}: frozen, no more updates: {reason}"),
+            Event::Lock { lock, change, nonce } => format!(
+                "channel {channel}: lock {} of {} to party {} (expiry {}) {} in sheet {nonce}",
+                lock.hash,
+                format_eth(lock.amount),
+                lock.receiver,
+                lock.expiry,
+                match change {
+                    vbank_core::LockChange::Added => "added".to_string(),
+                    vbank_core::LockChange::Received => "received".to_string(),
+                    vbank_core::LockChange::Fulfilled { preimage } => format!("fulfilled with preimage {preimage}"),
+                    vbank_core::LockChange::Released => "released".to_string(),
+                    vbank_core::LockChange::Expired => "expired".to_string(),
+                }
+            ),
+            Event::PreimageLearned { hash, .. } => format!("channel {channel}: learnt the preimage of {hash}"),
+            Event::LockMoveCancelled { mv } => format!("channel {channel}: lock move on {} cancelled", mv.lock().hash),
         },
         Notice::RefusedByPeer { peer, reason, .. } => format!("peer {peer} refused: {reason}"),
         Notice::Refused { peer, reason, .. } => format!("refused a frame from {peer}: {reason}"),

@@ -8,7 +8,7 @@ use alloy_sol_types::Eip712Domain;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Amount, Error, Message, Result, RevocationStore, WaiverChain,
+    Amount, Error, LockMove, Message, Result, RevocationStore, WaiverChain,
     sheet::{BalanceSheet, Close, HashLock, PeerKey, Sig, Waiver, domain, sign},
     waiver::{MAX_UPDATES, waiver_key},
 };
@@ -151,18 +151,31 @@ enum Flight {
     Proposed {
         nonce: u64,
         balances: [Amount; 2],
+        #[serde(default)]
+        locks: Vec<HashLock>,
         payments: Payments,
+        #[serde(default)]
+        moves: Vec<LockMove>,
     },
     /// I countersigned the peer's proposal and committed mine; waiting for the peer's revocation.
     Committed {
         nonce: u64,
         payments: Payments,
+        #[serde(default)]
+        moves: Vec<LockMove>,
     },
     /// I countersigned the peer's proposal `nonce`; waiting for its commit.
     Countersigned {
         nonce: u64,
         balances: [Amount; 2],
+        #[serde(default)]
+        locks: Vec<HashLock>,
         peer_waiver: Address,
+        /// The payment part of the update (what is not a lock move), to me.
+        #[serde(default)]
+        paid: Amount,
+        #[serde(default)]
+        moves: Vec<LockMove>,
     },
 }
 
@@ -233,7 +246,38 @@ pub struct ChannelState {
     /// What this party knows of the contract's state.
     #[serde(default)]
     pub funding: Funding,
+    /// Lock moves waiting for the next proposal.
+    #[serde(default)]
+    lock_queue: Vec<LockMove>,
+    /// Preimages this party knows (its own, and those learnt from the peer's fulfils), by hash.
+    #[serde(default)]
+    preimages: BTreeMap<B256, B256>,
+    /// What this party accepts of locks the peer adds or expires.
+    #[serde(default)]
+    pub policy: LockPolicy,
 }
+
+/// What a party accepts of the peer's lock moves (DESIGN §2 rule 3 b and e).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockPolicy {
+    /// A lock added to this party must expire at least this long after now (seconds): the time
+    /// to learn the preimage downstream and reveal it on chain.
+    pub min_window: u64,
+    /// … and at most this long after now (collateral is held until then).
+    pub max_window: u64,
+    /// A lock to this party is expired by the peer only once its expiry plus this grace has
+    /// passed on this party's clock.
+    pub grace: u64,
+}
+
+impl Default for LockPolicy {
+    fn default() -> Self {
+        Self { min_window: 600, max_window: 14 * 24 * 3600, grace: 120 }
+    }
+}
+
+/// How many locks a sheet may hold (the contract's `unlock` is tested up to this).
+pub const MAX_LOCKS: usize = 256;
 
 /// Something the application should know after a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,6 +308,31 @@ pub enum Event {
         /// The new sheet.
         nonce: u64,
     },
+    /// A lock changed, irrevocably: the sheet holding the change is countersigned and stored
+    /// here and the sheet before it is revoked by the party that loses by it (DESIGN §2 rule 7:
+    /// a [`LockChange::Received`] lock may be forwarded).
+    Lock {
+        /// The lock.
+        lock: HashLock,
+        /// What happened to it.
+        change: LockChange,
+        /// The sheet that holds the change.
+        nonce: u64,
+    },
+    /// The peer proved it knows the preimage of `hash` (in a fulfil it proposed): use it at once
+    /// upstream (DESIGN §2 rule 9).
+    PreimageLearned {
+        /// The lock hash.
+        hash: B256,
+        /// Its preimage.
+        preimage: B256,
+    },
+    /// A queued or proposed lock move will not be made (the peer refused it, or the channel
+    /// froze).
+    LockMoveCancelled {
+        /// The move.
+        mv: LockMove,
+    },
     /// The channel was frozen (DESIGN §2 rule 6): no update is signed any more, and this is how
     /// it is to be settled on chain.
     Frozen {
@@ -283,6 +352,25 @@ pub enum Event {
         /// Party 0's and party 1's signatures, in that order.
         signatures: [Sig; 2],
     },
+}
+
+/// What happened to a lock (see [`Event::Lock`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockChange {
+    /// This party's lock to the peer is in both parties' sheets.
+    Added,
+    /// The peer's lock to this party is in both parties' sheets.
+    Received,
+    /// The receiver claimed it with its preimage.
+    Fulfilled {
+        /// The preimage.
+        preimage: B256,
+    },
+    /// The receiver gave it up: back to the sender.
+    Released,
+    /// It expired unclaimed: back to the sender.
+    Expired,
 }
 
 /// What a step produced: the message to send (after persisting the state) and the events.
@@ -316,6 +404,8 @@ pub struct Channel {
     waiver_cache: std::cell::Cell<Option<(u64, Address)>>,
     /// The peer's public key once seen: later signatures are verified, not recovered.
     peer_key: PeerKey,
+    /// The time now (unix seconds), as the node last set it: lock expiries are judged by it.
+    now: Option<u64>,
 }
 
 fn sum(b: [Amount; 2]) -> Option<Amount> {
@@ -343,6 +433,9 @@ impl Channel {
             next_payment: 0,
             frozen: None,
             funding: Funding::Unchecked,
+            lock_queue: Vec::new(),
+            preimages: BTreeMap::new(),
+            policy: LockPolicy::default(),
         };
         Self::restore(state, signer)
     }
@@ -360,7 +453,14 @@ impl Channel {
             return Err(Error::WrongKey { key: signer.address(), index: state.me, party });
         }
         let domain = state.params.domain();
-        Ok(Self { state, signer, domain, waiver_cache: std::cell::Cell::new(None), peer_key: PeerKey::default() })
+        Ok(Self {
+            state,
+            signer,
+            domain,
+            waiver_cache: std::cell::Cell::new(None),
+            peer_key: PeerKey::default(),
+            now: None,
+        })
     }
 
     /// Puts the channel back to `state`, one of its own earlier states (a step whose result
@@ -441,11 +541,14 @@ impl Channel {
     pub fn spendable(&self) -> Amount {
         let mine = self.balances()[self.me()];
         let queued = self.state.queue.amount;
+        let adds = |moves: &[LockMove]| -> Amount {
+            moves.iter().filter_map(|m| if let LockMove::Add(l) = m { Some(l.amount) } else { None }).sum()
+        };
         let proposed = match &self.state.flight {
-            Flight::Proposed { payments, .. } => payments.amount,
+            Flight::Proposed { payments, moves, .. } => payments.amount.saturating_add(adds(moves)),
             _ => 0,
         };
-        mine.saturating_sub(queued).saturating_sub(proposed)
+        mine.saturating_sub(queued).saturating_sub(adds(&self.state.lock_queue)).saturating_sub(proposed)
     }
 
     /// True when the peer revoked its sheet `nonce` (and this party holds the secret to punish it).
@@ -491,20 +594,137 @@ impl Channel {
         Ok(a)
     }
 
-    fn my_sheet(&self, nonce: u64, balances: [Amount; 2]) -> Result<BalanceSheet> {
-        Ok(BalanceSheet::new(nonce, balances, self.my_waiver(nonce)?))
+    fn my_sheet(&self, nonce: u64, balances: [Amount; 2], locks: &[HashLock]) -> Result<BalanceSheet> {
+        Ok(BalanceSheet::with_locks(nonce, balances, locks, self.my_waiver(nonce)?))
     }
 
-    fn sign_sheet(&self, nonce: u64, balances: [Amount; 2], waiver: Address) -> Result<Sig> {
-        sign(&self.signer, &BalanceSheet::new(nonce, balances, waiver), &self.domain)
+    fn sign_sheet(&self, nonce: u64, balances: [Amount; 2], locks: &[HashLock], waiver: Address) -> Result<Sig> {
+        sign(&self.signer, &BalanceSheet::with_locks(nonce, balances, locks, waiver), &self.domain)
     }
 
-    fn check_sum(&self, balances: [Amount; 2]) -> Result<()> {
+    fn check_sum(&self, balances: [Amount; 2], locks: &[HashLock]) -> Result<()> {
         let total = self.state.params.total();
-        match sum(balances) {
-            Some(s) if s == total => Ok(()),
-            s => Err(Error::WrongSum { sum: s, total }),
+        let locked = locks.iter().try_fold(0u128, |acc, l| acc.checked_add(l.amount));
+        match (sum(balances), locked) {
+            (Some(s), Some(l)) if s.checked_add(l) == Some(total) => Ok(()),
+            (s, l) => Err(Error::WrongSum { sum: s.zip(l).and_then(|(s, l)| s.checked_add(l)), total }),
         }
+    }
+
+    /// The locks of the latest sheet.
+    pub fn locks(&self) -> &[HashLock] {
+        self.state.latest.as_ref().map_or(&[], |l| l.locks.as_slice())
+    }
+
+    /// Sets the time (unix seconds) lock expiries are judged by: the node's clock, or the
+    /// chain's when it lags. Without it, no lock can be added or expired.
+    pub fn set_now(&mut self, now: u64) {
+        self.now = Some(now);
+    }
+
+    /// Remembers a preimage this party knows (the payee's own, or one learnt elsewhere).
+    pub fn learn_preimage(&mut self, preimage: B256) -> B256 {
+        let hash = crate::preimage_hash(&preimage);
+        self.state.preimages.insert(hash, preimage);
+        hash
+    }
+
+    /// The preimage of `hash`, if this party knows it.
+    pub fn preimage(&self, hash: &B256) -> Option<B256> {
+        self.state.preimages.get(hash).copied()
+    }
+
+    /// Lock moves queued for the next proposal.
+    pub fn queued_lock_moves(&self) -> &[LockMove] {
+        &self.state.lock_queue
+    }
+
+    fn now(&self) -> Result<u64> {
+        self.now.ok_or_else(|| Error::BadLock("this party's clock is not set".into()))
+    }
+
+    /// Applies `proposer`'s lock `moves` to `balances` and `locks`. With `checking`, this party
+    /// is the countersigner and also applies its own rules (expiry windows, expiry passed,
+    /// preimage unknown). Nothing is changed on error.
+    fn apply_moves(
+        &self,
+        proposer: usize,
+        moves: &[LockMove],
+        mut balances: [Amount; 2],
+        mut locks: Vec<HashLock>,
+        checking: bool,
+    ) -> Result<([Amount; 2], Vec<HashLock>)> {
+        let other = 1 - proposer;
+        let bad = |why: String| Err(Error::BadLock(why));
+        let take = |locks: &mut Vec<HashLock>, l: &HashLock, receiver: usize| -> Result<()> {
+            if usize::from(l.receiver) != receiver {
+                return Err(Error::BadLock(format!("lock {} is not to party {receiver}", l.hash)));
+            }
+            let i = locks.iter().position(|x| x == l).ok_or_else(|| Error::BadLock(format!("no lock {}", l.hash)))?;
+            locks.remove(i);
+            Ok(())
+        };
+        let credit = |b: &mut [Amount; 2], who: usize, amount: Amount| -> Result<()> {
+            b[who] = b[who].checked_add(amount).ok_or_else(|| Error::BadLock("balance overflow".into()))?;
+            Ok(())
+        };
+        for m in moves {
+            match m {
+                LockMove::Add(l) => {
+                    if usize::from(l.receiver) != other || l.amount == 0 {
+                        return bad(format!("an added lock must be to party {other} and more than 0 wei"));
+                    }
+                    if checking {
+                        let now = self.now()?;
+                        let p = self.state.policy;
+                        if l.expiry < now.saturating_add(p.min_window) || l.expiry > now.saturating_add(p.max_window) {
+                            return bad(format!(
+                                "lock {} expires at {}: this party takes expiries {} to {} s ahead of now ({now})",
+                                l.hash, l.expiry, p.min_window, p.max_window
+                            ));
+                        }
+                    }
+                    balances[proposer] = balances[proposer].checked_sub(l.amount).ok_or_else(|| {
+                        Error::InsufficientBalance { available: balances[proposer], requested: l.amount }
+                    })?;
+                    locks.push(*l);
+                }
+                LockMove::Fulfil { lock, preimage } => {
+                    if !lock.opens(preimage) {
+                        return bad(format!("the preimage does not open lock {}", lock.hash));
+                    }
+                    take(&mut locks, lock, proposer)?;
+                    credit(&mut balances, proposer, lock.amount)?;
+                }
+                LockMove::Release(l) => {
+                    take(&mut locks, l, proposer)?;
+                    credit(&mut balances, other, l.amount)?;
+                }
+                LockMove::Expire(l) => {
+                    if checking {
+                        let now = self.now()?;
+                        if now <= l.expiry.saturating_add(self.state.policy.grace) {
+                            return bad(format!(
+                                "lock {} has not expired here (expiry {}, now {now})",
+                                l.hash, l.expiry
+                            ));
+                        }
+                        if self.state.preimages.contains_key(&l.hash) {
+                            return bad(format!(
+                                "this party knows the preimage of lock {}: it will not expire",
+                                l.hash
+                            ));
+                        }
+                    }
+                    take(&mut locks, l, other)?;
+                    credit(&mut balances, proposer, l.amount)?;
+                }
+            }
+        }
+        if locks.len() > MAX_LOCKS {
+            return bad(format!("a sheet holds at most {MAX_LOCKS} locks"));
+        }
+        Ok((balances, locks))
     }
 
     fn require_open(&self) -> Result<()> {
@@ -546,8 +766,89 @@ impl Channel {
         }
         let balances = self.state.params.deposits;
         let waiver = self.my_waiver(0)?;
-        self.state.flight = Flight::Proposed { nonce: 0, balances, payments: Payments::default() };
-        Ok(Message::Propose { nonce: 0, balances, waiver })
+        self.state.flight = Flight::Proposed {
+            nonce: 0,
+            balances,
+            locks: Vec::new(),
+            payments: Payments::default(),
+            moves: Vec::new(),
+        };
+        Ok(Message::Propose { nonce: 0, balances, waiver, locks: Vec::new(), moves: Vec::new() })
+    }
+
+    /// Queues a hash-time lock of `amount` wei to the peer on `hash`, expiring at `expiry` (unix
+    /// seconds): it goes out with the next [`Channel::propose`] (DESIGN §2 rule 3 b).
+    pub fn add_lock(&mut self, amount: Amount, hash: B256, expiry: u64) -> Result<HashLock> {
+        self.require_running()?;
+        if amount == 0 {
+            return Err(Error::ZeroPayment);
+        }
+        let available = self.spendable();
+        if amount > available {
+            return Err(Error::InsufficientBalance { available, requested: amount });
+        }
+        let pending = self.locks().len() + self.state.lock_queue.len();
+        if pending >= MAX_LOCKS {
+            return Err(Error::BadLock(format!("a sheet holds at most {MAX_LOCKS} locks")));
+        }
+        let lock = HashLock { receiver: self.peer() as u8, amount, expiry, hash };
+        self.state.lock_queue.push(LockMove::Add(lock));
+        Ok(lock)
+    }
+
+    /// The lock to `receiver` on `hash` in the latest sheet that no queued or proposed move
+    /// already settles.
+    fn open_lock(&self, receiver: usize, hash: &B256) -> Option<HashLock> {
+        let busy = |l: &HashLock| {
+            let in_flight = match &self.state.flight {
+                Flight::Proposed { moves, .. } => moves.iter().any(|m| m.lock() == l),
+                _ => false,
+            };
+            in_flight || self.state.lock_queue.iter().any(|m| m.lock() == l)
+        };
+        self.locks().iter().find(|l| usize::from(l.receiver) == receiver && &l.hash == hash && !busy(l)).copied()
+    }
+
+    /// Claims the peer's lock to this party that `preimage` opens (DESIGN §2 rule 3 c); queued
+    /// for the next proposal. The preimage is remembered.
+    pub fn fulfil(&mut self, preimage: B256) -> Result<HashLock> {
+        self.require_open()?;
+        let hash = crate::preimage_hash(&preimage);
+        let lock = self
+            .open_lock(self.me(), &hash)
+            .ok_or_else(|| Error::BadLock(format!("no open lock {hash} to this party")))?;
+        self.state.preimages.insert(hash, preimage);
+        self.state.lock_queue.push(LockMove::Fulfil { lock, preimage });
+        Ok(lock)
+    }
+
+    /// Gives up the peer's lock to this party on `hash` (DESIGN §2 rule 3 d, rule 10): the amount
+    /// goes back to the peer with the next proposal.
+    pub fn release(&mut self, hash: B256) -> Result<HashLock> {
+        self.require_open()?;
+        let lock = self
+            .open_lock(self.me(), &hash)
+            .ok_or_else(|| Error::BadLock(format!("no open lock {hash} to this party")))?;
+        self.state.lock_queue.push(LockMove::Release(lock));
+        Ok(lock)
+    }
+
+    /// Queues the expiry of every lock this party sent that expired unclaimed by `now`, with a
+    /// margin of twice the grace the peer allows (DESIGN §2 rule 3 e); returns them.
+    pub fn expire_due(&mut self) -> Result<Vec<HashLock>> {
+        self.require_open()?;
+        let now = self.now()?;
+        let margin = self.state.policy.grace.saturating_mul(2);
+        let peer = self.peer();
+        let due: Vec<HashLock> = self
+            .locks()
+            .iter()
+            .filter(|l| usize::from(l.receiver) == peer && now > l.expiry.saturating_add(margin))
+            .filter(|l| self.open_lock(peer, &l.hash).as_ref() == Some(*l))
+            .copied()
+            .collect();
+        self.state.lock_queue.extend(due.iter().copied().map(LockMove::Expire));
+        Ok(due)
     }
 
     /// Queues a payment of `amount` wei to the peer; returns its id. It goes out with the next
@@ -577,9 +878,14 @@ impl Channel {
     pub fn propose(&mut self) -> Result<Option<Message>> {
         if self.state.phase != Phase::Open
             || self.state.flight != Flight::Idle
-            || self.state.queue.count == 0
-            || self.require_running().is_err()
+            || (self.state.queue.count == 0 && self.state.lock_queue.is_empty())
+            || self.state.frozen.is_some()
         {
+            return Ok(None);
+        }
+        // Payments and added locks wait for the chain; settling a lock never does.
+        let adds = self.state.lock_queue.iter().any(|m| matches!(m, LockMove::Add(_)));
+        if (self.state.queue.count > 0 || adds) && self.require_running().is_err() {
             return Ok(None);
         }
         let latest = self.state.latest.as_ref().ok_or(Error::NotOpen("opening"))?;
@@ -588,17 +894,30 @@ impl Channel {
             return Err(Error::Exhausted(MAX_UPDATES));
         }
         let payments = self.state.queue;
-        let amount = payments.amount;
-        let mut balances = latest.balances;
         let (me, peer) = (self.me(), self.peer());
+        // Queued moves that no longer apply (the peer settled the lock first) are dropped.
+        let (mut balances, mut locks) = (latest.balances, latest.locks.clone());
+        let mut moves = Vec::new();
+        for m in &self.state.lock_queue {
+            if let Ok((b, l)) = self.apply_moves(me, std::slice::from_ref(m), balances, locks.clone(), false) {
+                (balances, locks) = (b, l);
+                moves.push(m.clone());
+            }
+        }
+        if moves.is_empty() && payments.count == 0 {
+            self.state.lock_queue.clear();
+            return Ok(None);
+        }
+        let amount = payments.amount;
         balances[me] = balances[me]
             .checked_sub(amount)
             .ok_or(Error::InsufficientBalance { available: balances[me], requested: amount })?;
         balances[peer] += amount;
         let waiver = self.my_waiver(nonce)?;
         self.state.queue = Payments::default();
-        self.state.flight = Flight::Proposed { nonce, balances, payments };
-        Ok(Some(Message::Propose { nonce, balances, waiver }))
+        self.state.lock_queue.clear();
+        self.state.flight = Flight::Proposed { nonce, balances, locks: locks.clone(), payments, moves: moves.clone() };
+        Ok(Some(Message::Propose { nonce, balances, waiver, locks, moves }))
     }
 
     /// Cancels the queued (not yet proposed) payments among ids `first..=last`, each of
@@ -629,12 +948,18 @@ impl Channel {
     /// proposal was in flight). Safe whatever the peer did: only a Commit from this party makes
     /// the peer's countersignature usable against it, and no Commit follows now.
     pub fn withdraw_proposal(&mut self) -> Vec<u64> {
-        match self.state.flight {
-            Flight::Proposed { nonce, payments, .. } if nonce > 0 => {
+        self.withdraw().0
+    }
+
+    /// Abandons the proposal in flight (nonce > 0): its payment ids and lock moves.
+    fn withdraw(&mut self) -> (Vec<u64>, Vec<LockMove>) {
+        match &self.state.flight {
+            Flight::Proposed { nonce, payments, moves, .. } if *nonce > 0 => {
+                let out = (payments.ids(), moves.clone());
                 self.state.flight = Flight::Idle;
-                payments.ids()
+                out
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), Vec::new()),
         }
     }
 
@@ -671,14 +996,17 @@ impl Channel {
         if first {
             self.state.frozen = Some(reason.to_string());
             let mut ids = std::mem::take(&mut self.state.queue).ids();
-            if let Flight::Proposed { payments, .. } = &self.state.flight {
+            let mut moves = std::mem::take(&mut self.state.lock_queue);
+            if let Flight::Proposed { payments, moves: proposed, .. } = &self.state.flight {
                 // The proposal's sheet will never be countersigned here: its payments are not made.
                 ids.splice(0..0, payments.ids());
+                moves.splice(0..0, proposed.iter().cloned());
                 self.state.flight = Flight::Idle;
             }
             if !ids.is_empty() {
                 step.events.push(Event::PaymentsCancelled { ids });
             }
+            step.events.extend(moves.into_iter().map(|mv| Event::LockMoveCancelled { mv }));
         }
         let settlement = self.settlement();
         if first {
@@ -703,6 +1031,9 @@ impl Channel {
         self.require_open()?;
         if self.state.flight != Flight::Idle {
             return Err(Error::NotOpen("busy with an update"));
+        }
+        if !self.locks().is_empty() || !self.state.lock_queue.is_empty() {
+            return Err(Error::BadLock("a cooperative close has no locks: settle them first".into()));
         }
         let latest = self.state.latest.as_ref().ok_or(Error::NotOpen("opening"))?;
         let (nonce, balances) = (latest.nonce, latest.balances);
@@ -744,9 +1075,13 @@ impl Channel {
                     out.push(Message::CloseRequest { nonce: *nonce, balances: *balances, signature: *mine });
                 }
             }
-            Flight::Proposed { nonce, balances, .. } => {
-                out.push(Message::Propose { nonce: *nonce, balances: *balances, waiver: self.my_waiver(*nonce)? })
-            }
+            Flight::Proposed { nonce, balances, locks, moves, .. } => out.push(Message::Propose {
+                nonce: *nonce,
+                balances: *balances,
+                waiver: self.my_waiver(*nonce)?,
+                locks: locks.clone(),
+                moves: moves.clone(),
+            }),
             Flight::Countersigned { nonce, .. } => out.push(self.countersign_message(*nonce)?),
             Flight::Committed { nonce, .. } => out.push(self.commit_message(*nonce)?),
         }
@@ -754,12 +1089,12 @@ impl Channel {
     }
 
     fn countersign_message(&self, nonce: u64) -> Result<Message> {
-        let Flight::Countersigned { balances, peer_waiver, .. } = self.state.flight else {
+        let Flight::Countersigned { balances, locks, peer_waiver, .. } = &self.state.flight else {
             return Err(Error::NotOpen("not countersigning"));
         };
         Ok(Message::Countersign {
             nonce,
-            signature: self.sign_sheet(nonce, balances, peer_waiver)?,
+            signature: self.sign_sheet(nonce, *balances, locks, *peer_waiver)?,
             waiver: self.my_waiver(nonce)?,
         })
     }
@@ -767,7 +1102,7 @@ impl Channel {
     fn commit_message(&self, nonce: u64) -> Result<Message> {
         let balances = self.balances();
         let peer_waiver = *self.state.peer_unrevoked.get(&nonce).ok_or(Error::NotOpen("no peer sheet"))?;
-        let signature = self.sign_sheet(nonce, balances, peer_waiver)?;
+        let signature = self.sign_sheet(nonce, balances, self.locks(), peer_waiver)?;
         let revocation = if nonce == 0 { None } else { Some(self.state.chain.secret(nonce - 1)?) };
         Ok(Message::Commit { nonce, signature, revocation })
     }
@@ -784,7 +1119,9 @@ impl Channel {
             return Err(Error::Frozen(reason.clone()));
         }
         match msg {
-            Message::Propose { nonce, balances, waiver } => self.on_propose(msg, *nonce, *balances, *waiver),
+            Message::Propose { nonce, balances, waiver, locks, moves } => {
+                self.on_propose(msg, *nonce, *balances, *waiver, locks, moves)
+            }
             Message::Countersign { nonce, signature, waiver } => self.on_countersign(msg, *nonce, signature, *waiver),
             Message::Commit { nonce, signature, revocation } => self.on_commit(msg, *nonce, signature, *revocation),
             Message::Revoke { nonce, secret } => self.on_revoke(msg, *nonce, *secret),
@@ -795,12 +1132,21 @@ impl Channel {
         }
     }
 
-    fn on_propose(&mut self, msg: &Message, nonce: u64, balances: [Amount; 2], waiver: Address) -> Result<Step> {
+    fn on_propose(
+        &mut self,
+        msg: &Message,
+        nonce: u64,
+        balances: [Amount; 2],
+        waiver: Address,
+        locks: &[HashLock],
+        moves: &[LockMove],
+    ) -> Result<Step> {
         // A duplicate of the proposal already countersigned: countersign again (same bytes).
-        if let Flight::Countersigned { nonce: n, balances: b, peer_waiver } = self.state.flight
-            && n == nonce
-            && b == balances
-            && peer_waiver == waiver
+        if let Flight::Countersigned { nonce: n, balances: b, locks: l, peer_waiver, .. } = &self.state.flight
+            && *n == nonce
+            && *b == balances
+            && l == locks
+            && *peer_waiver == waiver
         {
             return Ok(Step::reply(self.countersign_message(nonce)?));
         }
@@ -814,7 +1160,6 @@ impl Channel {
                 return Err(Error::Frozen(reason.clone()));
             }
             self.require_open().map_err(|_| self.unexpected(msg))?;
-            self.require_running()?;
         }
         let expected = if opening { 0 } else { self.nonce() + 1 };
         if nonce != expected {
@@ -823,42 +1168,70 @@ impl Channel {
         let mut requeue = None;
         match &self.state.flight {
             Flight::Idle => {}
-            Flight::Proposed { nonce: n, payments, .. } if *n == nonce => {
+            Flight::Proposed { nonce: n, payments, moves: mine, .. } if *n == nonce => {
                 // Both proposed at once: party 0's proposal goes first, party 1 queues its own again.
                 if self.me() == 0 {
                     return Err(Error::Conflict(nonce));
                 }
-                requeue = Some(*payments);
+                requeue = Some((*payments, mine.clone()));
             }
             _ => return Err(self.unexpected(msg)),
         }
         if waiver == Address::ZERO {
             return Err(Error::ZeroWaiver);
         }
-        self.check_sum(balances)?;
+        self.check_sum(balances, locks)?;
         let me = self.me();
+        let mut paid = 0;
         if opening {
-            if balances != self.state.params.deposits {
+            if balances != self.state.params.deposits || !locks.is_empty() || !moves.is_empty() {
                 return Err(Error::WrongDirection { from: self.state.params.deposits[me], to: balances[me] });
             }
         } else {
-            let from = self.balances()[me];
-            if balances[me] <= from {
-                return Err(Error::WrongDirection { from, to: balances[me] });
+            // Payments and new locks need a channel that runs on chain; settling locks does not.
+            let adds = moves.iter().any(|m| matches!(m, LockMove::Add(_)));
+            let latest = self.state.latest.as_ref().ok_or(Error::NotOpen("opening"))?;
+            let (after, left) = self.apply_moves(self.peer(), moves, latest.balances, latest.locks.clone(), true)?;
+            if left != locks {
+                return Err(Error::BadLock("the proposed locks are not the current ones after the moves".into()));
+            }
+            if balances[me] < after[me] || (moves.is_empty() && balances[me] == after[me]) {
+                return Err(Error::WrongDirection { from: after[me], to: balances[me] });
+            }
+            paid = balances[me] - after[me];
+            if paid > 0 || adds {
+                self.require_running()?;
             }
         }
-        let signature = self.sign_sheet(nonce, balances, waiver)?;
+        let signature = self.sign_sheet(nonce, balances, locks, waiver)?;
         let my_waiver = self.my_waiver(nonce)?;
         // -- checks done; apply
-        if let Some(p) = requeue {
+        let mut step = Step::default();
+        if let Some((p, mine)) = requeue {
             // The abandoned proposal's payments go back in front of the queue (their ids are lower).
             let q = &mut self.state.queue;
             q.first = p.first;
             q.count += p.count;
             q.amount += p.amount;
+            self.state.lock_queue.splice(0..0, mine);
         }
-        self.state.flight = Flight::Countersigned { nonce, balances, peer_waiver: waiver };
-        Ok(Step::reply(Message::Countersign { nonce, signature, waiver: my_waiver }))
+        for m in moves {
+            if let LockMove::Fulfil { lock, preimage } = m {
+                // Learn once, claim everywhere (DESIGN §2 rule 9): known before anything else.
+                self.state.preimages.insert(lock.hash, *preimage);
+                step.events.push(Event::PreimageLearned { hash: lock.hash, preimage: *preimage });
+            }
+        }
+        self.state.flight = Flight::Countersigned {
+            nonce,
+            balances,
+            locks: locks.to_vec(),
+            peer_waiver: waiver,
+            paid,
+            moves: moves.to_vec(),
+        };
+        step.reply = Some(Message::Countersign { nonce, signature, waiver: my_waiver });
+        Ok(step)
     }
 
     fn on_countersign(&mut self, msg: &Message, nonce: u64, signature: &Sig, waiver: Address) -> Result<Step> {
@@ -869,7 +1242,7 @@ impl Channel {
         {
             return Ok(Step::reply(self.commit_message(nonce)?));
         }
-        let Flight::Proposed { nonce: n, balances, payments } = self.state.flight else {
+        let Flight::Proposed { nonce: n, balances, locks, payments, moves } = self.state.flight.clone() else {
             if nonce < self.nonce() || (nonce == self.nonce() && self.state.latest.is_some()) {
                 return Err(Error::WrongNonce { expected: self.nonce() + 1, got: nonce });
             }
@@ -881,18 +1254,13 @@ impl Channel {
         if waiver == Address::ZERO {
             return Err(Error::ZeroWaiver);
         }
-        let mine = self.my_sheet(nonce, balances)?;
+        let mine = self.my_sheet(nonce, balances, &locks)?;
         self.peer_key.verify(signature, &mine, &self.domain, self.peer_address())?;
-        let my_signature = self.sign_sheet(nonce, balances, waiver)?;
+        let my_signature = self.sign_sheet(nonce, balances, &locks, waiver)?;
         let revocation = if nonce == 0 { None } else { Some(self.state.chain.secret(nonce - 1)?) };
         // -- checks done; apply
-        self.state.latest = Some(LiquidationSheet {
-            nonce,
-            balances,
-            waiver: mine.waiver,
-            locks: Vec::new(),
-            peer_signature: *signature,
-        });
+        self.state.latest =
+            Some(LiquidationSheet { nonce, balances, waiver: mine.waiver, locks, peer_signature: *signature });
         self.state.peer_unrevoked.insert(nonce, waiver);
         let reply = Message::Commit { nonce, signature: my_signature, revocation };
         if nonce == 0 {
@@ -900,7 +1268,7 @@ impl Channel {
             self.state.phase = Phase::Open;
             return Ok(Step::reply(reply).with(Event::Opened));
         }
-        self.state.flight = Flight::Committed { nonce, payments };
+        self.state.flight = Flight::Committed { nonce, payments, moves };
         Ok(Step::reply(reply))
     }
 
@@ -936,7 +1304,8 @@ impl Channel {
             let secret = self.state.chain.secret(nonce - 1)?;
             return Ok(Step::reply(Message::Revoke { nonce: nonce - 1, secret }));
         }
-        let Flight::Countersigned { nonce: n, balances, peer_waiver } = self.state.flight else {
+        let Flight::Countersigned { nonce: n, balances, locks, peer_waiver, paid, moves } = self.state.flight.clone()
+        else {
             if nonce < self.nonce() {
                 return Err(Error::WrongNonce { expected: self.nonce() + 1, got: nonce });
             }
@@ -945,7 +1314,7 @@ impl Channel {
         if nonce != n {
             return Err(Error::WrongNonce { expected: n, got: nonce });
         }
-        let mine = self.my_sheet(nonce, balances)?;
+        let mine = self.my_sheet(nonce, balances, &locks)?;
         self.peer_key.verify(signature, &mine, &self.domain, self.peer_address())?;
         match (nonce, revocation) {
             (0, None) => {}
@@ -954,30 +1323,29 @@ impl Channel {
         }
         let my_secret = if nonce == 0 { None } else { Some(self.state.chain.secret(nonce - 1)?) };
         // -- checks done; apply
-        let before = self.balances()[self.me()];
         if let Some(secret) = revocation {
             self.apply_revocation(nonce - 1, secret)?;
         }
-        self.state.latest = Some(LiquidationSheet {
-            nonce,
-            balances,
-            waiver: mine.waiver,
-            locks: Vec::new(),
-            peer_signature: *signature,
-        });
+        self.state.latest =
+            Some(LiquidationSheet { nonce, balances, waiver: mine.waiver, locks, peer_signature: *signature });
         self.state.peer_unrevoked.insert(nonce, peer_waiver);
         self.state.flight = Flight::Idle;
         if nonce == 0 {
             self.state.phase = Phase::Open;
             return Ok(Step::default().with(Event::Opened));
         }
-        let amount = balances[self.me()] - before;
         let reply = my_secret.map(|secret| Message::Revoke { nonce: nonce - 1, secret });
-        Ok(Step { reply, events: vec![Event::Received { amount, nonce }] })
+        // Settled here: this sheet is stored and the peer revoked the one before it.
+        let mut events = Vec::new();
+        if paid > 0 {
+            events.push(Event::Received { amount: paid, nonce });
+        }
+        events.extend(moves.iter().map(|m| lock_event(m, false, nonce)));
+        Ok(Step { reply, events })
     }
 
     fn on_revoke(&mut self, msg: &Message, nonce: u64, secret: B256) -> Result<Step> {
-        let Flight::Committed { nonce: n, payments } = self.state.flight else {
+        let Flight::Committed { nonce: n, payments, moves } = self.state.flight.clone() else {
             return match self.state.revocations.secret(nonce) {
                 // a revocation received before: nothing to do
                 Some(known) if known == secret => Ok(Step::default()),
@@ -1002,6 +1370,7 @@ impl Channel {
                 nonce: n,
             });
         }
+        step.events.extend(moves.iter().map(|m| lock_event(m, true, n)));
         Ok(step)
     }
 
@@ -1010,8 +1379,11 @@ impl Channel {
         if nonce != latest.nonce {
             return Err(Error::WrongNonce { expected: latest.nonce, got: nonce });
         }
+        if !latest.locks.is_empty() {
+            return Err(Error::BadLock("a cooperative close has no locks: settle them first".into()));
+        }
         if balances != latest.balances {
-            self.check_sum(balances)?;
+            self.check_sum(balances, &[])?;
             let me = self.me();
             return Err(Error::WrongDirection { from: latest.balances[me], to: balances[me] });
         }
@@ -1068,6 +1440,19 @@ impl Channel {
         let (nonce, balances, signatures) = self.close_signatures().ok_or(Error::NotOpen("closing"))?;
         Ok(Step::default().with(Event::CloseReady { nonce, balances, signatures }))
     }
+}
+
+/// The event for a lock move that just became irrevocable, seen by its proposer (`mine`) or by
+/// the countersigner.
+fn lock_event(m: &LockMove, mine: bool, nonce: u64) -> Event {
+    let change = match m {
+        LockMove::Add(_) if mine => LockChange::Added,
+        LockMove::Add(_) => LockChange::Received,
+        LockMove::Fulfil { preimage, .. } => LockChange::Fulfilled { preimage: *preimage },
+        LockMove::Release(_) => LockChange::Released,
+        LockMove::Expire(_) => LockChange::Expired,
+    };
+    Event::Lock { lock: *m.lock(), change, nonce }
 }
 
 /// Runs one exchange between two parties living in the same process: delivers `first` (sent by

@@ -118,6 +118,9 @@ pub enum Error {
     /// The channel is not funded and running on chain: no payment is made or accepted.
     #[error("the channel is {0} on chain: no payments")]
     NotRunning(&'static str),
+    /// A lock or a lock move is not acceptable (DESIGN §2 rule 3, moves b–e).
+    #[error("lock refused: {0}")]
+    BadLock(String),
     /// A stored state of a contract v1 channel: this build serves contract v2 only.
     #[error(
         "stored channel state version {0} belongs to a contract v1 channel, which this build no longer serves: \

@@ -9,11 +9,11 @@ mod tests;
 mod waiver;
 
 pub use channel::{
-    Channel, ChannelParams, ChannelState, Event, Funding, LiquidationSheet, Phase, STATE_VERSION, Settlement, Step,
-    exchange,
+    Channel, ChannelParams, ChannelState, Event, Funding, LiquidationSheet, LockChange, LockPolicy, MAX_LOCKS, Phase,
+    STATE_VERSION, Settlement, Step, exchange,
 };
 pub use error::{Error, Result, Severity};
-pub use message::Message;
+pub use message::{LockMove, Message};
 pub use sheet::{
     BalanceSheet, Close, HashLock, Lock, PeerKey, Sig, Waiver, domain, locks_root, preimage_hash, recover, sign,
 };

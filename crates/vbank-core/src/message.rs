@@ -3,7 +3,37 @@
 use alloy_primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 
-use crate::{Amount, Sig};
+use crate::{Amount, HashLock, Sig};
+
+/// A change to the hash-time locks in an update, made by the proposer P and checked by the
+/// countersigner R before it signs (DESIGN §2 rule 3, moves b–e; move a, a payment, is the
+/// balance difference left once the lock moves are applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockMove {
+    /// (b) P locks `amount` of its balance to R, until `expiry`, on `hash`.
+    Add(HashLock),
+    /// (c) P, the lock's receiver, claims it with its preimage: amount to P's balance.
+    Fulfil {
+        /// The lock.
+        lock: HashLock,
+        /// Its preimage: `sha256(preimage) == lock.hash`.
+        preimage: B256,
+    },
+    /// (d) P, the lock's receiver, gives it up: amount back to R, its sender.
+    Release(HashLock),
+    /// (e) A lock P sent to R expired unclaimed: amount back to P.
+    Expire(HashLock),
+}
+
+impl LockMove {
+    /// The lock moved.
+    pub fn lock(&self) -> &HashLock {
+        match self {
+            Self::Add(l) | Self::Release(l) | Self::Expire(l) | Self::Fulfil { lock: l, .. } => l,
+        }
+    }
+}
 
 /// One protocol message. An update from nonce `n` to `n + 1`, proposed by the payer P to the
 /// receiver R, takes four: `Propose` (P→R), `Countersign` (R→P), `Commit` (P→R), `Revoke` (R→P).
@@ -19,6 +49,14 @@ pub enum Message {
         balances: [Amount; 2],
         /// The proposer's waiver address for its sheet `nonce`.
         waiver: Address,
+        /// The new sheet's locks: the current ones less those the moves remove, then those
+        /// they add, in that order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        locks: Vec<HashLock>,
+        /// The lock moves from the current sheet; what is left of the change in balances is a
+        /// payment from P to R.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        moves: Vec<LockMove>,
     },
     /// R countersigns P's sheet `nonce` and names its own waiver address for its sheet `nonce`.
     Countersign {

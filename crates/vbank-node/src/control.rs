@@ -20,7 +20,7 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
 };
-use vbank_core::{Amount, ChannelParams, Funding, LiquidationSheet, Phase, Settlement, Sig};
+use vbank_core::{Amount, ChannelParams, Funding, HashLock, LiquidationSheet, Phase, Settlement, Sig};
 
 use crate::{CloseSignatures, Error, Node, NodeUri, Paid, Result, Service, Store};
 
@@ -72,6 +72,44 @@ pub enum Request {
         /// Seconds to wait for the peer.
         timeout_secs: u64,
     },
+    /// Lock `amount` wei to the peer on `hash` until `expiry` (see [`Service::hold`]).
+    Hold {
+        /// The channel.
+        channel: Address,
+        /// Wei.
+        amount: Amount,
+        /// `sha256(preimage)`.
+        hash: B256,
+        /// Unix seconds.
+        expiry: u64,
+        /// Seconds to wait for the peer.
+        timeout_secs: u64,
+    },
+    /// Claim the peer's lock that `preimage` opens (see [`Service::fulfil`]).
+    Fulfil {
+        /// The channel.
+        channel: Address,
+        /// The preimage.
+        preimage: B256,
+        /// Seconds to wait for the peer.
+        timeout_secs: u64,
+    },
+    /// Give up the peer's lock on `hash` (see [`Service::release`]).
+    Release {
+        /// The channel.
+        channel: Address,
+        /// The lock's hash.
+        hash: B256,
+        /// Seconds to wait for the peer.
+        timeout_secs: u64,
+    },
+    /// Remember a preimage: a lock on its hash is claimed as soon as it arrives.
+    Preimage {
+        /// The channel.
+        channel: Address,
+        /// The preimage.
+        preimage: B256,
+    },
     /// This party's latest countersigned sheet, for inspection (and the demo's cheat). Never
     /// settle with it: it can be revoked a moment later; [`Request::Settle`] chooses under the
     /// node's lock after freezing the channel.
@@ -121,6 +159,9 @@ pub struct ChannelStatus {
     /// What the node knows of the contract.
     #[serde(default)]
     pub funding: Funding,
+    /// The latest sheet's hash-time locks.
+    #[serde(default)]
+    pub locks: Vec<HashLock>,
     /// The latest countersigned sheet's nonce.
     pub nonce: u64,
     /// Party 0's and party 1's balances in it.
@@ -162,6 +203,7 @@ impl ChannelStatus {
                 .into(),
                 frozen: ch.frozen().map(str::to_string),
                 funding: ch.funding(),
+                locks: ch.locks().to_vec(),
                 nonce: ch.nonce(),
                 balances: ch.balances(),
                 spendable: ch.spendable(),
@@ -205,6 +247,19 @@ pub enum Reply {
         balances: [Amount; 2],
         /// Party 0's and party 1's signatures.
         signatures: [Sig; 2],
+    },
+    /// For [`Request::Hold`], [`Request::Fulfil`] and [`Request::Release`]: the lock, and the
+    /// sheet that settled the move.
+    Lock {
+        /// The lock.
+        lock: HashLock,
+        /// The sheet.
+        nonce: u64,
+    },
+    /// For [`Request::Preimage`]: the hash it opens.
+    Hash {
+        /// `sha256(preimage)`.
+        hash: B256,
     },
     /// For [`Request::Latest`].
     Latest {
@@ -274,6 +329,24 @@ impl<S: Store + Send + 'static> Service<S> {
             }
             Request::Terms { peer, timeout_secs } => {
                 Reply::Terms { terms: self.peer_terms(peer, secs(timeout_secs)).await? }
+            }
+            Request::Hold { channel, amount, hash, expiry, timeout_secs } => {
+                self.link_for(channel).await?;
+                let (lock, nonce) = self.hold(channel, amount, hash, expiry, secs(timeout_secs)).await?;
+                Reply::Lock { lock, nonce }
+            }
+            Request::Fulfil { channel, preimage, timeout_secs } => {
+                self.link_for(channel).await?;
+                let (lock, nonce) = self.fulfil(channel, preimage, secs(timeout_secs)).await?;
+                Reply::Lock { lock, nonce }
+            }
+            Request::Release { channel, hash, timeout_secs } => {
+                self.link_for(channel).await?;
+                let (lock, nonce) = self.release(channel, hash, secs(timeout_secs)).await?;
+                Reply::Lock { lock, nonce }
+            }
+            Request::Preimage { channel, preimage } => {
+                Reply::Hash { hash: self.learn_preimage(channel, preimage).await? }
             }
             Request::Latest { channel } => {
                 let node = self.node().lock().await;

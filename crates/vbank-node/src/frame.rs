@@ -137,7 +137,13 @@ mod tests {
                     token: Address::repeat_byte(4),
                     salt: B256::repeat_byte(5),
                 },
-                Message::Propose { nonce: 0, balances: [5, 0], waiver: Address::repeat_byte(6) },
+                Message::Propose {
+                    nonce: 0,
+                    balances: [5, 0],
+                    waiver: Address::repeat_byte(6),
+                    locks: vec![],
+                    moves: vec![],
+                },
             ),
             Frame::Init {},
             Frame::Ping { pong_len: 3, padding: Bytes::from(vec![0; 4]) },
@@ -172,11 +178,23 @@ mod tests {
             token: Address::ZERO,
             salt: B256::ZERO,
         };
-        let later = Message::Propose { nonce: 1, balances: [1, 1], waiver: Address::repeat_byte(6) };
+        let later = Message::Propose {
+            nonce: 1,
+            balances: [1, 1],
+            waiver: Address::repeat_byte(6),
+            locks: vec![],
+            moves: vec![],
+        };
         let f = Frame::for_channel(&params, later);
         assert!(matches!(&f, Frame::Channel { params: None, .. }));
         assert!(!String::from_utf8(encode(&f).expect("encode")).expect("utf8").contains("params"));
-        let opening = Message::Propose { nonce: 0, balances: [1, 1], waiver: Address::repeat_byte(6) };
+        let opening = Message::Propose {
+            nonce: 0,
+            balances: [1, 1],
+            waiver: Address::repeat_byte(6),
+            locks: vec![],
+            moves: vec![],
+        };
         assert!(matches!(Frame::for_channel(&params, opening), Frame::Channel { params: Some(p), .. } if *p == params));
         assert_eq!(
             decode(b"{\"ping\":{\"pong_len\":0}}").expect("padding is optional"),

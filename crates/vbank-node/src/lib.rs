@@ -13,7 +13,7 @@ mod uri;
 pub use control::{ChannelStatus, ControlClient, Reply, Request, control_path};
 pub use error::{Error, Result};
 pub use frame::{Frame, MAX_FRAME, Terms};
-pub use node::{Node, Staged, serve};
+pub use node::{Clock, Node, Staged, serve, system_clock};
 pub use noise::{NoiseError, Session, address_of};
 pub use service::{Admission, CloseSignatures, FundingCheck, Limits, Notice, Paid, Service};
 pub use store::{GroupCommit, MemoryStore, RedbStore, Store, check_private};

@@ -3,8 +3,19 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use alloy_primitives::Address;
+use alloy_primitives::B256;
 use alloy_signer_local::PrivateKeySigner;
-use vbank_core::{Channel, ChannelParams, ChannelState, Event, Funding, Message, Settlement, Step};
+use vbank_core::{Channel, ChannelParams, ChannelState, Event, Funding, HashLock, Message, Settlement, Step};
+
+/// The time lock expiries are judged by, in unix seconds.
+pub type Clock = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    std::sync::Arc::new(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    })
+}
 
 use crate::{Error, Frame, Result, Store};
 
@@ -17,6 +28,8 @@ pub struct Node<S: Store> {
     follows_chain: bool,
     /// While [`Node::stage`] runs: each channel changed, with its state before (`None`: added).
     staging: Option<BTreeMap<Address, Option<ChannelState>>>,
+    /// The time lock expiries are judged by.
+    clock: Clock,
 }
 
 /// What [`Node::stage`] changed in memory and not yet stored: the channels' new states, to be
@@ -53,7 +66,14 @@ impl<S: Store> Node<S> {
                 channels.insert(id, Channel::restore(state, signer.clone())?);
             }
         }
-        Ok(Self { signer, store: Arc::new(store), channels, follows_chain: false, staging: None })
+        Ok(Self {
+            signer,
+            store: Arc::new(store),
+            channels,
+            follows_chain: false,
+            staging: None,
+            clock: system_clock(),
+        })
     }
 
     /// The store.
@@ -115,6 +135,13 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// Judges lock expiries by `clock` (for instance the chain's time when it lags the system's,
+    /// or a test's clock).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// A node whose channels' on-chain state is followed (by a watcher calling
     /// [`Node::set_funding`]): new channels, and stored ones never checked, start
     /// [`Funding::Pending`], so no payment is sent or accepted before the chain shows both
@@ -158,6 +185,7 @@ impl<S: Store> Node<S> {
     /// [`Node::finish`] to restore.
     fn transact<T>(&mut self, id: Address, step: impl FnOnce(&mut Channel) -> Result<T>) -> Result<T> {
         let ch = self.channels.get_mut(&id).ok_or(Error::UnknownChannel(id))?;
+        ch.set_now((self.clock)());
         let before = ch.state().clone();
         let outcome = match step(ch) {
             Ok(out) => match &mut self.staging {
@@ -237,7 +265,7 @@ impl<S: Store> Node<S> {
     /// Proposes queued payments on a channel, if it is idle (after an update completed).
     pub fn propose(&mut self, id: Address) -> Result<Option<Frame>> {
         let ch = self.channels.get(&id).ok_or(Error::UnknownChannel(id))?;
-        if ch.queued() == 0 || !ch.is_idle() || ch.frozen().is_some() {
+        if (ch.queued() == 0 && ch.queued_lock_moves().is_empty()) || !ch.is_idle() || ch.frozen().is_some() {
             return Ok(None);
         }
         let msg = self.transact(id, |ch| Ok(ch.propose()?))?;
@@ -249,6 +277,55 @@ impl<S: Store> Node<S> {
         let step = self.transact(id, |ch| Ok(ch.close()?))?;
         let message = step.reply.ok_or(Error::Store("close produced no request".into()))?;
         Ok(Frame::channel(id, message))
+    }
+
+    /// Locks `amount` wei to the peer of channel `id` on `hash` until `expiry` (unix seconds):
+    /// queued and proposed if the channel is idle (stored before the frame is returned).
+    pub fn add_lock(
+        &mut self,
+        id: Address,
+        amount: u128,
+        hash: B256,
+        expiry: u64,
+    ) -> Result<(HashLock, Option<Frame>)> {
+        let (lock, msg) = self.transact(id, |ch| {
+            let lock = ch.add_lock(amount, hash, expiry)?;
+            Ok((lock, ch.propose()?))
+        })?;
+        Ok((lock, msg.map(|message| Frame::channel(id, message))))
+    }
+
+    /// Claims the peer's lock on channel `id` that `preimage` opens.
+    pub fn fulfil(&mut self, id: Address, preimage: B256) -> Result<(HashLock, Option<Frame>)> {
+        let (lock, msg) = self.transact(id, |ch| {
+            let lock = ch.fulfil(preimage)?;
+            Ok((lock, ch.propose()?))
+        })?;
+        Ok((lock, msg.map(|message| Frame::channel(id, message))))
+    }
+
+    /// Gives up the peer's lock on channel `id` on `hash` (back to the peer).
+    pub fn release(&mut self, id: Address, hash: B256) -> Result<(HashLock, Option<Frame>)> {
+        let (lock, msg) = self.transact(id, |ch| {
+            let lock = ch.release(hash)?;
+            Ok((lock, ch.propose()?))
+        })?;
+        Ok((lock, msg.map(|message| Frame::channel(id, message))))
+    }
+
+    /// Takes back this party's locks on channel `id` that expired unclaimed.
+    pub fn expire_due(&mut self, id: Address) -> Result<(Vec<HashLock>, Option<Frame>)> {
+        let (locks, msg) = self.transact(id, |ch| {
+            let locks = ch.expire_due()?;
+            Ok((locks, ch.propose()?))
+        })?;
+        Ok((locks, msg.map(|message| Frame::channel(id, message))))
+    }
+
+    /// Remembers (durably) a preimage for channel `id` (a payee's own, or one learnt on chain):
+    /// a lock on its hash is then fulfilled, and never let expire.
+    pub fn learn_preimage(&mut self, id: Address, preimage: B256) -> Result<B256> {
+        self.transact(id, |ch| Ok(ch.learn_preimage(preimage)))
     }
 
     /// Cancels (durably) the queued payments `first..=last` of `each` wei that were not proposed

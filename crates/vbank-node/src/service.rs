@@ -960,7 +960,24 @@ impl<S: Store + Send + 'static> Service<S> {
             let this = self.clone();
             let out = out.clone();
             self.spawn(async move {
-                match this.commit(|node| node.respond(peer, &frame)).await {
+                let handled = this
+                    .commit(|node| {
+                        let (mut replies, events) = node.respond(peer, &frame)?;
+                        // A lock to this party whose preimage it knows (its own invoice, say) is
+                        // claimed at once: received irrevocably, the claim cannot be undone
+                        // (DESIGN §2 rule 7).
+                        for e in &events {
+                            if let Event::Lock { lock, change: vbank_core::LockChange::Received, .. } = e
+                                && let Some(preimage) = node.channel(channel).and_then(|c| c.preimage(&lock.hash))
+                                && let Ok((_, frame)) = node.fulfil(channel, preimage)
+                            {
+                                replies.extend(frame);
+                            }
+                        }
+                        Ok((replies, events))
+                    })
+                    .await;
+                match handled {
                     Ok((replies, events)) => {
                         for f in &replies {
                             if let Frame::Refused { channel, reason } = f {
@@ -1364,6 +1381,113 @@ impl<S: Store + Send + 'static> Service<S> {
 /// Polls `f` once (registering its wake-ups) without waiting.
 fn futures_poll_once<F: Future>(f: Pin<&mut F>) -> std::task::Poll<F::Output> {
     f.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+impl<S: Store + Send + 'static> Service<S> {
+    /// Sends `frames` of channel `id` to its peer (they are stored; unsent ones are resent when
+    /// the peer links).
+    async fn send_for(&self, id: Address, frames: impl IntoIterator<Item = Frame>) -> Result<()> {
+        let peer = self.inner.node.lock().await.channel(id).ok_or(Error::UnknownChannel(id))?.peer_address();
+        self.send(peer, frames);
+        Ok(())
+    }
+
+    /// Waits until `lock` of channel `id` changes as `done` wants, the peer refuses, or the
+    /// move is cancelled.
+    async fn wait_lock(
+        &self,
+        rx: &mut broadcast::Receiver<Notice>,
+        id: Address,
+        lock: vbank_core::HashLock,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&vbank_core::LockChange) -> bool,
+    ) -> Result<u64> {
+        self.wait_for(rx, id, timeout, what, |node, n| match n {
+            Some(Notice::Event { channel, event: Event::Lock { lock: l, change, nonce } })
+                if *channel == id && *l == lock && done(change) =>
+            {
+                Some(Ok(*nonce))
+            }
+            Some(Notice::Event { channel, event: Event::LockMoveCancelled { mv } })
+                if *channel == id && *mv.lock() == lock =>
+            {
+                Some(Err(Error::Cancelled(id)))
+            }
+            other => refusal(node, other, id).map(Err),
+        })
+        .await
+    }
+
+    /// Locks `amount` wei to the peer of channel `id` on `hash` until `expiry` (a conditional
+    /// payment, DESIGN §2 rule 3 b) and waits until both hold it; returns the lock and the sheet.
+    pub async fn hold(
+        &self,
+        id: Address,
+        amount: Amount,
+        hash: B256,
+        expiry: u64,
+        timeout: Duration,
+    ) -> Result<(vbank_core::HashLock, u64)> {
+        self.refresh_funding(id).await?;
+        let peer = self.inner.node.lock().await.channel(id).ok_or(Error::UnknownChannel(id))?.peer_address();
+        self.require_link(peer)?;
+        let mut rx = self.subscribe();
+        let (lock, ()) = {
+            let _channel = self.lock_channel(id).await;
+            let (lock, frame) = self.commit(|node| node.add_lock(id, amount, hash, expiry)).await?;
+            self.send_for(id, frame).await?;
+            (lock, ())
+        };
+        let nonce = self
+            .wait_lock(&mut rx, id, lock, timeout, "the peer did not take the lock", |c| {
+                *c == vbank_core::LockChange::Added
+            })
+            .await?;
+        Ok((lock, nonce))
+    }
+
+    /// Claims the peer's lock on channel `id` that `preimage` opens, and waits until the claim
+    /// is settled off-chain.
+    pub async fn fulfil(&self, id: Address, preimage: B256, timeout: Duration) -> Result<(vbank_core::HashLock, u64)> {
+        let mut rx = self.subscribe();
+        let (lock, ()) = {
+            let _channel = self.lock_channel(id).await;
+            let (lock, frame) = self.commit(|node| node.fulfil(id, preimage)).await?;
+            self.send_for(id, frame).await?;
+            (lock, ())
+        };
+        let nonce = self
+            .wait_lock(&mut rx, id, lock, timeout, "the peer did not countersign the fulfil", |c| {
+                matches!(c, vbank_core::LockChange::Fulfilled { .. })
+            })
+            .await?;
+        Ok((lock, nonce))
+    }
+
+    /// Gives up the peer's lock on channel `id` on `hash`, and waits until it is back with the
+    /// peer.
+    pub async fn release(&self, id: Address, hash: B256, timeout: Duration) -> Result<(vbank_core::HashLock, u64)> {
+        let mut rx = self.subscribe();
+        let (lock, ()) = {
+            let _channel = self.lock_channel(id).await;
+            let (lock, frame) = self.commit(|node| node.release(id, hash)).await?;
+            self.send_for(id, frame).await?;
+            (lock, ())
+        };
+        let nonce = self
+            .wait_lock(&mut rx, id, lock, timeout, "the peer did not countersign the release", |c| {
+                *c == vbank_core::LockChange::Released
+            })
+            .await?;
+        Ok((lock, nonce))
+    }
+
+    /// Remembers a preimage on channel `id`: a lock on its hash is claimed as soon as it arrives.
+    pub async fn learn_preimage(&self, id: Address, preimage: B256) -> Result<B256> {
+        let _channel = self.lock_channel(id).await;
+        self.commit(|node| node.learn_preimage(id, preimage)).await
+    }
 }
 
 /// The error a waiting request on channel `id` ends with, if notice `n` is fatal to it: the

@@ -285,7 +285,13 @@ async fn an_impostor_can_neither_answer_for_nor_speak_for_another_party() {
     let (mut s, mut session) = raw_peer(&bob_uri, 3).await;
     let propose = Frame::Channel {
         channel: id,
-        message: vbank_core::Message::Propose { nonce: 1, balances: [0, 2_000_000], waiver: Address::repeat_byte(3) },
+        message: vbank_core::Message::Propose {
+            nonce: 1,
+            balances: [0, 2_000_000],
+            waiver: Address::repeat_byte(3),
+            locks: vec![],
+            moves: vec![],
+        },
         params: None,
     };
     write_frame(&mut s, &mut session.sender, &propose).await.expect("write");
