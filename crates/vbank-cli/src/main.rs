@@ -51,6 +51,10 @@ enum Command {
     Open(open::OpenArgs),
     /// Pay the peer over a channel kept in this party's store, through the peer's node.
     Pay(party::PayArgs),
+    /// Claim a hash-time lock the peer sent, with its preimage.
+    Fulfil(party::FulfilArgs),
+    /// Give a hash-time lock the peer sent back to the peer.
+    Release(party::ReleaseArgs),
     /// Show the channels in this party's store.
     Status(party::StatusArgs),
     /// Pay this party's agreed deposit into a channel.
@@ -417,6 +421,8 @@ async fn main() {
         Command::Open(a) => open::open(a, json_mode).await,
         Command::Watch(a) => node::watch_cmd(a, json_mode).await,
         Command::Pay(a) => party::pay(a, json_mode).await,
+        Command::Fulfil(a) => party::fulfil(a, json_mode).await,
+        Command::Release(a) => party::release(a, json_mode).await,
         Command::Status(a) => party::status(a, json_mode).await,
         Command::Deposit(a) => party::deposit(a, json_mode).await,
         Command::Close(a) => party::close(a, json_mode).await,

@@ -58,6 +58,92 @@ pub(crate) struct PayArgs {
     /// Seconds to wait for the peer before giving up (nothing is lost: the payments stay queued).
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+    /// A conditional payment (hash-time lock): the amount is locked to the peer until it shows
+    /// the preimage of this sha256 hash (0x…, 32 bytes), or `--expiry` passes.
+    #[arg(long, requires = "expiry")]
+    hash: Option<alloy::primitives::B256>,
+    /// With --hash: when the lock expires, unix seconds, or "+SECONDS" from now.
+    #[arg(long, requires = "hash")]
+    expiry: Option<String>,
+}
+
+/// `--expiry`: unix seconds, or `+SECONDS` from now.
+fn parse_expiry(s: &str) -> Result<u64> {
+    let bad = || anyhow::anyhow!("--expiry {s:?}: give unix seconds (1800000000) or seconds from now (+3600)");
+    match s.strip_prefix('+') {
+        Some(rel) => Ok(unix_now().saturating_add(rel.parse::<u64>().map_err(|_| bad())?)),
+        None => s.parse().map_err(|_| bad()),
+    }
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct LockArgs {
+    /// This party's store.
+    #[arg(long)]
+    store: PathBuf,
+    /// The channel's contract address.
+    #[arg(long)]
+    channel: Address,
+    /// The peer's node URI (default: the URI this party last reached it at).
+    #[arg(long)]
+    connect: Option<NodeUri>,
+    /// Seconds to wait for the peer.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct FulfilArgs {
+    #[command(flatten)]
+    lock: LockArgs,
+    /// The preimage (0x…, 32 bytes) whose sha256 is the lock's hash.
+    #[arg(long)]
+    preimage: alloy::primitives::B256,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ReleaseArgs {
+    #[command(flatten)]
+    lock: LockArgs,
+    /// The hash of the lock to give up (it goes back to the peer).
+    #[arg(long)]
+    hash: alloy::primitives::B256,
+}
+
+/// Claims (`fulfil`) or gives up (`release`) a lock the peer sent this party.
+async fn settle_lock(args: &LockArgs, request: Request, what: &str, json_mode: bool) -> Result<()> {
+    let mut party = Party::attach(&args.store, || load_key(&args.key)).await?;
+    let ch =
+        party.channel(args.channel).await?.with_context(|| format!("channel {} is not in the store", args.channel))?;
+    if let Some(uri) = args.connect.clone().or(ch.peer_uri.clone()) {
+        party
+            .connect(&uri, ch.peer)
+            .await
+            .with_context(|| format!("linking to the peer's node at {}", uri.socket_addr()))?;
+    }
+    let reply = waiting(&format!("{what} the lock with the peer"), party.request(request)).await?;
+    let Reply::Lock { lock, nonce } = reply else { bail!("unexpected reply {reply:?}") };
+    if json_mode {
+        println!("{}", json!({ "channel": args.channel, "lock": lock, "nonce": nonce, "done": what }));
+    } else {
+        println!("lock {} of {} {what} (sheet {nonce})", lock.hash, format_eth(lock.amount));
+    }
+    Ok(())
+}
+
+/// `vbank fulfil`: claims the peer's lock that the preimage opens.
+pub(crate) async fn fulfil(args: FulfilArgs, json_mode: bool) -> Result<()> {
+    let request =
+        Request::Fulfil { channel: args.lock.channel, preimage: args.preimage, timeout_secs: args.lock.timeout };
+    settle_lock(&args.lock, request, "fulfilled", json_mode).await
+}
+
+/// `vbank release`: gives the peer's lock back to the peer.
+pub(crate) async fn release(args: ReleaseArgs, json_mode: bool) -> Result<()> {
+    let request = Request::Release { channel: args.lock.channel, hash: args.hash, timeout_secs: args.lock.timeout };
+    settle_lock(&args.lock, request, "released", json_mode).await
 }
 
 #[derive(Args, Debug)]
@@ -271,6 +357,28 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
             () = interrupt.wait() => return Err(nothing_sent()),
         };
     }
+    if let (Some(hash), Some(expiry)) = (args.hash, &args.expiry) {
+        if args.count != 1 {
+            bail!("a conditional payment (--hash) is one lock: leave --count out");
+        }
+        let expiry = parse_expiry(expiry)?;
+        let request = Request::Hold { channel: args.channel, amount, hash, expiry, timeout_secs: args.timeout };
+        let reply =
+            waiting("waiting for the peer to take the lock", party.request(request)).await.context("locking")?;
+        let Reply::Lock { lock, nonce } = reply else { bail!("unexpected reply {reply:?}") };
+        if json_mode {
+            println!("{}", json!({ "channel": args.channel, "lock": lock, "nonce": nonce }));
+        } else {
+            println!(
+                "locked {} to the peer on {} until unix time {} (sheet {nonce}): it is the peer's once it shows the \
+                 preimage, yours again after the expiry",
+                format_eth(lock.amount),
+                lock.hash,
+                lock.expiry
+            );
+        }
+        return Ok(());
+    }
     let request = Request::Pay { channel: args.channel, amount, count: args.count.into(), timeout_secs: args.timeout };
     let paid =
         waiting("waiting for the peer's countersignatures", party.request_until(request, interrupt.wait())).await;
@@ -401,7 +509,7 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
                     "frozen": c.frozen,
                     "nonce": c.nonce,
                     "balances": [c.balances[0].to_string(), c.balances[1].to_string()],
-                    "spendable": c.spendable.to_string(), "idle": c.idle, "queued": c.queued,
+                    "spendable": c.spendable.to_string(), "idle": c.idle, "queued": c.queued, "locks": c.locks,
                     "onchain": chain_json(i),
                 })
             })
@@ -435,11 +543,7 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             Some(Err(e)) => format!("; on chain: {e}"),
         };
         let peer = c.peer_uri.as_ref().map_or_else(|| c.peer.to_string(), ToString::to_string);
-        let queued = if c.queued > 0 {
-            format!(", {} payment(s) queued (`vbank cancel` drops them)", c.queued)
-        } else {
-            String::new()
-        };
+        let queued = if c.queued > 0 { format!(", {} payment(s) queued", c.queued) } else { String::new() };
         println!(
             "channel {} ({}): party {} of 2, peer {peer}, sheet {}, balances {} / {}, spendable {}{}{queued}{chain}",
             c.channel,
@@ -451,6 +555,16 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
             format_eth(c.spendable),
             if c.idle { "" } else { ", an update is in flight" }
         );
+        for l in &c.locks {
+            println!(
+                "  lock {} of {} to party {}{}, expires at unix time {}",
+                l.hash,
+                format_eth(l.amount),
+                l.receiver,
+                if usize::from(l.receiver) == c.me { " (this party: `vbank fulfil --preimage`)" } else { "" },
+                l.expiry
+            );
+        }
     }
     if hidden > 0 {
         println!("({hidden} closed channel(s) not shown: --all lists them)");

@@ -481,3 +481,66 @@ fn open_learns_the_peers_terms_before_any_gas() {
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
     assert_eq!(nonce(), before, "no transaction was sent");
 }
+
+/// #15.5: a conditional payment from the CLI: `vbank pay --hash --expiry` locks the amount to
+/// Bob, `vbank status` shows the lock on both sides, a wrong preimage claims nothing, `vbank
+/// fulfil --preimage` through Bob's running node claims it; a second lock is given back with
+/// `vbank release`. Balances checked to the wei.
+#[test]
+fn a_conditional_payment_is_locked_then_fulfilled_or_released_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bob_store = dir.path().join("bob.redb");
+    let (_bob, connect) = bob_node(&bob_store, "1,1", &[]);
+    let store_path = dir.path().join("alice.redb");
+    let store = store_path.to_str().expect("utf8");
+    let channel = CONTRACT.to_string();
+    let bob = key(BOB_KEY).address().to_string();
+    let json = |o: &Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", text(o));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    // Alice's node runs too: Bob's claim needs her countersignature.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
+        .args(["node", "--store", store, "--listen", "127.0.0.1:0", "--channel", &channel, "--peer", &bob])
+        .args(["--deposits", "1,1", "--index", "0"])
+        .env("VBANK_PRIVATE_KEY", ALICE_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("alice's node");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+    let _alice = Proc(child);
+    // Open with a first plain payment, then lock 0.1 ETH on the hash of a preimage Bob will show.
+    let head = ["--json", "pay", "--store", store, "--connect", &connect, "--channel", &channel];
+    json(&vbank(&[&head[..], &["--amount", "1wei", "--peer", &bob, "--deposits", "1,1"]].concat(), &ALICE));
+    let preimage = format!("0x{}", "42".repeat(32));
+    let hash = vbank_core::preimage_hash(&preimage.parse().expect("b256")).to_string();
+    let v = json(&vbank(&[&head[..], &["--amount", "0.1", "--hash", &hash, "--expiry", "+7200"]].concat(), &ALICE));
+    assert_eq!(v["lock"]["amount"], 100_000_000_000_000_000u64, "{v}");
+    let status =
+        |store: &std::path::Path| json(&vbank(&["--json", "status", "--store", store.to_str().expect("utf8")], &[]));
+    let s = status(&store_path);
+    assert_eq!(s["channels"][0]["locks"].as_array().expect("locks").len(), 1, "{s}");
+    assert_eq!(s["channels"][0]["balances"][0], "899999999999999999");
+    // Bob's status (through his running node) shows it too; a wrong preimage claims nothing.
+    let bob_env = [("VBANK_PRIVATE_KEY", BOB_KEY)];
+    let bob_store_s = bob_store.to_str().expect("utf8");
+    let lock_head = ["--json", "fulfil", "--store", bob_store_s, "--channel", &channel];
+    let wrong = vbank(&[&lock_head[..], &["--preimage", &format!("0x{}", "43".repeat(32))]].concat(), &bob_env);
+    assert!(!wrong.status.success(), "{}", text(&wrong));
+    assert!(text(&wrong).contains("no open lock"), "{}", text(&wrong));
+    json(&vbank(&[&lock_head[..], &["--preimage", &preimage]].concat(), &bob_env));
+    let s = status(&store_path);
+    assert_eq!(s["channels"][0]["locks"].as_array().expect("locks").len(), 0, "{s}");
+    assert_eq!(s["channels"][0]["balances"][1], "1100000000000000001");
+    // A second lock, given back by Bob: Alice has it again.
+    let other = format!("0x{}", "77".repeat(32));
+    json(&vbank(&[&head[..], &["--amount", "0.2", "--hash", &other, "--expiry", "+7200"]].concat(), &ALICE));
+    json(&vbank(&["--json", "release", "--store", bob_store_s, "--channel", &channel, "--hash", &other], &bob_env));
+    let s = status(&store_path);
+    assert_eq!(s["channels"][0]["balances"], serde_json::json!(["899999999999999999", "1100000000000000001"]), "{s}");
+    // An expiry that is not a time is refused before anything is sent.
+    let bad = vbank(&[&head[..], &["--amount", "0.1", "--hash", &other, "--expiry", "soon"]].concat(), &ALICE);
+    assert!(!bad.status.success() && text(&bad).contains("--expiry"), "{}", text(&bad));
+}
