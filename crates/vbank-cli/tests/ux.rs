@@ -55,6 +55,21 @@ fn bob_node(store: &std::path::Path, deposits: &str, extra: &[&str]) -> (Proc, S
     bob_node_for(store, CONTRACT, deposits, extra)
 }
 
+/// Alice's `vbank node` on `store` with `channel` (party 0, peer `bob`), started.
+fn alice_node(store: &str, channel: &str, bob: &str) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
+        .args(["node", "--store", store, "--listen", "127.0.0.1:0", "--channel", channel, "--peer", bob])
+        .args(["--deposits", "1,1", "--index", "0"])
+        .env("VBANK_PRIVATE_KEY", ALICE_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("alice's node");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+    Proc(child)
+}
+
 /// The same for `channel`.
 fn bob_node_for(store: &std::path::Path, channel: Address, deposits: &str, extra: &[&str]) -> (Proc, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
@@ -222,19 +237,7 @@ fn an_interrupted_pay_says_what_it_sent_and_nothing_goes_out_later() {
         let store = store_path.to_str().expect("utf8");
         let channel = CONTRACT.to_string();
         let bob = key(BOB_KEY).address().to_string();
-        let _alice = with_node.then(|| {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
-                .args(["node", "--store", store, "--listen", "127.0.0.1:0", "--channel", &channel, "--peer", &bob])
-                .args(["--deposits", "1,1", "--index", "0"])
-                .env("VBANK_PRIVATE_KEY", ALICE_KEY)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("alice's node");
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
-            Proc(child)
-        });
+        let _alice = with_node.then(|| alice_node(store, &channel, &bob));
         let pay = |extra: &[&str]| {
             let head = ["pay", "--store", store, "--connect", &connect, "--channel", &channel, "--amount", "1wei"];
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_vbank"));
@@ -500,17 +503,7 @@ fn a_conditional_payment_is_locked_then_fulfilled_or_released_from_the_cli() {
         serde_json::from_slice(&o.stdout).expect("json")
     };
     // Alice's node runs too: Bob's claim needs her countersignature.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vbank"))
-        .args(["node", "--store", store, "--listen", "127.0.0.1:0", "--channel", &channel, "--peer", &bob])
-        .args(["--deposits", "1,1", "--index", "0"])
-        .env("VBANK_PRIVATE_KEY", ALICE_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("alice's node");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
-    let _alice = Proc(child);
+    let _alice = alice_node(store, &channel, &bob);
     // Open with a first plain payment, then lock 0.1 ETH on the hash of a preimage Bob will show.
     let head = ["--json", "pay", "--store", store, "--connect", &connect, "--channel", &channel];
     json(&vbank(&[&head[..], &["--amount", "1wei", "--peer", &bob, "--deposits", "1,1"]].concat(), &ALICE));

@@ -531,17 +531,24 @@ impl<S: Store + Send + 'static> Service<S> {
     }
 
     pub(crate) fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
-        let h = tokio::spawn(f);
+        // Checked under the tasks' lock, which shutdown takes to set `closing`: a task is either
+        // seen (and stopped) by shutdown or never started, so none outlives it holding the store.
         let mut tasks = locked(&self.inner.tasks);
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return;
+        }
         tasks.retain(|t| !t.is_finished());
-        tasks.push(h);
+        tasks.push(tokio::spawn(f));
     }
 
     /// Stops listening and drops every link (the peers see a hang-up), and waits until the
     /// tasks are gone. The store is released when the last clone of this service is dropped.
     pub async fn shutdown(&self) {
-        self.inner.closing.store(true, Ordering::SeqCst);
-        let tasks: Vec<_> = locked(&self.inner.tasks).drain(..).collect();
+        let tasks: Vec<_> = {
+            let mut tasks = locked(&self.inner.tasks);
+            self.inner.closing.store(true, Ordering::SeqCst);
+            tasks.drain(..).collect()
+        };
         for t in &tasks {
             t.abort();
         }
