@@ -301,8 +301,16 @@ fn two_running_nodes_pay_both_ways_through_their_control_sockets() {
         assert!(Instant::now() < deadline, "alice's node did not punish: {i}\n{log}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let log = std::fs::read_to_string(format!("{alice_store}.log")).expect("log");
-    assert!(log.contains("punished"), "{log}");
+    // The node logs the punishment once its transaction's receipt is in, a moment after the
+    // contract shows Closed.
+    loop {
+        let log = std::fs::read_to_string(format!("{alice_store}.log")).unwrap_or_default();
+        if log.contains("punished") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alice's node did not log the punishment:\n{log}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // SIGTERM: the node stops and removes its control socket.
     let term = Command::new("kill").args(["-TERM", &alice_node.0.id().to_string()]).status().expect("kill");

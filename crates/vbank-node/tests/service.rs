@@ -286,3 +286,28 @@ async fn idle_connections_cannot_lock_a_peer_out_for_long() {
     alice.connect(&uri).await.expect("connect");
     alice.open(params(8), B256::repeat_byte(8), T).await.expect("open");
 }
+
+/// Review finding 12: a channel admission refused is refused again from the cache, without asking
+/// the chain a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_channel_is_not_checked_twice() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().expect("dir");
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted: Admission = {
+        let asked = Arc::clone(&asked);
+        Arc::new(move |_channel: Address, _peer: Address, _sent: Option<vbank_core::ChannelParams>| {
+            asked.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move { Err("no such contract".to_string()) })
+        })
+    };
+    let alice = service(dir.path(), 1, None);
+    let bob = service(dir.path(), 2, Some(counted));
+    let addr = listen(&bob).await;
+    alice.connect(&addr).await.expect("connect");
+    for _ in 0..2 {
+        let e = alice.open(params(7), B256::repeat_byte(9), T).await.expect_err("refused");
+        assert!(matches!(e, Error::RefusedByPeer(ref r) if r.contains("no such contract")), "{e}");
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "the second opening was refused from the cache");
+}
