@@ -951,6 +951,16 @@ impl Channel {
         self.withdraw().0
     }
 
+    /// As [`Channel::withdraw_proposal`], only if the proposal in flight is the message whose
+    /// [`Message::digest`] the peer refused: a refusal of an older message (a duplicate, a
+    /// retransmission) must not abandon a newer proposal the peer may countersign.
+    pub fn withdraw_proposal_if(&mut self, refused: B256) -> Vec<u64> {
+        match self.retransmit().ok().and_then(|m| m.into_iter().find(|m| matches!(m, Message::Propose { .. }))) {
+            Some(p) if p.digest() == refused => self.withdraw_proposal(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Abandons the proposal in flight (nonce > 0): its payment ids and lock moves.
     fn withdraw(&mut self) -> (Vec<u64>, Vec<LockMove>) {
         match &self.state.flight {

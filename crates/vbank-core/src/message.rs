@@ -114,6 +114,12 @@ impl Message {
         }
     }
 
+    /// A digest of the message (keccak256 of its JSON form), by which a refusal names the message
+    /// it refuses.
+    pub fn digest(&self) -> B256 {
+        alloy_primitives::keccak256(serde_json::to_vec(self).unwrap_or_default())
+    }
+
     /// The nonce the message is about.
     pub fn nonce(&self) -> u64 {
         match self {

@@ -118,10 +118,8 @@ impl Pair {
             Ok(step) => step,
             Err(e) => {
                 // A refused lock move: the proposer abandons its proposal, as a node does.
-                if let (Error::BadLock(_), Some((nonce, ..))) = (&e, &proposal)
-                    && self.ch[1 - to].nonce() + 1 == *nonce
-                {
-                    self.ch[1 - to].withdraw_proposal();
+                if let (Error::BadLock(_), Some(_)) = (&e, &proposal) {
+                    self.ch[1 - to].withdraw_proposal_if(m.digest());
                 }
                 return Err(e);
             }

@@ -61,6 +61,10 @@ pub enum Frame {
         channel: Option<Address>,
         /// Why.
         reason: String,
+        /// The [`Message::digest`] of the refused message, if it was a channel message: a
+        /// proposal is abandoned only when its own refusal comes back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        about: Option<alloy_primitives::B256>,
     },
 }
 
@@ -148,7 +152,7 @@ mod tests {
             Frame::Init {},
             Frame::Ping { pong_len: 3, padding: Bytes::from(vec![0; 4]) },
             Frame::Pong { padding: Bytes::new() },
-            Frame::Refused { channel: None, reason: "no".into() },
+            Frame::Refused { channel: None, reason: "no".into(), about: None },
             Frame::GetTerms {},
             Frame::Terms {
                 terms: Terms {
@@ -201,7 +205,7 @@ mod tests {
             Frame::Ping { pong_len: 0, padding: Bytes::new() }
         );
         // oversize, both ways
-        let big = Frame::Refused { channel: None, reason: "x".repeat(MAX_FRAME) };
+        let big = Frame::Refused { channel: None, reason: "x".repeat(MAX_FRAME), about: None };
         assert!(matches!(encode(&big), Err(Error::Oversize(_))));
         assert!(matches!(decode(&vec![b' '; MAX_FRAME + 1]), Err(Error::Oversize(n)) if n == MAX_FRAME + 1));
         // malformed JSON, unknown kinds (the old plaintext handshake's among them), wrong types

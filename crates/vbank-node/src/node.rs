@@ -336,11 +336,11 @@ impl<S: Store> Node<S> {
 
     /// The peer refused this party's proposal on channel `id`: abandons it durably (see
     /// [`Channel::withdraw_proposal`]) and returns the payment ids cancelled.
-    pub fn withdraw_proposal(&mut self, id: Address) -> Result<Vec<u64>> {
+    pub fn withdraw_proposal(&mut self, id: Address, refused: alloy_primitives::B256) -> Result<Vec<u64>> {
         if self.channels.get(&id).is_none_or(Channel::is_idle) {
             return Ok(Vec::new());
         }
-        self.transact(id, |ch| Ok(ch.withdraw_proposal()))
+        self.transact(id, |ch| Ok(ch.withdraw_proposal_if(refused)))
     }
 
     /// Freezes channel `id` durably and chooses how to settle it (DESIGN §2 rule 6, see
@@ -385,9 +385,9 @@ impl<S: Store> Node<S> {
     /// refused) and the events. A duplicate (severity `Ignore`) gets no answer. Only a store
     /// failure is an error: then nothing may be sent.
     pub fn respond(&mut self, peer: Address, frame: &Frame) -> Result<(Vec<Frame>, Vec<Event>)> {
-        let channel = match frame {
-            Frame::Channel { channel, .. } => Some(*channel),
-            _ => None,
+        let (channel, about) = match frame {
+            Frame::Channel { channel, message, .. } => (Some(*channel), Some(message.digest())),
+            _ => (None, None),
         };
         match self.handle(peer, frame) {
             Ok((reply, events)) => {
@@ -406,9 +406,9 @@ impl<S: Store> Node<S> {
                 let reason = format!("protocol violation by the peer: {e}");
                 let Some(id) = channel else { return Ok((Vec::new(), Vec::new())) };
                 let (_, events) = self.freeze(id, &reason, true)?;
-                Ok((vec![Frame::Refused { channel, reason }], events))
+                Ok((vec![Frame::Refused { channel, reason, about }], events))
             }
-            Err(e) => Ok((vec![Frame::Refused { channel, reason: e.to_string() }], Vec::new())),
+            Err(e) => Ok((vec![Frame::Refused { channel, reason: e.to_string(), about }], Vec::new())),
         }
     }
 
@@ -452,7 +452,7 @@ where
             Err(Error::Closed) => return Ok(()),
             Err(e @ (Error::Malformed(_) | Error::Oversize(_))) => {
                 // An authentic but bad frame: say so and hang up; state is untouched.
-                let refused = Frame::Refused { channel: None, reason: e.to_string() };
+                let refused = Frame::Refused { channel: None, reason: e.to_string(), about: None };
                 let _ = write_frame(stream, &mut session.sender, &refused).await;
                 return Err(e);
             }

@@ -902,7 +902,7 @@ impl<S: Store + Send + 'static> Service<S> {
                 // Authentic but not a frame: say so, then hang up. A message that fails
                 // authentication (Error::Transport) ends the link without a word.
                 Ok(Err(e @ (Error::Malformed(_) | Error::Oversize(_)))) => {
-                    out.push(&Frame::Refused { channel: None, reason: e.to_string() }, cap);
+                    out.push(&Frame::Refused { channel: None, reason: e.to_string(), about: None }, cap);
                     return Err(e);
                 }
                 Ok(Err(e)) => return Err(e),
@@ -925,15 +925,17 @@ impl<S: Store + Send + 'static> Service<S> {
                     }
                     continue;
                 }
-                Frame::Refused { channel, reason } => {
+                Frame::Refused { channel, reason, about } => {
                     // A refused proposal is abandoned: its payments failed for good (rule 11).
                     let mut cancelled = Vec::new();
-                    if let Some(id) = *channel {
+                    // Only the refusal of the proposal in flight itself (named by its digest):
+                    // a refused duplicate of an older message must not abandon a newer proposal.
+                    if let (Some(id), Some(about)) = (*channel, *about) {
                         let _lock = self.lock_channel(id).await;
                         cancelled = self
                             .commit(|node| {
                                 if node.channel(id).is_some_and(|c| c.peer_address() == peer) {
-                                    node.withdraw_proposal(id)
+                                    node.withdraw_proposal(id, about)
                                 } else {
                                     Ok(Vec::new())
                                 }
@@ -987,7 +989,7 @@ impl<S: Store + Send + 'static> Service<S> {
                 match handled {
                     Ok((replies, events)) => {
                         for f in &replies {
-                            if let Frame::Refused { channel, reason } = f {
+                            if let Frame::Refused { channel, reason, .. } = f {
                                 this.notify(Notice::Refused { peer, channel: *channel, reason: reason.clone() });
                             }
                         }
@@ -1061,7 +1063,7 @@ impl<S: Store + Send + 'static> Service<S> {
         };
         let reason = format!("channel {channel} not admitted: {refused}");
         self.notify(Notice::Refused { peer, channel: Some(channel), reason: reason.clone() });
-        self.send(peer, [Frame::Refused { channel: Some(channel), reason }]);
+        self.send(peer, [Frame::Refused { channel: Some(channel), reason, about: None }]);
         Ok(false)
     }
 

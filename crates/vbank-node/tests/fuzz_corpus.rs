@@ -52,7 +52,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
             message: vbank_core::Message::Revoke { nonce: 9, secret: B256::repeat_byte(9) },
             params: None,
         },
-        Frame::Refused { channel: None, reason: "no".into() },
+        Frame::Refused { channel: None, reason: "no".into(), about: None },
     ];
     let mut stream = vec![2u8];
     for f in &frames {

@@ -295,7 +295,7 @@ async fn an_impostor_can_neither_answer_for_nor_speak_for_another_party() {
         params: None,
     };
     write_frame(&mut s, &mut session.sender, &propose).await.expect("write");
-    let refuse = Frame::Refused { channel: Some(id), reason: "Alice says no".into() };
+    let refuse = Frame::Refused { channel: Some(id), reason: "Alice says no".into(), about: None };
     write_frame(&mut s, &mut session.sender, &refuse).await.expect("write");
     let answer = read_frame(&mut s, &mut session.receiver).await.expect("Bob answers");
     assert!(
