@@ -329,17 +329,7 @@ fn timeouts_are_honoured_and_failures_named() {
 
     // Alice's own node dies under a long payment request: that is what is reported.
     let (bob_proc, connect) = bob_node(&dir.path().join("bob.redb"), "1,1", &[]);
-    let mut alice = Command::new(env!("CARGO_BIN_EXE_vbank"))
-        .args(["node", "--store", store, "--listen", "127.0.0.1:0", "--channel", &channel, "--peer", &bob])
-        .args(["--deposits", "1,1", "--index", "0"])
-        .env("VBANK_PRIVATE_KEY", ALICE_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("alice's node");
-    let mut line = String::new();
-    BufReader::new(alice.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
-    let alice = Proc(alice);
+    let alice = alice_node(store, &channel, &bob);
     let pay = |extra: &[&str]| {
         let head = ["pay", "--store", store, "--connect", &connect, "--channel", &channel, "--amount", "1wei"];
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vbank"));
