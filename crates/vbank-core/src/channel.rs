@@ -945,8 +945,11 @@ impl Channel {
     /// Abandons this party's proposal in flight (nonce > 0) after the peer refused it: the
     /// sheet is never committed here, so its payments are cancelled for good rather than sent
     /// again at the next reconnect (DESIGN §2 rule 11). Returns their ids (empty when no
-    /// proposal was in flight). Safe whatever the peer did: only a Commit from this party makes
-    /// the peer's countersignature usable against it, and no Commit follows now.
+    /// proposal was in flight). Safe for the sheets whatever the peer did: only a Commit from this
+    /// party makes the peer's countersignature usable against it, and no Commit follows now. Its
+    /// lock moves are dropped too: a fulfil's preimage was shown to the peer, so a refused fulfil
+    /// must be claimed again or on chain before the lock's expiry (reported as
+    /// [`Event::LockMoveCancelled`] by [`Channel::withdraw_proposal_if`]).
     pub fn withdraw_proposal(&mut self) -> Vec<u64> {
         self.withdraw().0
     }
@@ -954,9 +957,15 @@ impl Channel {
     /// As [`Channel::withdraw_proposal`], only if the proposal in flight is the message whose
     /// [`Message::digest`] the peer refused: a refusal of an older message (a duplicate, a
     /// retransmission) must not abandon a newer proposal the peer may countersign.
-    pub fn withdraw_proposal_if(&mut self, refused: B256) -> Vec<u64> {
+    /// Returns what the withdrawal cancelled, as events: its payments and each of its lock moves
+    /// (a cancelled fulfil keeps its preimage known here, and its lock stays in the sheet).
+    pub fn withdraw_proposal_if(&mut self, refused: B256) -> Vec<Event> {
         match self.retransmit().ok().and_then(|m| m.into_iter().find(|m| matches!(m, Message::Propose { .. }))) {
-            Some(p) if p.digest() == refused => self.withdraw_proposal(),
+            Some(p) if p.digest() == refused => {
+                let (ids, moves) = self.withdraw();
+                let payments = (!ids.is_empty()).then_some(Event::PaymentsCancelled { ids });
+                payments.into_iter().chain(moves.into_iter().map(|mv| Event::LockMoveCancelled { mv })).collect()
+            }
             _ => Vec::new(),
         }
     }

@@ -1162,3 +1162,19 @@ proptest! {
         }
     }
 }
+
+/// A refused proposal's lock moves are reported cancelled, not dropped silently (a review
+/// finding): whoever waits on them hears it; the refusal of another message withdraws nothing.
+#[test]
+fn a_withdrawn_proposal_reports_its_lock_moves_cancelled() {
+    let mut p = Pair::opened();
+    p.ch[0].add_lock(10, B256::repeat_byte(1), T0 + 10).expect("add");
+    let m = p.ch[0].propose().expect("propose").expect("a proposal");
+    assert!(matches!(p.ch[1].handle(&m), Err(Error::BadLock(_))), "expiry too soon for Bob");
+    let other = Message::Revoke { nonce: 0, secret: B256::ZERO };
+    assert!(p.ch[0].withdraw_proposal_if(other.digest()).is_empty());
+    let events = p.ch[0].withdraw_proposal_if(m.digest());
+    assert!(matches!(&events[..], [Event::LockMoveCancelled { mv: LockMove::Add(l) }] if l.amount == 10), "{events:?}");
+    assert!(p.ch[0].is_idle());
+    assert_eq!(p.ch[0].spendable(), DEPOSITS[0]);
+}

@@ -335,8 +335,8 @@ impl<S: Store> Node<S> {
     }
 
     /// The peer refused this party's proposal on channel `id`: abandons it durably (see
-    /// [`Channel::withdraw_proposal`]) and returns the payment ids cancelled.
-    pub fn withdraw_proposal(&mut self, id: Address, refused: alloy_primitives::B256) -> Result<Vec<u64>> {
+    /// [`Channel::withdraw_proposal_if`]) and returns what it cancelled, as events.
+    pub fn withdraw_proposal(&mut self, id: Address, refused: alloy_primitives::B256) -> Result<Vec<Event>> {
         if self.channels.get(&id).is_none_or(Channel::is_idle) {
             return Ok(Vec::new());
         }

@@ -926,7 +926,8 @@ impl<S: Store + Send + 'static> Service<S> {
                     continue;
                 }
                 Frame::Refused { channel, reason, about } => {
-                    // A refused proposal is abandoned: its payments failed for good (rule 11).
+                    // A refused proposal is abandoned: its payments and lock moves failed for good
+                    // (rule 11), and those waiting on them hear it.
                     let mut cancelled = Vec::new();
                     // Only the refusal of the proposal in flight itself (named by its digest):
                     // a refused duplicate of an older message must not abandon a newer proposal.
@@ -943,8 +944,10 @@ impl<S: Store + Send + 'static> Service<S> {
                             .await?;
                     }
                     self.notify(Notice::RefusedByPeer { peer, channel: *channel, reason: reason.clone() });
-                    if let (Some(id), false) = (channel, cancelled.is_empty()) {
-                        self.notify(Notice::Event { channel: *id, event: Event::PaymentsCancelled { ids: cancelled } });
+                    if let Some(id) = *channel {
+                        for event in cancelled {
+                            self.notify(Notice::Event { channel: id, event });
+                        }
                     }
                     continue;
                 }
