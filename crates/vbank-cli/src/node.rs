@@ -1,15 +1,16 @@
 //! `vbank node` and `vbank watch`: a party's node serving its channels to their peers over TCP,
 //! admitting channels that peers open, and watching the chain to punish stale liquidations.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
-use vbank_client::{Chain, OnChain, OnChainState, Punisher, WatchEvent, Watcher, WatcherHandle};
-use vbank_core::{Amount, ChannelParams, Event, Funding, Settlement};
+use vbank::ChainEvent;
+use vbank_client::{Chain, OnChain, WatchEvent, WatcherHandle};
+use vbank_core::Event;
 use vbank_node::{Admission, Node, Notice, RedbStore, Service};
 
 use crate::{
@@ -69,6 +70,10 @@ pub(crate) struct NodeArgs {
     /// countersigned, if it is at most this amount ("1", "0.5eth", "1000wei").
     #[arg(long, allow_hyphen_values = true, requires = "rpc_url")]
     auto_deposit: Option<String>,
+    /// Reveal the preimage of a lock to this node on the chain's registry this many seconds
+    /// before the lock expires, if the peer has not countersigned the claim by then.
+    #[arg(long, default_value_t = 300, requires = "rpc_url")]
+    reveal_window: u64,
 }
 
 #[derive(Args, Debug)]
@@ -100,68 +105,9 @@ pub(crate) fn say(line: String) {
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
-/// Admission of channels opened by peers, checked against the chain `chain` reads: the
-/// parameters the opening carries are checked locally first (this chain, the peer as party 0 and
-/// this node as party 1, the lock period within bounds), then on chain with ONE call to the
-/// canonical factory's `channelAddress`, which must give the channel's address, a code-exists
-/// check and the channel's state (still Funding).
-pub(crate) fn admission(chain: Chain, min_lock: u64, max_lock: u64) -> Admission {
-    Arc::new(move |channel: Address, peer: Address, params: Option<ChannelParams>| {
-        let chain = chain.clone();
-        Box::pin(async move {
-            let Some(params) = params else {
-                return Err("the opening carries no channel parameters (a vbank before contract v2?)".to_string());
-            };
-            let me = chain.address();
-            if params.contract != channel {
-                return Err(format!("its parameters are for another channel, {}", params.contract));
-            }
-            if params.chain_id != chain.chain_id() {
-                return Err(format!(
-                    "it is on chain {}, this node follows chain {}",
-                    params.chain_id,
-                    chain.chain_id()
-                ));
-            }
-            if params.parties != [peer, me] {
-                return Err(format!(
-                    "its parties are {} and {}, not {peer} and {me}",
-                    params.parties[0], params.parties[1]
-                ));
-            }
-            if params.lock_period < min_lock {
-                return Err(format!(
-                    "its lock period of {} s is shorter than this node's minimum of {min_lock} s",
-                    params.lock_period
-                ));
-            }
-            if params.lock_period > max_lock {
-                return Err(format!(
-                    "its lock period of {} s is longer than this node's maximum of {max_lock} s",
-                    params.lock_period
-                ));
-            }
-            let info = OnChain::new(chain.clone(), channel).verify_params(&params).await.map_err(|e| e.to_string())?;
-            if info.state != OnChainState::Funding {
-                return Err(format!("it is {}, not Funding", info.state));
-            }
-            Ok(params)
-        })
-    })
-}
+pub(crate) use vbank::{admission, funding_check, funding_of, watch};
 
-/// Watches channel `id` for the party of `service`, punishing with the waiver keys in its store.
-pub(crate) fn watch(service: &Service<RedbStore>, chain: &Chain, id: Address, poll: Duration) -> WatcherHandle {
-    let svc = service.clone();
-    // The watcher asks the node for a punishment from its (multi-threaded) runtime.
-    let punisher: Punisher = Arc::new(move |nonce, waiver| {
-        tokio::task::block_in_place(|| svc.node().blocking_lock().channel(id).and_then(|c| c.punishment(nonce, waiver)))
-    });
-    Watcher::new(OnChain::new(chain.clone(), id), punisher, poll).spawn()
-}
-
-/// Forwards a watcher's events to stdout, and the contract's state to the node (payments wait
-/// for both deposits; a channel that ended on chain is frozen).
+/// Forwards a watcher's events to stdout, and the contract's state to the node (`vbank watch`).
 fn log_watch(
     service: &Service<RedbStore>,
     id: Address,
@@ -181,30 +127,43 @@ fn log_watch(
     })
 }
 
-/// What a contract's state means for payments on its channel.
-pub(crate) fn funding_of(state: OnChainState) -> Funding {
-    match state {
-        OnChainState::Funding => Funding::Pending,
-        OnChainState::Running => Funding::Running,
-        OnChainState::Liquidating | OnChainState::Settling | OnChainState::Closed => Funding::Ended,
-    }
-}
-
-/// Settles on chain a channel the node froze because the peer broke the protocol (DESIGN §2
-/// rule 5): the node chose the sheet under its lock; this only submits it.
-async fn settle_violation(chain: Chain, id: Address, settlement: Settlement) -> String {
-    let onchain = OnChain::new(chain, id);
-    let result = match settlement {
-        Settlement::Liquidate(sheet) => onchain.liquidate(&sheet).await.map(|r| (format!("sheet {}", sheet.nonce), r)),
-        Settlement::Cooperative { nonce, balances, signatures } => {
-            onchain.cooperative_close(nonce, balances, &signatures).await.map(|r| (format!("the close at {nonce}"), r))
+/// What the chain driver did, as a line for the log.
+fn describe_chain(e: &ChainEvent, json_mode: bool) -> String {
+    let (id, kind, text) = match e {
+        ChainEvent::Watch { channel, event } => return describe_watch(*channel, event, json_mode),
+        ChainEvent::Revealed { channel, hash, report } => (
+            *channel,
+            "revealed",
+            format!(
+                "revealed the preimage of lock {hash} on the registry (tx {}, gas {})",
+                report.hash, report.gas_used
+            ),
+        ),
+        ChainEvent::PreimageFound { channel, hash } => {
+            (*channel, "preimage_found", format!("the preimage of lock {hash} was revealed on chain: learnt"))
         }
-        Settlement::Cancel => onchain.cancel().await.map(|r| ("a cancel".to_string(), r)),
+        ChainEvent::Settled { channel, what, report } => {
+            (*channel, "settled", format!("settled on chain: {what} (tx {}, gas {})", report.hash, report.gas_used))
+        }
+        ChainEvent::Unlocked { channel, locks, report } => (
+            *channel,
+            "unlocked",
+            format!(
+                "{locks} lock(s) of the liquidated sheet settled by unlock (tx {}, gas {})",
+                report.hash, report.gas_used
+            ),
+        ),
+        ChainEvent::Deposited { channel, amount, report } => (
+            *channel,
+            "deposited",
+            format!("deposited {} (tx {}, gas {})", format_eth(*amount), report.hash, report.gas_used),
+        ),
+        ChainEvent::Note { channel, text } => (*channel, "note", text.clone()),
     };
-    match result {
-        Ok((what, r)) => format!("channel {id}: settled on chain with {what} (tx {}, gas {})", r.hash, r.gas_used),
-        Err(e) => format!("channel {id}: settling on chain failed: {e}; run `vbank close`"),
+    if json_mode {
+        return json!({ "chain": id, "event": kind, "detail": text }).to_string();
     }
+    format!("channel {id}: {text}")
 }
 
 fn describe_watch(id: Address, e: &WatchEvent, json_mode: bool) -> String {
@@ -277,6 +236,7 @@ fn describe_notice(n: &Notice, json_mode: bool) -> Option<String> {
         },
         Notice::RefusedByPeer { peer, reason, .. } => format!("peer {peer} refused: {reason}"),
         Notice::Refused { peer, reason, .. } => format!("refused a frame from {peer}: {reason}"),
+        Notice::Warning(w) => format!("warning: {w}"),
     };
     if json_mode {
         // Payments are too many to log one by one in JSON; the rest is useful to a supervisor.
@@ -288,32 +248,6 @@ fn describe_notice(n: &Notice, json_mode: bool) -> Option<String> {
     Some(text)
 }
 
-/// Pays this party's deposit into `id` if it is due and at most `max`.
-async fn auto_deposit(chain: Chain, params: ChannelParams, max: Amount) -> String {
-    let id = params.contract;
-    let onchain = OnChain::new(chain.clone(), id);
-    // The contract must be genuine and hold exactly the agreed parameters before any deposit.
-    let info = match onchain.verify_params(&params).await {
-        Ok(i) => i,
-        Err(e) => return format!("channel {id}: not depositing: {e}"),
-    };
-    let Some(i) = info.index_of(chain.address()) else { return format!("channel {id}: not a party") };
-    if info.state != OnChainState::Funding || info.deposited[i] {
-        return format!("channel {id}: no deposit due");
-    }
-    if info.amounts[i] > max {
-        return format!(
-            "channel {id}: the deposit of {} is over --auto-deposit {}: pay it with `vbank deposit`",
-            format_eth(info.amounts[i]),
-            format_eth(max)
-        );
-    }
-    match onchain.deposit_agreed(&params).await {
-        Ok(r) => format!("channel {id}: deposited {} (tx {}, gas {})", format_eth(info.amounts[i]), r.hash, r.gas_used),
-        Err(e) => format!("channel {id}: deposit failed: {e}"),
-    }
-}
-
 /// The node of `signer`'s party on its store, ready to link to peers.
 pub(crate) fn open_service(
     store: &std::path::Path,
@@ -322,6 +256,25 @@ pub(crate) fn open_service(
     follow_chain: bool,
 ) -> Result<Service<RedbStore>> {
     open_service_with(store, signer, admission, follow_chain, vbank_node::Limits::default())
+}
+
+/// As [`open_service`], judging lock expiries by `clock` (the chain's, see [`vbank::ChainClock`]).
+pub(crate) fn open_service_clocked(
+    store: &std::path::Path,
+    signer: PrivateKeySigner,
+    admission: Option<Admission>,
+    follow_chain: bool,
+    clock: Option<vbank_node::Clock>,
+) -> Result<Service<RedbStore>> {
+    check_store(store, true)?;
+    let db = RedbStore::open(store).map_err(|e| store_error(store, e))?;
+    let node = Node::open(signer.clone(), db).context("loading channels")?;
+    let node = if follow_chain { node.follow_chain() } else { node };
+    let node = match clock {
+        Some(c) => node.with_clock(c),
+        None => node,
+    };
+    Ok(Service::with_limits(node, signer, admission, vbank_node::Limits::default()))
 }
 
 /// As [`open_service`], with the given limits (a command's --timeout bounds its handshakes).
@@ -372,15 +325,6 @@ pub(crate) fn store_error(path: &std::path::Path, e: vbank_node::Error) -> anyho
     anyhow::Error::new(e).context(format!("opening store {}{hint}", path.display()))
 }
 
-/// Reads a channel's funding from the chain, for a payment that meets a channel not yet seen
-/// funded (the watcher's next poll may be a second away).
-pub(crate) fn funding_check(chain: Chain) -> vbank_node::FundingCheck {
-    Arc::new(move |id: Address| {
-        let onchain = OnChain::new(chain.clone(), id);
-        Box::pin(async move { Some(funding_of(onchain.state().await.ok()?)) })
-    })
-}
-
 pub(crate) fn load_key(key: &KeyArgs) -> Result<PrivateKeySigner> {
     key.require()
 }
@@ -405,7 +349,12 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             args.max_lock
         );
     }
-    let service = open_service(&args.store, signer.clone(), admit, chain.is_some())?;
+    // Lock expiries are judged by the chain's time when there is a chain.
+    let clock = vbank::ChainClock::new();
+    if let Some(c) = &chain {
+        clock.observe(c.timestamp().await.context("reading the chain's time")?);
+    }
+    let service = open_service_clocked(&args.store, signer.clone(), admit, chain.is_some(), Some(clock.clock()))?;
     if let Some(c) = &chain {
         service.set_funding_check(funding_check(c.clone()));
     }
@@ -494,52 +443,44 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
         });
     }
     let poll = Duration::from_millis(args.poll_ms);
-    // Every channel is watched from the start, or from when it is admitted or opened here;
-    // channels this node joined as party 1 get its deposit (--auto-deposit) once they are open
-    // (party 0 deposits with `vbank open`). Missed notices (a burst over the buffer) are made up
-    // by looking at every channel again.
-    let mut watched = std::collections::HashSet::new();
-    let mut deposit_tried = std::collections::HashSet::new();
-    let mut sweep = true;
+    // Claims again what a refused fulfil left, takes back expired locks, proposes what waits.
+    service.spawn_ticker(poll);
+    // The chain side (watching, punishing, deposits, violations, locks) is the library's driver.
+    let mut driver = chain.as_ref().map(|c| {
+        let config = vbank::DriverConfig { poll, reveal_window: args.reveal_window, auto_deposit: auto_deposit_max };
+        vbank::ChainDriver::new(service.clone(), c.clone(), clock.clone(), config)
+    });
+    let mut chain_events = match driver.as_mut() {
+        Some(d) => {
+            let rx = d.subscribe();
+            d.start();
+            Some(rx)
+        }
+        None => None,
+    };
     loop {
-        if sweep && let Some(chain) = &chain {
-            let node = service.node().lock().await;
-            for id in node.channel_ids() {
-                if watched.insert(id) {
-                    log_watch(&service, id, watch(&service, chain, id, poll), json_mode);
-                }
-                let joined_open =
-                    node.channel(id).is_some_and(|c| c.me() == 1 && *c.phase() != vbank_core::Phase::Opening);
-                if let Some(max) = auto_deposit_max
-                    && joined_open
-                    && deposit_tried.insert(id)
-                    && let Some(params) = node.channel(id).map(|c| c.params().clone())
-                {
-                    let chain = chain.clone();
-                    tokio::spawn(async move { say(auto_deposit(chain, params, max).await) });
-                }
+        let chain_event = async {
+            match chain_events.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
             }
-        }
-        let n = match notices.recv().await {
-            Ok(n) => n,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {
-                say(format!("({k} notices not shown)"));
-                sweep = true;
-                continue;
-            }
-            Err(_) => return Ok(()),
         };
-        if let Some(line) = describe_notice(&n, json_mode) {
-            say(line);
+        tokio::select! {
+            n = notices.recv() => match n {
+                Ok(n) => {
+                    if let Some(line) = describe_notice(&n, json_mode) {
+                        say(line);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => say(format!("({k} notices not shown)")),
+                Err(_) => return Ok(()),
+            },
+            e = chain_event => match e {
+                Ok(e) => say(describe_chain(&e, json_mode)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => say(format!("({k} chain events not shown)")),
+                Err(_) => chain_events = None,
+            },
         }
-        // DESIGN §2 rule 5: the node froze the channel and chose the sheet; settle it on chain.
-        if let (Some(chain), Notice::Event { channel, event: Event::Frozen { settlement, violation: true, .. } }) =
-            (&chain, &n)
-        {
-            let (chain, id, settlement) = (chain.clone(), *channel, settlement.clone());
-            tokio::spawn(async move { say(settle_violation(chain, id, settlement).await) });
-        }
-        sweep = matches!(n, Notice::Admitted { .. } | Notice::Event { event: Event::Opened, .. });
     }
 }
 

@@ -354,6 +354,26 @@ pub enum Event {
     },
 }
 
+/// A preimage to reveal on the registry (see [`Channel::chain_duties`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reveal {
+    /// The lock's hash.
+    pub hash: B256,
+    /// Its preimage.
+    pub preimage: B256,
+    /// The lock's expiry: revealing after it is worthless.
+    pub expiry: u64,
+}
+
+/// What a party must do on chain about its locks (see [`Channel::chain_duties`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainDuties {
+    /// Preimages to reveal now (unless the registry already has them).
+    pub reveal: Vec<Reveal>,
+    /// Freeze the channel and settle it on chain, for this reason.
+    pub liquidate: Option<String>,
+}
+
 /// What happened to a lock (see [`Event::Lock`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -980,6 +1000,58 @@ impl Channel {
             }
             _ => (Vec::new(), Vec::new()),
         }
+    }
+
+    /// Preimages of the peer's locks to this party that this party knows and has not claimed yet
+    /// (no fulfil queued or in flight): a refused or withdrawn fulfil is claimed again with
+    /// [`Channel::fulfil`] (DESIGN §2 rule 9: learn once, claim everywhere).
+    pub fn unclaimed(&self) -> Vec<B256> {
+        let me = self.me();
+        self.locks()
+            .iter()
+            .filter(|l| usize::from(l.receiver) == me)
+            .filter_map(|l| self.preimage(&l.hash).filter(|_| self.open_lock(me, &l.hash).as_ref() == Some(l)))
+            .collect()
+    }
+
+    /// What this party must do on chain about the locks of its latest sheet at chain time `now`
+    /// (DESIGN §2 rule 9), decided from the stored state: reveal the preimages of locks to it
+    /// whose expiry is within `reveal_window` (or at once once the channel ended on chain), and
+    /// settle on chain when a lock it can claim (a known preimage, or its own expired lock) is
+    /// still in the sheet past its expiry and the peer's grace: the peer did not countersign the
+    /// fulfil or the expiry.
+    pub fn chain_duties(&self, now: u64, reveal_window: u64) -> ChainDuties {
+        let (me, grace) = (self.me(), self.state.policy.grace);
+        let ended = self.state.funding == Funding::Ended;
+        let mut duties = ChainDuties::default();
+        for l in self.locks() {
+            let to_me = usize::from(l.receiver) == me;
+            let preimage = self.preimage(&l.hash);
+            if to_me
+                && let Some(p) = preimage
+                && now <= l.expiry
+                && (ended || now.saturating_add(reveal_window) >= l.expiry)
+            {
+                duties.reveal.push(Reveal { hash: l.hash, preimage: p, expiry: l.expiry });
+            }
+            // The peer had until expiry + grace to countersign a fulfil, and this party proposes an
+            // expiry only after expiry + 2 grace (`expire_due`): one more grace for the answer.
+            let overdue = if to_me {
+                preimage.is_some() && now > l.expiry.saturating_add(grace)
+            } else {
+                now > l.expiry.saturating_add(grace.saturating_mul(3))
+            };
+            if overdue && duties.liquidate.is_none() && !ended && self.state.frozen.is_none() {
+                duties.liquidate = Some(format!(
+                    "lock {} ({} wei to {}) is past its expiry {} and the peer did not settle it off-chain",
+                    l.hash,
+                    l.amount,
+                    if to_me { "this party" } else { "the peer" },
+                    l.expiry
+                ));
+            }
+        }
+        duties
     }
 
     /// Why the channel is frozen, if it is.

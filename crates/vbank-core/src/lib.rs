@@ -9,8 +9,8 @@ mod tests;
 mod waiver;
 
 pub use channel::{
-    Channel, ChannelParams, ChannelState, Event, Funding, LiquidationSheet, LockChange, LockPolicy, MAX_LOCKS, Phase,
-    STATE_VERSION, Settlement, Step, exchange,
+    ChainDuties, Channel, ChannelParams, ChannelState, Event, Funding, LiquidationSheet, LockChange, LockPolicy,
+    MAX_LOCKS, Phase, Reveal, STATE_VERSION, Settlement, Step, exchange,
 };
 pub use error::{Error, Result, Severity};
 pub use message::{LockMove, Message};

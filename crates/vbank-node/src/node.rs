@@ -322,6 +322,38 @@ impl<S: Store> Node<S> {
         Ok((locks, msg.map(|message| Frame::channel(id, message))))
     }
 
+    /// The periodic duties of channel `id` at the clock's time: claims again the peer's locks
+    /// whose preimage is known and that no fulfil is on its way for (a refused or withdrawn one),
+    /// queues the expiry of this party's locks that expired unclaimed, and proposes. Nothing is
+    /// stored unless there is something to do.
+    pub fn tick(&mut self, id: Address) -> Result<Option<Frame>> {
+        let ch = self.channels.get(&id).ok_or(Error::UnknownChannel(id))?;
+        if ch.frozen().is_some() || *ch.phase() != vbank_core::Phase::Open {
+            return Ok(None);
+        }
+        let (now, peer, margin) = ((self.clock)(), ch.peer_address(), ch.state().policy.grace.saturating_mul(2));
+        let peer_index = u8::from(ch.params().parties[1] == peer);
+        let unclaimed = ch.unclaimed();
+        let expiring = ch.locks().iter().any(|l| l.receiver == peer_index && now > l.expiry.saturating_add(margin));
+        if unclaimed.is_empty() && !expiring && (!ch.is_idle() || ch.queued() == 0) {
+            return Ok(None);
+        }
+        let msg = self.transact(id, |ch| {
+            for p in unclaimed {
+                ch.fulfil(p)?;
+            }
+            ch.expire_due()?;
+            Ok(ch.propose()?)
+        })?;
+        Ok(msg.map(|message| Frame::channel(id, message)))
+    }
+
+    /// What this party must do on chain about channel `id`'s locks at chain time `now` (see
+    /// [`Channel::chain_duties`]).
+    pub fn chain_duties(&self, id: Address, now: u64, reveal_window: u64) -> Result<vbank_core::ChainDuties> {
+        Ok(self.channels.get(&id).ok_or(Error::UnknownChannel(id))?.chain_duties(now, reveal_window))
+    }
+
     /// Remembers (durably) a preimage for channel `id` (a payee's own, or one learnt on chain):
     /// a lock on its hash is then fulfilled, and never let expire.
     pub fn learn_preimage(&mut self, id: Address, preimage: B256) -> Result<B256> {

@@ -101,6 +101,8 @@ pub enum Notice {
         /// The peer's reason.
         reason: String,
     },
+    /// Something an operator should know that belongs to no peer (a failed periodic duty).
+    Warning(String),
     /// This node refused a frame from the peer.
     Refused {
         /// The peer.
@@ -1495,10 +1497,75 @@ impl<S: Store + Send + 'static> Service<S> {
         Ok((lock, nonce))
     }
 
-    /// Remembers a preimage on channel `id`: a lock on its hash is claimed as soon as it arrives.
+    /// Remembers a preimage on channel `id` (stored): a lock to this party on its hash is claimed
+    /// at once and whenever it arrives, and a lock on it is never let expire. A preimage new to
+    /// the channel is announced as [`Event::PreimageLearned`] (one learnt on chain is used
+    /// upstream, DESIGN §2 rule 9).
     pub async fn learn_preimage(&self, id: Address, preimage: B256) -> Result<B256> {
+        let hash = vbank_core::preimage_hash(&preimage);
+        let new = {
+            let _channel = self.lock_channel(id).await;
+            let known = self.inner.node.lock().await.channel(id).ok_or(Error::UnknownChannel(id))?.preimage(&hash);
+            self.commit(|node| node.learn_preimage(id, preimage)).await?;
+            // Claims at once a lock already here (a closed or frozen channel claims nothing).
+            if let Ok(frame) = self.commit(|node| node.tick(id)).await {
+                self.send_for(id, frame).await?;
+            }
+            known.is_none()
+        };
+        if new {
+            self.notify(Notice::Event { channel: id, event: Event::PreimageLearned { hash, preimage } });
+        }
+        Ok(hash)
+    }
+
+    /// Does every channel's periodic duties (see [`Node::tick`]): claims again locks whose
+    /// preimage is known, takes back expired locks, proposes what is queued. A channel that
+    /// cannot act now is skipped; only a store failure is an error.
+    pub async fn tick(&self) -> Result<()> {
+        let ids = self.inner.node.lock().await.channel_ids();
+        for id in ids {
+            let _channel = self.lock_channel(id).await;
+            match self.commit(|node| node.tick(id)).await {
+                Ok(frame) => self.send_for(id, frame).await?,
+                Err(e @ Error::Store(_)) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs [`Service::tick`] every `every` until [`Service::shutdown`].
+    pub fn spawn_ticker(&self, every: Duration) {
+        let svc = self.clone();
+        self.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = svc.tick().await {
+                    svc.notify(Notice::Warning(format!("periodic duties: {e}")));
+                }
+            }
+        });
+    }
+
+    /// What this party must do on chain about channel `id`'s locks at chain time `now`, decided
+    /// under the channel's lock from the stored state (see [`vbank_core::Channel::chain_duties`]).
+    pub async fn chain_duties(&self, id: Address, now: u64, reveal_window: u64) -> Result<vbank_core::ChainDuties> {
         let _channel = self.lock_channel(id).await;
-        self.commit(|node| node.learn_preimage(id, preimage)).await
+        self.inner.node.lock().await.chain_duties(id, now, reveal_window)
+    }
+
+    /// Freezes channel `id` for `reason` under its lock and returns how to settle it on chain
+    /// (DESIGN §2 rule 6; see [`Service::settle`], without a cooperative attempt).
+    pub async fn settle_for(&self, id: Address, reason: &str) -> Result<Settlement> {
+        let (settlement, events) = {
+            let _lock = self.lock_channel(id).await;
+            self.commit(|node| node.freeze(id, reason, false)).await?
+        };
+        for event in events {
+            self.notify(Notice::Event { channel: id, event });
+        }
+        Ok(settlement)
     }
 }
 

@@ -1,0 +1,511 @@
+//! Following the chain for a running node: watching, punishing, admission, deposits, and the
+//! on-chain side of hash-time locks (DESIGN §2 rules 5 and 9).
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use alloy::primitives::{Address, B256};
+use tokio::{sync::broadcast, task::JoinHandle};
+use vbank_client::{Chain, OnChain, OnChainState, Punisher, Registry, TxReport, WatchEvent, Watcher, WatcherHandle};
+use vbank_core::{Amount, ChannelParams, Event, Funding, HashLock, Settlement, locks_root};
+use vbank_node::{Admission, Clock, Notice, Service, Store};
+
+/// The time lock expiries are judged by: the chain's latest block time, or the system clock when
+/// it is ahead (an idle dev chain's last block can be old; the next block's time is at least the
+/// wall clock's on such a chain). Feed it with [`ChainClock::observe`] (the driver does, every
+/// poll) and give [`ChainClock::clock`] to the node.
+#[derive(Debug, Clone, Default)]
+pub struct ChainClock(Arc<AtomicU64>);
+
+impl ChainClock {
+    /// A clock that knows no chain time yet (it reads the system clock until it does).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a block time seen on the chain.
+    pub fn observe(&self, chain_time: u64) {
+        self.0.fetch_max(chain_time, Ordering::SeqCst);
+    }
+
+    /// The time now: the later of the chain's last seen block time and the system clock.
+    pub fn now(&self) -> u64 {
+        let system = (vbank_node::system_clock())();
+        self.0.load(Ordering::SeqCst).max(system)
+    }
+
+    /// The clock for [`vbank_node::Node::with_clock`].
+    pub fn clock(&self) -> Clock {
+        let me = self.clone();
+        Arc::new(move || me.now())
+    }
+}
+
+/// What the driver saw or did on chain, for logs and applications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainEvent {
+    /// A channel's watcher reported something.
+    Watch {
+        /// The channel.
+        channel: Address,
+        /// What.
+        event: WatchEvent,
+    },
+    /// A preimage was revealed on the registry by this node (a lock to it nears its expiry).
+    Revealed {
+        /// The channel whose lock it claims.
+        channel: Address,
+        /// The lock's hash.
+        hash: B256,
+        /// The transaction.
+        report: TxReport,
+    },
+    /// A preimage was found on the registry (revealed by someone else): learnt, and used.
+    PreimageFound {
+        /// The channel whose lock it opens.
+        channel: Address,
+        /// The hash.
+        hash: B256,
+    },
+    /// The channel was settled on chain with the settlement the node chose.
+    Settled {
+        /// The channel.
+        channel: Address,
+        /// Why, and with what.
+        what: String,
+        /// The transaction.
+        report: TxReport,
+    },
+    /// A liquidated sheet's locks were settled with `unlock`.
+    Unlocked {
+        /// The channel.
+        channel: Address,
+        /// How many locks.
+        locks: usize,
+        /// The transaction.
+        report: TxReport,
+    },
+    /// This node paid its deposit (`auto_deposit`).
+    Deposited {
+        /// The channel.
+        channel: Address,
+        /// The amount.
+        amount: Amount,
+        /// The transaction.
+        report: TxReport,
+    },
+    /// Something the driver did not do, or that failed; it retries what can be retried.
+    Note {
+        /// The channel.
+        channel: Address,
+        /// What.
+        text: String,
+    },
+}
+
+/// How a [`ChainDriver`] works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// How often the chain is read.
+    pub poll: Duration,
+    /// A preimage of a lock to this node is revealed on the registry this long (seconds) before
+    /// the lock's expiry if the peer has not countersigned the fulfil by then. Keep it below the
+    /// peers' minimum lock window and well above the chain's inclusion time.
+    pub reveal_window: u64,
+    /// Pay this node's deposit into a channel it joined (as party 1) once sheet 0 is
+    /// countersigned, if it is at most this much.
+    pub auto_deposit: Option<Amount>,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self { poll: Duration::from_secs(1), reveal_window: 300, auto_deposit: None }
+    }
+}
+
+/// Follows the chain for a running [`Service`]: watches and punishes, records each contract's
+/// state, settles violations, pays deposits, and does the on-chain side of hash-time locks. See
+/// the crate's documentation.
+pub struct ChainDriver<S: Store> {
+    inner: Arc<Inner<S>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl<S: Store> std::fmt::Debug for ChainDriver<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainDriver").field("config", &self.inner.config).finish()
+    }
+}
+
+struct Inner<S: Store> {
+    service: Service<S>,
+    chain: Chain,
+    clock: ChainClock,
+    config: DriverConfig,
+    events: broadcast::Sender<ChainEvent>,
+    /// The last note per channel and subject, so a failure retried every poll is reported once.
+    noted: std::sync::Mutex<HashMap<(Address, &'static str), String>>,
+}
+
+impl<S: Store + Send + Sync + 'static> ChainDriver<S> {
+    /// A driver for `service` on `chain`; `clock` must be the one the service's node judges lock
+    /// expiries by. Nothing runs before [`ChainDriver::start`].
+    pub fn new(service: Service<S>, chain: Chain, clock: ChainClock, config: DriverConfig) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let noted = std::sync::Mutex::new(HashMap::new());
+        Self { inner: Arc::new(Inner { service, chain, clock, config, events, noted }), tasks: Vec::new() }
+    }
+
+    /// What the driver sees and does, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ChainEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Starts following the chain (stops when the driver is dropped).
+    pub fn start(&mut self) {
+        let follow = Arc::clone(&self.inner);
+        let locks = Arc::clone(&self.inner);
+        self.tasks.push(tokio::spawn(async move { follow.follow().await }));
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                locks.lock_round().await;
+                tokio::time::sleep(locks.config.poll).await;
+            }
+        }));
+    }
+
+    /// One look at every channel's locks on chain (what the driver does every poll).
+    pub async fn lock_round(&self) {
+        self.inner.lock_round().await;
+    }
+}
+
+impl<S: Store> Drop for ChainDriver<S> {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl<S: Store + Send + Sync + 'static> Inner<S> {
+    fn emit(&self, e: ChainEvent) {
+        let _ = self.events.send(e);
+    }
+
+    /// Reports `text` about `subject` on `channel` unless it is what was reported last time.
+    fn note(&self, channel: Address, subject: &'static str, text: String) {
+        let mut noted = self.noted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if noted.get(&(channel, subject)) != Some(&text) {
+            noted.insert((channel, subject), text.clone());
+            self.emit(ChainEvent::Note { channel, text });
+        }
+    }
+
+    fn clear_note(&self, channel: Address, subject: &'static str) {
+        self.noted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(channel, subject));
+    }
+
+    /// Watches every channel (each from when the node has it), deposits where due, and settles
+    /// channels the node froze for a protocol violation.
+    async fn follow(self: Arc<Self>) {
+        let mut notices = self.service.subscribe();
+        let mut watched = HashSet::new();
+        let mut deposit_tried = HashSet::new();
+        let mut sweep = true;
+        loop {
+            if sweep {
+                let node = self.service.node().lock().await;
+                for id in node.channel_ids() {
+                    if watched.insert(id) {
+                        let me = Arc::clone(&self);
+                        let handle = watch(&self.service, &self.chain, id, self.config.poll);
+                        tokio::spawn(async move { me.relay_watch(id, handle).await });
+                    }
+                    let joined_open =
+                        node.channel(id).is_some_and(|c| c.me() == 1 && *c.phase() != vbank_core::Phase::Opening);
+                    if let Some(max) = self.config.auto_deposit
+                        && joined_open
+                        && deposit_tried.insert(id)
+                        && let Some(params) = node.channel(id).map(|c| c.params().clone())
+                    {
+                        let me = Arc::clone(&self);
+                        tokio::spawn(async move { me.auto_deposit(params, max).await });
+                    }
+                }
+            }
+            let n = match notices.recv().await {
+                Ok(n) => n,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    sweep = true;
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            // DESIGN §2 rule 5: the node froze the channel and chose the sheet; settle it on chain.
+            if let Notice::Event { channel, event: Event::Frozen { settlement, violation: true, reason } } = &n {
+                let (me, id, settlement, reason) = (Arc::clone(&self), *channel, settlement.clone(), reason.clone());
+                tokio::spawn(async move { me.submit(id, settlement, &reason).await });
+            }
+            sweep = matches!(n, Notice::Admitted { .. } | Notice::Event { event: Event::Opened, .. });
+        }
+    }
+
+    /// Forwards a watcher's events, and the contract's state to the node.
+    async fn relay_watch(&self, id: Address, mut handle: WatcherHandle) {
+        while let Some(e) = handle.next().await {
+            if let WatchEvent::State(state) = e
+                && let Err(err) = self.service.set_funding(id, funding_of(state)).await
+            {
+                self.note(id, "funding", format!("cannot record the contract's state {state}: {err}"));
+            }
+            self.emit(ChainEvent::Watch { channel: id, event: e });
+        }
+    }
+
+    /// Submits the settlement the node chose (under its lock, from its stored state).
+    async fn submit(&self, id: Address, settlement: Settlement, why: &str) {
+        let onchain = OnChain::new(self.chain.clone(), id);
+        let result = match settlement {
+            Settlement::Liquidate(sheet) => {
+                onchain.liquidate(&sheet).await.map(|r| (format!("liquidated with sheet {} ({why})", sheet.nonce), r))
+            }
+            Settlement::Cooperative { nonce, balances, signatures } => onchain
+                .cooperative_close(nonce, balances, &signatures)
+                .await
+                .map(|r| (format!("closed at sheet {nonce} ({why})"), r)),
+            Settlement::Cancel => onchain.cancel().await.map(|r| (format!("cancelled ({why})"), r)),
+        };
+        match result {
+            Ok((what, report)) => self.emit(ChainEvent::Settled { channel: id, what, report }),
+            Err(e) => self.note(id, "settle", format!("settling on chain failed: {e}; run `vbank close`")),
+        }
+    }
+
+    /// Pays this party's deposit into `params.contract` if it is due and at most `max`, after
+    /// checking the contract holds exactly the agreed parameters.
+    async fn auto_deposit(&self, params: ChannelParams, max: Amount) {
+        let id = params.contract;
+        let onchain = OnChain::new(self.chain.clone(), id);
+        let info = match onchain.verify_params(&params).await {
+            Ok(i) => i,
+            Err(e) => return self.note(id, "deposit", format!("not depositing: {e}")),
+        };
+        let Some(i) = info.index_of(self.chain.address()) else {
+            return self.note(id, "deposit", "not depositing: not a party".into());
+        };
+        if info.state != OnChainState::Funding || info.deposited[i] {
+            return;
+        }
+        if info.amounts[i] > max {
+            return self.note(
+                id,
+                "deposit",
+                format!(
+                    "the deposit of {} wei is over the automatic limit of {max} wei: pay it with `vbank deposit`",
+                    info.amounts[i]
+                ),
+            );
+        }
+        match onchain.deposit_agreed(&params).await {
+            Ok(report) => self.emit(ChainEvent::Deposited { channel: id, amount: info.amounts[i], report }),
+            Err(e) => self.note(id, "deposit", format!("deposit failed: {e}")),
+        }
+    }
+
+    /// Every channel's locks, once: the chain time, the duties the node decides (reveal, settle),
+    /// preimages others revealed, and `unlock` when it can be called.
+    async fn lock_round(&self) {
+        let now = match self.chain.timestamp().await {
+            Ok(t) => t,
+            Err(e) => return self.note(Address::ZERO, "time", format!("cannot read the chain's time: {e}")),
+        };
+        self.clock.observe(now);
+        let now = self.clock.now();
+        let ids = self.service.node().lock().await.channel_ids();
+        for id in ids {
+            if let Err(e) = self.channel_round(id, now).await {
+                self.note(id, "locks", format!("lock duties: {e}"));
+            }
+        }
+    }
+
+    async fn channel_round(&self, id: Address, now: u64) -> Result<(), String> {
+        let (outgoing, ended, candidates) = {
+            let node = self.service.node().lock().await;
+            let Some(ch) = node.channel(id) else { return Ok(()) };
+            if ch.locks().is_empty() {
+                return Ok(());
+            }
+            let peer = 1 - ch.me() as u8;
+            let outgoing: Vec<HashLock> =
+                ch.locks().iter().filter(|l| l.receiver == peer && ch.preimage(&l.hash).is_none()).copied().collect();
+            let mut candidates = vec![ch.locks().to_vec()];
+            if let Settlement::Liquidate(sheet) = ch.settlement() {
+                candidates.push(sheet.locks);
+            }
+            (outgoing, ch.funding() == Funding::Ended, candidates)
+        };
+        let registry = Registry::new(&self.chain);
+        // Rule 9: the node decides from its stored state; this only carries it out.
+        let duties = self.service.chain_duties(id, now, self.config.reveal_window).await.map_err(|e| e.to_string())?;
+        for r in duties.reveal {
+            if registry.revealed_at(r.hash).await.map_err(|e| e.to_string())? == 0 {
+                let report = registry.reveal(r.preimage).await.map_err(|e| format!("revealing {}: {e}", r.hash))?;
+                self.emit(ChainEvent::Revealed { channel: id, hash: r.hash, report });
+            }
+        }
+        if let Some(reason) = duties.liquidate {
+            let settlement = self.service.settle_for(id, &reason).await.map_err(|e| e.to_string())?;
+            self.submit(id, settlement, &reason).await;
+        }
+        // Preimages of this party's locks revealed on chain by others: learn them (a forwarding
+        // node claims upstream with them; a lock on them is never expired).
+        for l in outgoing {
+            let at = registry.revealed_at(l.hash).await.map_err(|e| e.to_string())?;
+            if at != 0
+                && at <= l.expiry
+                && let Some(p) = registry.preimage_of(l.hash).await.map_err(|e| e.to_string())?
+            {
+                self.service.learn_preimage(id, p).await.map_err(|e| e.to_string())?;
+                self.emit(ChainEvent::PreimageFound { channel: id, hash: l.hash });
+            }
+        }
+        if ended {
+            self.unlock_when_due(id, now, &candidates, &registry).await?;
+        }
+        Ok(())
+    }
+
+    /// Calls `unlock` on a liquidated channel once the lock period is over and every lock of the
+    /// liquidated sheet is resolved (revealed by its expiry, or expired).
+    async fn unlock_when_due(
+        &self,
+        id: Address,
+        now: u64,
+        candidates: &[Vec<HashLock>],
+        registry: &Registry,
+    ) -> Result<(), String> {
+        let onchain = OnChain::new(self.chain.clone(), id);
+        let info = onchain.info().await.map_err(|e| e.to_string())?;
+        let Some(l) = info.liquidation.filter(|l| l.locked != 0) else { return Ok(()) };
+        if !matches!(info.state, OnChainState::Liquidating | OnChainState::Settling) {
+            return Ok(());
+        }
+        if info.state == OnChainState::Liquidating && now < l.unlock_time {
+            return Ok(());
+        }
+        let Some(locks) = candidates.iter().find(|c| locks_root(c) == l.locks_root) else {
+            self.note(
+                id,
+                "unlock",
+                format!("no stored lock list matches the liquidated sheet's root {}", l.locks_root),
+            );
+            return Ok(());
+        };
+        for lock in locks {
+            let at = registry.revealed_at(lock.hash).await.map_err(|e| e.to_string())?;
+            if !((at != 0 && at <= lock.expiry) || now > lock.expiry) {
+                return Ok(()); // not resolved yet: its receiver may still reveal
+            }
+        }
+        match onchain.unlock(locks).await {
+            Ok(report) => {
+                self.clear_note(id, "unlock");
+                self.emit(ChainEvent::Unlocked { channel: id, locks: locks.len(), report });
+            }
+            // The peer may have unlocked first; the next round sees the channel closed.
+            Err(e) => self.note(id, "unlock", format!("unlock failed: {e}")),
+        }
+        Ok(())
+    }
+}
+
+/// Admission of channels opened by peers, checked against the chain `chain` reads: the
+/// parameters the opening carries are checked locally first (this chain, the peer as party 0 and
+/// this node as party 1, the lock period within bounds), then on chain with ONE call to the
+/// canonical factory's `channelAddress`, which must give the channel's address, a code-exists
+/// check and the channel's state (still Funding).
+pub fn admission(chain: Chain, min_lock: u64, max_lock: u64) -> Admission {
+    Arc::new(move |channel: Address, peer: Address, params: Option<ChannelParams>| {
+        let chain = chain.clone();
+        Box::pin(async move {
+            let Some(params) = params else {
+                return Err("the opening carries no channel parameters (a vbank before contract v2?)".to_string());
+            };
+            let me = chain.address();
+            if params.contract != channel {
+                return Err(format!("its parameters are for another channel, {}", params.contract));
+            }
+            if params.chain_id != chain.chain_id() {
+                return Err(format!(
+                    "it is on chain {}, this node follows chain {}",
+                    params.chain_id,
+                    chain.chain_id()
+                ));
+            }
+            if params.parties != [peer, me] {
+                return Err(format!(
+                    "its parties are {} and {}, not {peer} and {me}",
+                    params.parties[0], params.parties[1]
+                ));
+            }
+            if params.lock_period < min_lock {
+                return Err(format!(
+                    "its lock period of {} s is shorter than this node's minimum of {min_lock} s",
+                    params.lock_period
+                ));
+            }
+            if params.lock_period > max_lock {
+                return Err(format!(
+                    "its lock period of {} s is longer than this node's maximum of {max_lock} s",
+                    params.lock_period
+                ));
+            }
+            let info = OnChain::new(chain.clone(), channel).verify_params(&params).await.map_err(|e| e.to_string())?;
+            if info.state != OnChainState::Funding {
+                return Err(format!("it is {}, not Funding", info.state));
+            }
+            Ok(params)
+        })
+    })
+}
+
+/// Watches channel `id` for the party of `service`, punishing with the waiver keys in its store.
+/// Needs a multi-threaded runtime (the punisher reads the node from the watcher's task).
+pub fn watch<S: Store + Send + 'static>(
+    service: &Service<S>,
+    chain: &Chain,
+    id: Address,
+    poll: Duration,
+) -> WatcherHandle {
+    let svc = service.clone();
+    let punisher: Punisher = Arc::new(move |nonce, waiver| {
+        tokio::task::block_in_place(|| svc.node().blocking_lock().channel(id).and_then(|c| c.punishment(nonce, waiver)))
+    });
+    Watcher::new(OnChain::new(chain.clone(), id), punisher, poll).spawn()
+}
+
+/// What a contract's state means for payments on its channel.
+pub fn funding_of(state: OnChainState) -> Funding {
+    match state {
+        OnChainState::Funding => Funding::Pending,
+        OnChainState::Running => Funding::Running,
+        OnChainState::Liquidating | OnChainState::Settling | OnChainState::Closed => Funding::Ended,
+    }
+}
+
+/// Reads a channel's funding from the chain, for a payment that meets a channel not yet seen
+/// funded (the watcher's next poll may be a second away): see [`Service::set_funding_check`].
+pub fn funding_check(chain: Chain) -> vbank_node::FundingCheck {
+    Arc::new(move |id: Address| {
+        let onchain = OnChain::new(chain.clone(), id);
+        Box::pin(async move { Some(funding_of(onchain.state().await.ok()?)) })
+    })
+}
