@@ -7,8 +7,8 @@ use alloy_signer_local::PrivateKeySigner;
 use proptest::prelude::*;
 
 use crate::{
-    BalanceSheet, Channel, ChannelParams, ChannelState, Close, Error, Event, Funding, HashLock, LockChange, LockMove,
-    Message, Phase, Settlement, Severity, Sig, Waiver, preimage_hash, recover,
+    BalanceSheet, ChainDuties, Channel, ChannelParams, ChannelState, Close, Error, Event, Funding, HashLock,
+    LockChange, LockMove, Message, Phase, Reveal, Settlement, Severity, Sig, Waiver, preimage_hash, recover,
 };
 
 /// The start of the tests' clock (unix seconds).
@@ -1177,4 +1177,53 @@ fn a_withdrawn_proposal_reports_its_lock_moves_cancelled() {
     assert!(matches!(&events[..], [Event::LockMoveCancelled { mv: LockMove::Add(l) }] if l.amount == 10), "{events:?}");
     assert!(p.ch[0].is_idle());
     assert_eq!(p.ch[0].spendable(), DEPOSITS[0]);
+}
+
+#[test]
+fn chain_duties_reveal_inside_the_window_and_settle_past_the_expiry() {
+    let mut p = Pair::opened();
+    let to_bob = lock_to_bob(&mut p, 100, 1, HOUR);
+    let window = 300;
+    let grace = p.ch[0].state().policy.grace;
+    let (expiry, bob, alice) = (to_bob.expiry, &p.ch[1], &p.ch[0]);
+    // Bob knows the preimage: nothing to do before the window, a reveal inside it, and a
+    // liquidation once the expiry and the grace passed without a countersigned fulfil.
+    assert_eq!(bob.chain_duties(expiry - window - 1, window), ChainDuties::default());
+    let d = bob.chain_duties(expiry - window, window);
+    assert_eq!(d.reveal, [Reveal { hash: to_bob.hash, preimage: secret(1), expiry }]);
+    assert!(d.liquidate.is_none());
+    assert!(bob.chain_duties(expiry + 1, window).reveal.is_empty(), "a reveal after the expiry is worthless");
+    assert!(bob.chain_duties(expiry + grace, window).liquidate.is_none());
+    assert!(bob.chain_duties(expiry + grace + 1, window).liquidate.is_some());
+    // Alice, the sender, does not know it: she reveals nothing and takes the lock back on chain
+    // only after her own expiry proposal had its grace (expiry + 3 grace).
+    assert!(alice.chain_duties(expiry - 1, window).reveal.is_empty());
+    assert!(alice.chain_duties(expiry + 3 * grace, window).liquidate.is_none());
+    assert!(alice.chain_duties(expiry + 3 * grace + 1, window).liquidate.is_some());
+    // A frozen channel is being settled already; one that ended on chain reveals at once.
+    let mut frozen = Channel::restore(p.ch[1].state().clone(), key(2)).expect("restore");
+    let _ = frozen.freeze("closing", false);
+    assert!(frozen.chain_duties(expiry + grace + 1, window).liquidate.is_none());
+    let _ = frozen.set_funding(Funding::Ended);
+    assert_eq!(frozen.chain_duties(expiry - HOUR + 1, window).reveal.len(), 1);
+}
+
+#[test]
+fn a_refused_fulfil_is_unclaimed_until_claimed_again() {
+    let mut p = Pair::opened();
+    let lock = p.ch[0].add_lock(100, preimage_hash(&secret(2)), p.now + HOUR).expect("add");
+    p.paid[0] += 100;
+    p.settle();
+    assert!(p.ch[1].unclaimed().is_empty(), "Bob does not know the preimage yet");
+    p.ch[1].learn_preimage(secret(2));
+    assert_eq!(p.ch[1].unclaimed(), [secret(2)]);
+    p.ch[1].fulfil(secret(2)).expect("fulfil");
+    assert!(p.ch[1].unclaimed().is_empty(), "queued");
+    let m = p.ch[1].propose().expect("propose").expect("a proposal");
+    assert!(p.ch[1].unclaimed().is_empty(), "in flight");
+    // Alice refuses it (say, a bug or a cheat): the proposal is withdrawn, the claim is open again.
+    let events = p.ch[1].withdraw_proposal_if(m.digest());
+    assert!(matches!(&events[..], [Event::LockMoveCancelled { mv: LockMove::Fulfil { .. } }]));
+    assert_eq!(p.ch[1].unclaimed(), [secret(2)]);
+    assert_eq!(p.ch[1].locks(), [lock]);
 }
