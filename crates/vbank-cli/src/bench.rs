@@ -381,6 +381,7 @@ fn update_frames() -> Vec<Frame> {
             waiver,
             locks: vec![],
             moves: vec![],
+            onions: vec![],
         },
         Message::Countersign { nonce: 123_456, signature: sig, waiver },
         Message::Commit { nonce: 123_456, signature: sig, revocation: Some(secret) },

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Amount, Error, LockMove, Message, Result, RevocationStore, WaiverChain,
+    message::{MAX_ONION, Onion},
     sheet::{BalanceSheet, Close, HashLock, PeerKey, Sig, Waiver, domain, sign},
     waiver::{MAX_UPDATES, waiver_key},
 };
@@ -255,6 +256,10 @@ pub struct ChannelState {
     /// What this party accepts of locks the peer adds or expires.
     #[serde(default)]
     pub policy: LockPolicy,
+    /// The routing instructions of locks this party added or received, while they are in a sheet,
+    /// queued or in flight.
+    #[serde(default)]
+    onions: Vec<Onion>,
 }
 
 /// What a party accepts of the peer's lock moves (DESIGN §2 rule 3 b and e).
@@ -456,6 +461,7 @@ impl Channel {
             lock_queue: Vec::new(),
             preimages: BTreeMap::new(),
             policy: LockPolicy::default(),
+            onions: Vec::new(),
         };
         Self::restore(state, signer)
     }
@@ -793,7 +799,7 @@ impl Channel {
             payments: Payments::default(),
             moves: Vec::new(),
         };
-        Ok(Message::Propose { nonce: 0, balances, waiver, locks: Vec::new(), moves: Vec::new() })
+        Ok(Message::Propose { nonce: 0, balances, waiver, locks: Vec::new(), moves: Vec::new(), onions: Vec::new() })
     }
 
     /// Queues a hash-time lock of `amount` wei to the peer on `hash`, expiring at `expiry` (unix
@@ -814,6 +820,60 @@ impl Channel {
         let lock = HashLock { receiver: self.peer() as u8, amount, expiry, hash };
         self.state.lock_queue.push(LockMove::Add(lock));
         Ok(lock)
+    }
+
+    /// As [`Channel::add_lock`], with routing instructions for the peer's node (an onion packet
+    /// of at most [`MAX_ONION`] bytes) carried in the proposal.
+    pub fn add_routed_lock(
+        &mut self,
+        amount: Amount,
+        hash: B256,
+        expiry: u64,
+        packet: alloy_primitives::Bytes,
+    ) -> Result<HashLock> {
+        if packet.len() > MAX_ONION {
+            return Err(Error::BadLock(format!("an onion has at most {MAX_ONION} bytes, not {}", packet.len())));
+        }
+        let lock = HashLock { receiver: self.peer() as u8, amount, expiry, hash };
+        if self.state.onions.iter().any(|o| o.lock == lock) {
+            return Err(Error::BadLock(format!("a routed lock like {hash} is already pending on this channel")));
+        }
+        let lock = self.add_lock(amount, hash, expiry)?;
+        self.state.onions.push(Onion { lock, packet });
+        Ok(lock)
+    }
+
+    /// The routing instructions that came with `lock` (or went with it), while it is pending.
+    pub fn onion(&self, lock: &HashLock) -> Option<&alloy_primitives::Bytes> {
+        self.state.onions.iter().find(|o| o.lock == *lock).map(|o| &o.packet)
+    }
+
+    /// The onions of the locks `moves` add.
+    fn onions_for(&self, moves: &[LockMove]) -> Vec<Onion> {
+        self.state.onions.iter().filter(|o| moves.contains(&LockMove::Add(o.lock))).cloned().collect()
+    }
+
+    /// Forgets the onions of locks no longer pending (settled, or never countersigned).
+    fn prune_onions(&mut self) {
+        if self.state.onions.is_empty() {
+            return;
+        }
+        let flight: &[LockMove] = match &self.state.flight {
+            Flight::Proposed { moves, .. } | Flight::Countersigned { moves, .. } | Flight::Committed { moves, .. } => {
+                moves
+            }
+            Flight::Idle => &[],
+        };
+        let latest = self.state.latest.as_ref().map_or(&[][..], |l| l.locks.as_slice());
+        let keep: Vec<HashLock> = latest
+            .iter()
+            .copied()
+            .chain(flight.iter().chain(&self.state.lock_queue).filter_map(|m| match m {
+                LockMove::Add(l) => Some(*l),
+                _ => None,
+            }))
+            .collect();
+        self.state.onions.retain(|o| keep.contains(&o.lock));
     }
 
     /// The lock to `receiver` on `hash` in the latest sheet that no queued or proposed move
@@ -936,8 +996,9 @@ impl Channel {
         let waiver = self.my_waiver(nonce)?;
         self.state.queue = Payments::default();
         self.state.lock_queue.clear();
+        let onions = self.onions_for(&moves);
         self.state.flight = Flight::Proposed { nonce, balances, locks: locks.clone(), payments, moves: moves.clone() };
-        Ok(Some(Message::Propose { nonce, balances, waiver, locks, moves }))
+        Ok(Some(Message::Propose { nonce, balances, waiver, locks, moves, onions }))
     }
 
     /// Cancels the queued (not yet proposed) payments among ids `first..=last`, each of
@@ -1172,6 +1233,7 @@ impl Channel {
                 waiver: self.my_waiver(*nonce)?,
                 locks: locks.clone(),
                 moves: moves.clone(),
+                onions: self.onions_for(moves),
             }),
             Flight::Countersigned { nonce, .. } => out.push(self.countersign_message(*nonce)?),
             Flight::Committed { nonce, .. } => out.push(self.commit_message(*nonce)?),
@@ -1210,8 +1272,8 @@ impl Channel {
             return Err(Error::Frozen(reason.clone()));
         }
         match msg {
-            Message::Propose { nonce, balances, waiver, locks, moves } => {
-                self.on_propose(msg, *nonce, *balances, *waiver, locks, moves)
+            Message::Propose { nonce, balances, waiver, locks, moves, onions } => {
+                self.on_propose(msg, *nonce, *balances, *waiver, locks, moves, onions)
             }
             Message::Countersign { nonce, signature, waiver } => self.on_countersign(msg, *nonce, signature, *waiver),
             Message::Commit { nonce, signature, revocation } => self.on_commit(msg, *nonce, signature, *revocation),
@@ -1231,6 +1293,7 @@ impl Channel {
         waiver: Address,
         locks: &[HashLock],
         moves: &[LockMove],
+        onions: &[Onion],
     ) -> Result<Step> {
         // A duplicate of the proposal already countersigned: countersign again (same bytes).
         if let Flight::Countersigned { nonce: n, balances: b, locks: l, peer_waiver, .. } = &self.state.flight
@@ -1294,9 +1357,24 @@ impl Channel {
                 self.require_running()?;
             }
         }
+        for (i, o) in onions.iter().enumerate() {
+            if o.packet.len() > MAX_ONION
+                || !moves.contains(&LockMove::Add(o.lock))
+                || onions[..i].iter().any(|p| p.lock == o.lock)
+            {
+                return Err(Error::BadLock(format!(
+                    "an onion must belong to one lock the proposal adds and have at most {MAX_ONION} bytes"
+                )));
+            }
+        }
         let signature = self.sign_sheet(nonce, balances, locks, waiver)?;
         let my_waiver = self.my_waiver(nonce)?;
         // -- checks done; apply
+        for o in onions {
+            if self.onion(&o.lock).is_none() {
+                self.state.onions.push(o.clone());
+            }
+        }
         let mut step = Step::default();
         if let Some((p, mine)) = requeue {
             // The abandoned proposal's payments go back in front of the queue (their ids are lower).
@@ -1421,6 +1499,7 @@ impl Channel {
             Some(LiquidationSheet { nonce, balances, waiver: mine.waiver, locks, peer_signature: *signature });
         self.state.peer_unrevoked.insert(nonce, peer_waiver);
         self.state.flight = Flight::Idle;
+        self.prune_onions();
         if nonce == 0 {
             self.state.phase = Phase::Open;
             return Ok(Step::default().with(Event::Opened));
@@ -1452,6 +1531,7 @@ impl Channel {
         // -- checks done; apply
         self.apply_revocation(nonce, secret)?;
         self.state.flight = Flight::Idle;
+        self.prune_onions();
         let mut step = Step::default();
         if payments.count > 0 {
             step.events.push(Event::PaymentsAcked {

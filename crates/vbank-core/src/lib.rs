@@ -13,7 +13,7 @@ pub use channel::{
     MAX_LOCKS, Phase, Reveal, STATE_VERSION, Settlement, Step, exchange,
 };
 pub use error::{Error, Result, Severity};
-pub use message::{LockMove, Message};
+pub use message::{LockMove, MAX_ONION, Message, Onion};
 pub use sheet::{
     BalanceSheet, Close, HashLock, Lock, PeerKey, Sig, Waiver, domain, locks_root, preimage_hash, recover, sign,
 };

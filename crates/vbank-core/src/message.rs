@@ -35,6 +35,19 @@ impl LockMove {
     }
 }
 
+/// The routing instructions of a lock added in a proposal (an onion packet, opaque to the
+/// channel: the node of the lock's receiver peels it once the lock is irrevocably its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Onion {
+    /// The added lock it belongs to.
+    pub lock: HashLock,
+    /// The packet.
+    pub packet: alloy_primitives::Bytes,
+}
+
+/// The largest onion packet a proposal may carry (bytes).
+pub const MAX_ONION: usize = 4096;
+
 /// One protocol message. An update from nonce `n` to `n + 1`, proposed by the payer P to the
 /// receiver R, takes four: `Propose` (P→R), `Countersign` (R→P), `Commit` (P→R), `Revoke` (R→P).
 /// Opening is the same flow at nonce 0, proposed by party 0, with nothing to revoke.
@@ -57,6 +70,9 @@ pub enum Message {
         /// payment from P to R.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         moves: Vec<LockMove>,
+        /// Routing instructions for some of the added locks (at most one per lock).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        onions: Vec<Onion>,
     },
     /// R countersigns P's sheet `nonce` and names its own waiver address for its sheet `nonce`.
     Countersign {

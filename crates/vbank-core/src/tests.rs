@@ -405,46 +405,81 @@ fn bad_proposals_are_refused_without_change() {
     let e = assert_refused(
         &mut p,
         1,
-        &Message::Propose { nonce: 2, balances: [a0 - 5, a1 + 5], waiver: w, locks: vec![], moves: vec![] },
+        &Message::Propose {
+            nonce: 2,
+            balances: [a0 - 5, a1 + 5],
+            waiver: w,
+            locks: vec![],
+            moves: vec![],
+            onions: vec![],
+        },
         |e| matches!(e, Error::WrongNonce { expected: 1, got: 2 }),
     );
     assert_eq!(e.severity(), Severity::Reject);
     assert_refused(
         &mut p,
         1,
-        &Message::Propose { nonce: 1, balances: [a0 - 5, a1 + 6], waiver: w, locks: vec![], moves: vec![] },
+        &Message::Propose {
+            nonce: 1,
+            balances: [a0 - 5, a1 + 6],
+            waiver: w,
+            locks: vec![],
+            moves: vec![],
+            onions: vec![],
+        },
         |e| matches!(e, Error::WrongSum { .. }),
     );
     assert_refused(
         &mut p,
         1,
-        &Message::Propose { nonce: 1, balances: [u128::MAX, 1], waiver: w, locks: vec![], moves: vec![] },
+        &Message::Propose {
+            nonce: 1,
+            balances: [u128::MAX, 1],
+            waiver: w,
+            locks: vec![],
+            moves: vec![],
+            onions: vec![],
+        },
         |e| matches!(e, Error::WrongSum { sum: None, .. }),
     );
     // the proposer (party 0 paying) may not take money from the receiver
     assert_refused(
         &mut p,
         1,
-        &Message::Propose { nonce: 1, balances: [a0 + 5, a1 - 5], waiver: w, locks: vec![], moves: vec![] },
+        &Message::Propose {
+            nonce: 1,
+            balances: [a0 + 5, a1 - 5],
+            waiver: w,
+            locks: vec![],
+            moves: vec![],
+            onions: vec![],
+        },
         |e| matches!(e, Error::WrongDirection { .. }),
     );
     assert_refused(
         &mut p,
         1,
-        &Message::Propose { nonce: 1, balances: [a0, a1], waiver: w, locks: vec![], moves: vec![] },
+        &Message::Propose { nonce: 1, balances: [a0, a1], waiver: w, locks: vec![], moves: vec![], onions: vec![] },
         |e| matches!(e, Error::WrongDirection { .. }),
     );
     assert_refused(
         &mut p,
         1,
-        &Message::Propose { nonce: 1, balances: [a0 - 5, a1 + 5], waiver: Address::ZERO, locks: vec![], moves: vec![] },
+        &Message::Propose {
+            nonce: 1,
+            balances: [a0 - 5, a1 + 5],
+            waiver: Address::ZERO,
+            locks: vec![],
+            moves: vec![],
+            onions: vec![],
+        },
         |e| matches!(e, Error::ZeroWaiver),
     );
     // an old nonce is a replay: ignored
     let e = assert_refused(
         &mut p,
         1,
-        &Message::Propose { nonce: 0, balances: DEPOSITS, waiver: w, locks: vec![], moves: vec![] },
+        &Message::Propose { nonce: 0, balances: DEPOSITS, waiver: w, locks: vec![], moves: vec![], onions: vec![] },
         |e| matches!(e, Error::WrongNonce { .. }),
     );
     assert_eq!(e.severity(), Severity::Ignore);
@@ -736,6 +771,7 @@ fn a_lock_expires_only_after_its_expiry_and_grace_and_only_if_the_receiver_lacks
         waiver: Address::repeat_byte(5),
         locks: vec![],
         moves: vec![LockMove::Expire(l[0])],
+        onions: vec![],
     };
     assert!(matches!(p.ch[1].handle(&early), Err(Error::BadLock(_))));
     // After expiry + 2 × grace on Alice's clock (grace on Bob's): refunded to Alice.
@@ -756,6 +792,7 @@ fn a_lock_expires_only_after_its_expiry_and_grace_and_only_if_the_receiver_lacks
         waiver: Address::repeat_byte(5),
         locks: vec![],
         moves: vec![LockMove::Expire(lock)],
+        onions: vec![],
     };
     let e = p.ch[1].handle(&expire).expect_err("refused");
     assert!(e.to_string().contains("knows the preimage"), "{e}");
@@ -773,6 +810,7 @@ fn bad_lock_moves_are_refused_without_change() {
         waiver: Address::repeat_byte(5),
         locks,
         moves,
+        onions: vec![],
     };
     let cases = [
         // expiry too soon, too far, a lock to the proposer itself, zero amount
@@ -935,6 +973,7 @@ impl Pair {
                     waiver: Address::repeat_byte(5),
                     locks: vec![],
                     moves: vec![],
+                    onions: vec![],
                 }
             }
             Attack::Direction(x) => {
@@ -948,6 +987,7 @@ impl Pair {
                     waiver: Address::repeat_byte(5),
                     locks: vec![],
                     moves: vec![],
+                    onions: vec![],
                 }
             }
             Attack::Signature(i, byte) => {
@@ -1226,4 +1266,44 @@ fn a_refused_fulfil_is_unclaimed_until_claimed_again() {
     assert!(matches!(&events[..], [Event::LockMoveCancelled { mv: LockMove::Fulfil { .. } }]));
     assert_eq!(p.ch[1].unclaimed(), [secret(2)]);
     assert_eq!(p.ch[1].locks(), [lock]);
+}
+
+#[test]
+fn a_routed_lock_carries_its_onion_to_the_receiver_until_it_is_settled() {
+    let mut p = Pair::opened();
+    let packet = alloy_primitives::Bytes::from(vec![7u8; 1366]);
+    let lock = p.ch[0].add_routed_lock(300, preimage_hash(&secret(3)), p.now + HOUR, packet.clone()).expect("add");
+    assert!(p.ch[0].add_routed_lock(300, lock.hash, lock.expiry, packet.clone()).is_err(), "one onion per lock");
+    let too_big = alloy_primitives::Bytes::from(vec![0u8; crate::MAX_ONION + 1]);
+    assert!(p.ch[0].add_routed_lock(1, lock.hash, lock.expiry, too_big).is_err());
+    let m = p.ch[0].propose().expect("propose").expect("a proposal");
+    let Message::Propose { onions, .. } = &m else { panic!("{m:?}") };
+    assert_eq!(onions, &[crate::Onion { lock, packet: packet.clone() }]);
+    // The proposal is retransmitted with its onion after a reconnect.
+    let again = p.ch[0].retransmit().expect("retransmit");
+    assert!(again.contains(&m));
+    // An onion that belongs to no added lock is refused without change.
+    let Message::Propose { nonce, balances, waiver, locks, moves, .. } = m.clone() else { unreachable!() };
+    let stray = HashLock { amount: 1, ..lock };
+    let bad = Message::Propose {
+        nonce,
+        balances,
+        waiver,
+        locks,
+        moves,
+        onions: vec![crate::Onion { lock: stray, packet: packet.clone() }],
+    };
+    assert!(matches!(p.ch[1].handle(&bad), Err(Error::BadLock(_))));
+    assert!(p.ch[1].onion(&lock).is_none());
+    p.paid[0] += 300;
+    p.send(0, m);
+    p.settle();
+    assert_eq!(p.ch[1].onion(&lock), Some(&packet), "Bob's node peels it once the lock is his");
+    // Settled: the onion is forgotten on both sides.
+    p.ch[1].learn_preimage(secret(3));
+    p.ch[1].fulfil(secret(3)).expect("fulfil");
+    p.propose(1);
+    p.settle();
+    assert!(p.ch[0].onion(&lock).is_none() && p.ch[1].onion(&lock).is_none());
+    p.check_invariants();
 }

@@ -57,9 +57,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<(u64, usize), Error> {
 }
 
 fn take<const N: usize>(buf: &[u8]) -> Result<[u8; N], Error> {
-    buf.get(..N)
-        .and_then(|s| s.try_into().ok())
-        .ok_or(Error::BadLengthPrefix)
+    buf.get(..N).and_then(|s| s.try_into().ok()).ok_or(Error::BadLengthPrefix)
 }
 
 #[cfg(test)]
@@ -68,17 +66,7 @@ mod tests {
 
     #[test]
     fn bigsize_round_trips_and_rejects_non_canonical() {
-        for n in [
-            0u64,
-            1,
-            0xfc,
-            0xfd,
-            0xffff,
-            0x1_0000,
-            0xffff_ffff,
-            0x1_0000_0000,
-            u64::MAX,
-        ] {
+        for n in [0u64, 1, 0xfc, 0xfd, 0xffff, 0x1_0000, 0xffff_ffff, 0x1_0000_0000, u64::MAX] {
             let mut v = Vec::new();
             encode(n, &mut v);
             assert_eq!(v.len(), encoded_len(n));

@@ -75,10 +75,7 @@ pub fn failure_wrap(shared_secret: &[u8; 32], packet: &[u8]) -> Vec<u8> {
 /// Errors: [`Error::UnreadableFailure`] if no hop authenticates the packet
 /// (corrupted, or too short to be a failure), [`Error::MalformedFailure`] if
 /// the authenticating hop's length fields are inconsistent.
-pub fn failure_read(
-    shared_secrets_of_route: &[[u8; 32]],
-    packet: &[u8],
-) -> Result<(usize, Vec<u8>), Error> {
+pub fn failure_read(shared_secrets_of_route: &[[u8; 32]], packet: &[u8]) -> Result<(usize, Vec<u8>), Error> {
     if packet.len() < 32 + 4 {
         return Err(Error::UnreadableFailure);
     }
@@ -117,8 +114,7 @@ mod tests {
     }
 
     fn five_hop_secrets() -> Vec<[u8; 32]> {
-        let v: Value =
-            serde_json::from_str(include_str!("../tests/vectors/onion-error-test.json")).unwrap();
+        let v: Value = serde_json::from_str(include_str!("../tests/vectors/onion-error-test.json")).unwrap();
         v["generate"]["hops"]
             .as_array()
             .unwrap()
@@ -132,18 +128,14 @@ mod tests {
     /// must attribute it to hop 4.
     #[test]
     fn bolt04_error_vector_final_packet() {
-        let v: Value =
-            serde_json::from_str(include_str!("../tests/vectors/onion-error-test.json")).unwrap();
+        let v: Value = serde_json::from_str(include_str!("../tests/vectors/onion-error-test.json")).unwrap();
         let hops = v["generate"]["hops"].as_array().unwrap();
         let secrets = five_hop_secrets();
         for (h, ss) in hops.iter().zip(&secrets) {
             assert_eq!(derive_key(AMMAG, ss), h32(h["ammag_key"].as_str().unwrap()));
         }
         let last = &hops[4];
-        assert_eq!(
-            derive_key(UM, &secrets[4]),
-            h32(last["um_key"].as_str().unwrap())
-        );
+        assert_eq!(derive_key(UM, &secrets[4]), h32(last["um_key"].as_str().unwrap()));
         let message = hex::decode(v["generate"]["failure_message"].as_str().unwrap()).unwrap();
         // The vector's `payload` is the plaintext after the HMAC.
         let plain = build_plain(&secrets[4], &message, FAILURE_MESSAGE_AREA).unwrap();
@@ -162,10 +154,7 @@ mod tests {
     /// intermediate packet of the trace, 1024-byte message area.
     #[test]
     fn bolt04_legacy_error_trace_intermediate_packets() {
-        let v: Value = serde_json::from_str(include_str!(
-            "../tests/vectors/onion-error-trace-legacy.json"
-        ))
-        .unwrap();
+        let v: Value = serde_json::from_str(include_str!("../tests/vectors/onion-error-trace-legacy.json")).unwrap();
         let ss4 = h32(v["erring_shared_secret"].as_str().unwrap());
         assert_eq!(derive_key(UM, &ss4), h32(v["um_key"].as_str().unwrap()));
         // `encoded_failure_message` is message || pad_len || pad; `payload`
@@ -185,29 +174,14 @@ mod tests {
         assert_eq!(wraps[0]["node"], 4);
         assert_eq!(h32(wraps[0]["shared_secret"].as_str().unwrap()), ss4);
         let mut packet = failure_create_with_area(&ss4, &message, 1024).unwrap();
-        assert_eq!(
-            hex::encode(&packet),
-            wraps[0]["error_packet"].as_str().unwrap()
-        );
+        assert_eq!(hex::encode(&packet), wraps[0]["error_packet"].as_str().unwrap());
         for w in &wraps[1..] {
             let ss = h32(w["shared_secret"].as_str().unwrap());
-            assert_eq!(
-                derive_key(AMMAG, &ss),
-                h32(w["ammag_key"].as_str().unwrap())
-            );
+            assert_eq!(derive_key(AMMAG, &ss), h32(w["ammag_key"].as_str().unwrap()));
             packet = failure_wrap(&ss, &packet);
-            assert_eq!(
-                hex::encode(&packet),
-                w["error_packet"].as_str().unwrap(),
-                "after node {}",
-                w["node"]
-            );
+            assert_eq!(hex::encode(&packet), w["error_packet"].as_str().unwrap(), "after node {}", w["node"]);
         }
-        let route: Vec<[u8; 32]> = wraps
-            .iter()
-            .rev()
-            .map(|w| h32(w["shared_secret"].as_str().unwrap()))
-            .collect();
+        let route: Vec<[u8; 32]> = wraps.iter().rev().map(|w| h32(w["shared_secret"].as_str().unwrap())).collect();
         assert_eq!(route, five_hop_secrets());
         assert_eq!(failure_read(&route, &packet), Ok((4, message)));
     }
@@ -230,12 +204,7 @@ mod tests {
     #[test]
     fn failure_message_limits() {
         let ss = [7u8; 32];
-        assert_eq!(
-            failure_create(&ss, &[0u8; FAILURE_MESSAGE_AREA])
-                .unwrap()
-                .len(),
-            FAILURE_PACKET_LEN
-        );
+        assert_eq!(failure_create(&ss, &[0u8; FAILURE_MESSAGE_AREA]).unwrap().len(), FAILURE_PACKET_LEN);
         assert_eq!(failure_create(&ss, &[]).unwrap().len(), FAILURE_PACKET_LEN);
         assert_eq!(
             failure_create(&ss, &[0u8; FAILURE_MESSAGE_AREA + 1]),
@@ -251,26 +220,14 @@ mod tests {
         packet = failure_wrap(&secrets[0], &packet);
         let mut tampered = packet.clone();
         tampered[100] ^= 1;
-        assert_eq!(
-            failure_read(&secrets, &tampered),
-            Err(Error::UnreadableFailure)
-        );
-        assert_eq!(
-            failure_read(&secrets[3..], &packet),
-            Err(Error::UnreadableFailure)
-        );
+        assert_eq!(failure_read(&secrets, &tampered), Err(Error::UnreadableFailure));
+        assert_eq!(failure_read(&secrets[3..], &packet), Err(Error::UnreadableFailure));
         assert_eq!(failure_read(&[], &packet), Err(Error::UnreadableFailure));
-        assert_eq!(
-            failure_read(&secrets, &[0u8; 35]),
-            Err(Error::UnreadableFailure)
-        );
+        assert_eq!(failure_read(&secrets, &[0u8; 35]), Err(Error::UnreadableFailure));
         assert_eq!(failure_read(&secrets, &[]), Err(Error::UnreadableFailure));
         // Missing the middle hop's layer: not attributable to anyone.
         let skipped = failure_wrap(&secrets[0], &failure_create(&secrets[2], b"x").unwrap());
-        assert_eq!(
-            failure_read(&secrets, &skipped),
-            Err(Error::UnreadableFailure)
-        );
+        assert_eq!(failure_read(&secrets, &skipped), Err(Error::UnreadableFailure));
     }
 
     #[test]
@@ -284,9 +241,6 @@ mod tests {
         let hmac = hmac_sha256(&derive_key(UM, &ss), &[&plain[32..]]);
         plain[..32].copy_from_slice(&hmac);
         let packet = failure_wrap(&secrets[0], &failure_wrap(&ss, &plain));
-        assert_eq!(
-            failure_read(&secrets, &packet),
-            Err(Error::MalformedFailure { hop: 1 })
-        );
+        assert_eq!(failure_read(&secrets, &packet), Err(Error::MalformedFailure { hop: 1 }));
     }
 }

@@ -57,11 +57,7 @@ impl HopPayload {
     /// Serializes the payload (45 bytes for `Forward`, 57 for `Final`).
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            HopPayload::Forward {
-                next,
-                amount,
-                expiry,
-            } => {
+            HopPayload::Forward { next, amount, expiry } => {
                 let mut out = Vec::with_capacity(FORWARD_LEN);
                 out.push(TYPE_FORWARD);
                 out.extend_from_slice(next);
@@ -69,18 +65,9 @@ impl HopPayload {
                 out.extend_from_slice(&expiry.to_be_bytes());
                 out
             }
-            HopPayload::Final {
-                amount,
-                expiry,
-                secret,
-                spontaneous,
-            } => {
+            HopPayload::Final { amount, expiry, secret, spontaneous } => {
                 let mut out = Vec::with_capacity(FINAL_LEN);
-                out.push(if *spontaneous {
-                    TYPE_FINAL_SPONTANEOUS
-                } else {
-                    TYPE_FINAL_INVOICE
-                });
+                out.push(if *spontaneous { TYPE_FINAL_SPONTANEOUS } else { TYPE_FINAL_INVOICE });
                 out.extend_from_slice(&amount.to_be_bytes());
                 out.extend_from_slice(&expiry.to_be_bytes());
                 out.extend_from_slice(secret);
@@ -101,10 +88,7 @@ impl HopPayload {
             other => return Err(Error::UnknownPayloadType(other)),
         };
         if bytes.len() != expected {
-            return Err(Error::BadPayloadEncoding {
-                expected,
-                actual: bytes.len(),
-            });
+            return Err(Error::BadPayloadEncoding { expected, actual: bytes.len() });
         }
         let mut r = Reader(body);
         Ok(if ty == TYPE_FORWARD {
@@ -145,11 +129,7 @@ pub(crate) mod tests {
 
     #[test]
     fn hop_payload_layout() {
-        let f = HopPayload::Forward {
-            next: [0xaa; 20],
-            amount: 0x0102,
-            expiry: 0x0304,
-        };
+        let f = HopPayload::Forward { next: [0xaa; 20], amount: 0x0102, expiry: 0x0304 };
         let e = f.encode();
         assert_eq!(e.len(), 45);
         assert_eq!(e[0], 1);
@@ -158,12 +138,7 @@ pub(crate) mod tests {
         assert_eq!(&e[43..45], &[3, 4]);
         assert_eq!(HopPayload::decode(&e), Ok(f));
         for spontaneous in [false, true] {
-            let p = HopPayload::Final {
-                amount: u128::MAX,
-                expiry: 7,
-                secret: [9; 32],
-                spontaneous,
-            };
+            let p = HopPayload::Final { amount: u128::MAX, expiry: 7, secret: [9; 32], spontaneous };
             let e = p.encode();
             assert_eq!(e.len(), 57);
             assert_eq!(e[0], if spontaneous { 3 } else { 2 });
@@ -173,64 +148,24 @@ pub(crate) mod tests {
 
     #[test]
     fn hop_payload_rejects_bad_input() {
-        let mut e = HopPayload::Forward {
-            next: [1; 20],
-            amount: 5,
-            expiry: 6,
-        }
-        .encode();
+        let mut e = HopPayload::Forward { next: [1; 20], amount: 5, expiry: 6 }.encode();
         assert_eq!(HopPayload::decode(&[]), Err(Error::EmptyPayload));
         for t in [0x00, 0x04, 0xff] {
-            assert_eq!(
-                HopPayload::decode(&[t; 45]),
-                Err(Error::UnknownPayloadType(t))
-            );
+            assert_eq!(HopPayload::decode(&[t; 45]), Err(Error::UnknownPayloadType(t)));
         }
-        assert_eq!(
-            HopPayload::decode(&e[..44]),
-            Err(Error::BadPayloadEncoding {
-                expected: 45,
-                actual: 44
-            })
-        );
+        assert_eq!(HopPayload::decode(&e[..44]), Err(Error::BadPayloadEncoding { expected: 45, actual: 44 }));
         e.push(0);
-        assert_eq!(
-            HopPayload::decode(&e),
-            Err(Error::BadPayloadEncoding {
-                expected: 45,
-                actual: 46
-            })
-        );
-        assert_eq!(
-            HopPayload::decode(&[2; 45]),
-            Err(Error::BadPayloadEncoding {
-                expected: 57,
-                actual: 45
-            })
-        );
+        assert_eq!(HopPayload::decode(&e), Err(Error::BadPayloadEncoding { expected: 45, actual: 46 }));
+        assert_eq!(HopPayload::decode(&[2; 45]), Err(Error::BadPayloadEncoding { expected: 57, actual: 45 }));
     }
 
     pub(crate) fn arb_hop_payload() -> impl Strategy<Value = HopPayload> {
         prop_oneof![
-            (any::<[u8; 20]>(), any::<u128>(), any::<u64>()).prop_map(|(next, amount, expiry)| {
-                HopPayload::Forward {
-                    next,
-                    amount,
-                    expiry,
-                }
-            }),
-            (
-                any::<u128>(),
-                any::<u64>(),
-                any::<[u8; 32]>(),
-                any::<bool>()
-            )
-                .prop_map(|(amount, expiry, secret, spontaneous)| HopPayload::Final {
-                    amount,
-                    expiry,
-                    secret,
-                    spontaneous
-                }),
+            (any::<[u8; 20]>(), any::<u128>(), any::<u64>())
+                .prop_map(|(next, amount, expiry)| { HopPayload::Forward { next, amount, expiry } }),
+            (any::<u128>(), any::<u64>(), any::<[u8; 32]>(), any::<bool>()).prop_map(
+                |(amount, expiry, secret, spontaneous)| HopPayload::Final { amount, expiry, secret, spontaneous }
+            ),
         ]
     }
 

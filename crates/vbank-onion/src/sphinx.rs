@@ -62,26 +62,19 @@ impl OnionPacket {
     ///
     /// Errors: [`Error::BadPacketLength`], [`Error::BadVersion`], [`Error::InvalidPublicKey`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let bytes: &[u8; PACKET_LEN] = bytes.try_into().map_err(|_| Error::BadPacketLength {
-            expected: PACKET_LEN,
-            actual: bytes.len(),
-        })?;
+        let bytes: &[u8; PACKET_LEN] =
+            bytes.try_into().map_err(|_| Error::BadPacketLength { expected: PACKET_LEN, actual: bytes.len() })?;
         if bytes[0] != VERSION {
             return Err(Error::BadVersion(bytes[0]));
         }
         let mut key = [0u8; 33];
         key.copy_from_slice(&bytes[1..34]);
-        let public_key =
-            PublicKey::from_byte_array_compressed(key).map_err(|_| Error::InvalidPublicKey)?;
+        let public_key = PublicKey::from_byte_array_compressed(key).map_err(|_| Error::InvalidPublicKey)?;
         let mut hop_payloads = [0u8; HOP_PAYLOADS_LEN];
         hop_payloads.copy_from_slice(&bytes[34..34 + HOP_PAYLOADS_LEN]);
         let mut hmac = [0u8; HMAC_LEN];
         hmac.copy_from_slice(&bytes[34 + HOP_PAYLOADS_LEN..]);
-        Ok(Self {
-            public_key,
-            hop_payloads,
-            hmac,
-        })
+        Ok(Self { public_key, hop_payloads, hmac })
     }
 }
 
@@ -133,18 +126,12 @@ pub fn build(
     let mut needed = 0usize;
     for (i, (_, payload)) in hops.iter().enumerate() {
         if payload.len() < 2 {
-            return Err(Error::PayloadTooShort {
-                hop: i,
-                len: payload.len(),
-            });
+            return Err(Error::PayloadTooShort { hop: i, len: payload.len() });
         }
         needed = needed.saturating_add(shift_size(payload.len()));
     }
     if needed > HOP_PAYLOADS_LEN {
-        return Err(Error::PayloadsTooLarge {
-            needed,
-            available: HOP_PAYLOADS_LEN,
-        });
+        return Err(Error::PayloadsTooLarge { needed, available: HOP_PAYLOADS_LEN });
     }
 
     // Per-hop shared secrets, blinding the ephemeral key after each hop.
@@ -156,9 +143,7 @@ pub fn build(
         let ephemeral_pub = PublicKey::from_secret_key(&secp, &ephemeral);
         first_pubkey.get_or_insert(ephemeral_pub);
         let ss = SharedSecret::new(node, &ephemeral).secret_bytes();
-        ephemeral = ephemeral
-            .mul_tweak(&blinding_factor(&ephemeral_pub, &ss)?)
-            .map_err(|_| Error::KeyDerivation)?;
+        ephemeral = ephemeral.mul_tweak(&blinding_factor(&ephemeral_pub, &ss)?).map_err(|_| Error::KeyDerivation)?;
         secrets.push(ss);
     }
     let first_pubkey = first_pubkey.ok_or(Error::NoHops)?;
@@ -196,14 +181,7 @@ pub fn build(
         hmac = hmac_sha256(&derive_key(MU, ss), &[&mix, associated_data]);
     }
 
-    Ok((
-        OnionPacket {
-            public_key: first_pubkey,
-            hop_payloads: mix,
-            hmac,
-        },
-        secrets,
-    ))
+    Ok((OnionPacket { public_key: first_pubkey, hop_payloads: mix, hmac }, secrets))
 }
 
 /// Peels one layer of `packet` with this node's secret key.
@@ -214,17 +192,9 @@ pub fn build(
 ///
 /// Errors: [`Error::BadHmac`], [`Error::BadLengthPrefix`],
 /// [`Error::BadPayloadLength`], [`Error::KeyDerivation`].
-pub fn peel(
-    node_secret: &SecretKey,
-    packet: &OnionPacket,
-    associated_data: &[u8; 32],
-) -> Result<Peeled, Error> {
+pub fn peel(node_secret: &SecretKey, packet: &OnionPacket, associated_data: &[u8; 32]) -> Result<Peeled, Error> {
     let shared_secret = SharedSecret::new(&packet.public_key, node_secret).secret_bytes();
-    if !hmac_verify(
-        &derive_key(MU, &shared_secret),
-        &[&packet.hop_payloads, associated_data],
-        &packet.hmac,
-    ) {
+    if !hmac_verify(&derive_key(MU, &shared_secret), &[&packet.hop_payloads, associated_data], &packet.hmac) {
         return Err(Error::BadHmac);
     }
 
@@ -253,17 +223,9 @@ pub fn peel(
             .map_err(|_| Error::KeyDerivation)?;
         let mut hop_payloads = [0u8; HOP_PAYLOADS_LEN];
         hop_payloads.copy_from_slice(&buf[shift..shift + HOP_PAYLOADS_LEN]);
-        Some(OnionPacket {
-            public_key,
-            hop_payloads,
-            hmac: next_hmac,
-        })
+        Some(OnionPacket { public_key, hop_payloads, hmac: next_hmac })
     };
-    Ok(Peeled {
-        payload,
-        shared_secret,
-        next,
-    })
+    Ok(Peeled { payload, shared_secret, next })
 }
 
 #[cfg(test)]

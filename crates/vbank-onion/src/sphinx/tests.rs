@@ -40,11 +40,7 @@ fn route(n: usize) -> Route {
             }
         })
         .collect();
-    let hops = keys
-        .iter()
-        .zip(&payloads)
-        .map(|(k, p)| (pk(k), p.encode()))
-        .collect();
+    let hops = keys.iter().zip(&payloads).map(|(k, p)| (pk(k), p.encode())).collect();
     (keys, hops, payloads)
 }
 
@@ -70,15 +66,10 @@ fn h(s: &str) -> Vec<u8> {
 /// each hop's private key peels its payload; the last hop is final.
 #[test]
 fn bolt04_onion_vector_build_and_peel() {
-    let v: Value =
-        serde_json::from_str(include_str!("../../tests/vectors/onion-test.json")).unwrap();
+    let v: Value = serde_json::from_str(include_str!("../../tests/vectors/onion-test.json")).unwrap();
     let g = &v["generate"];
-    let session =
-        SecretKey::from_byte_array(h(g["session_key"].as_str().unwrap()).try_into().unwrap())
-            .unwrap();
-    let ad: [u8; 32] = h(g["associated_data"].as_str().unwrap())
-        .try_into()
-        .unwrap();
+    let session = SecretKey::from_byte_array(h(g["session_key"].as_str().unwrap()).try_into().unwrap()).unwrap();
+    let ad: [u8; 32] = h(g["associated_data"].as_str().unwrap()).try_into().unwrap();
     let hops: Vec<(PublicKey, Vec<u8>)> = g["hops"]
         .as_array()
         .unwrap()
@@ -99,8 +90,7 @@ fn bolt04_onion_vector_build_and_peel() {
 
     // The error vector was made with the same session key and hop keys: its
     // shared secrets must be the ones `build` returns.
-    let e: Value =
-        serde_json::from_str(include_str!("../../tests/vectors/onion-error-test.json")).unwrap();
+    let e: Value = serde_json::from_str(include_str!("../../tests/vectors/onion-error-test.json")).unwrap();
     let expected: Vec<String> = e["generate"]["hops"]
         .as_array()
         .unwrap()
@@ -132,11 +122,7 @@ fn bolt04_onion_vector_build_and_peel() {
 /// Node keys for a route of `n` hops with raw payloads of `len` bytes.
 fn raw_route(n: usize, len: usize) -> (Vec<SecretKey>, Vec<(PublicKey, Vec<u8>)>) {
     let keys: Vec<SecretKey> = (1..=n as u8).map(sk).collect();
-    let hops = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (pk(k), vec![i as u8; len]))
-        .collect();
+    let hops = keys.iter().enumerate().map(|(i, k)| (pk(k), vec![i as u8; len])).collect();
     (keys, hops)
 }
 
@@ -172,10 +158,7 @@ fn hop_payload_route_limit_is_exact() {
     let (_, hops, _) = route(HopPayload::MAX_ROUTE_LEN + 1);
     assert_eq!(
         build(&sk(0x79), &hops, &AD),
-        Err(Error::PayloadsTooLarge {
-            needed: 1338,
-            available: HOP_PAYLOADS_LEN
-        })
+        Err(Error::PayloadsTooLarge { needed: 1338, available: HOP_PAYLOADS_LEN })
     );
 }
 
@@ -211,32 +194,17 @@ fn route_limits() {
     // 1 + 3 + 1265 + 32 = 1301 > 1300; the largest single payload is 1265.
     assert_eq!(
         build(&sk(1), &[(node, vec![0; 1266])], &AD),
-        Err(Error::PayloadsTooLarge {
-            needed: 3 + 1266 + 32,
-            available: HOP_PAYLOADS_LEN
-        })
+        Err(Error::PayloadsTooLarge { needed: 3 + 1266 + 32, available: HOP_PAYLOADS_LEN })
     );
     let (packet, _) = build(&sk(1), &[(node, vec![0xab; 1265])], &AD).unwrap();
-    assert_eq!(
-        peel(&sk(3), &packet, &AD).unwrap().payload,
-        vec![0xab; 1265]
-    );
+    assert_eq!(peel(&sk(3), &packet, &AD).unwrap().payload, vec![0xab; 1265]);
     // Payloads that fit one by one but not together.
     let two = vec![(node, vec![0; 700]), (node, vec![0; 700])];
-    assert!(matches!(
-        build(&sk(1), &two, &AD),
-        Err(Error::PayloadsTooLarge { .. })
-    ));
+    assert!(matches!(build(&sk(1), &two, &AD), Err(Error::PayloadsTooLarge { .. })));
     // A payload over any BigSize-prefixed size that could fit.
-    assert!(matches!(
-        build(&sk(1), &[(node, vec![0; 70_000])], &AD),
-        Err(Error::PayloadsTooLarge { .. })
-    ));
+    assert!(matches!(build(&sk(1), &[(node, vec![0; 70_000])], &AD), Err(Error::PayloadsTooLarge { .. })));
     for len in [0, 1] {
-        assert_eq!(
-            build(&sk(1), &[(node, vec![0; len])], &AD),
-            Err(Error::PayloadTooShort { hop: 0, len })
-        );
+        assert_eq!(build(&sk(1), &[(node, vec![0; len])], &AD), Err(Error::PayloadTooShort { hop: 0, len }));
     }
 }
 
@@ -246,25 +214,12 @@ fn flipped_bits_fail_hmac_at_the_hop() {
     let (packet, _) = build(&sk(0x21), &hops, &AD).unwrap();
     let bytes = packet.to_bytes();
     // Positions in the hop payloads (start, middle, end) and in the HMAC.
-    for pos in [
-        34,
-        35,
-        100,
-        700,
-        1000,
-        34 + 1299,
-        PACKET_LEN - 32,
-        PACKET_LEN - 1,
-    ] {
+    for pos in [34, 35, 100, 700, 1000, 34 + 1299, PACKET_LEN - 32, PACKET_LEN - 1] {
         for bit in [0x01, 0x80] {
             let mut t = bytes;
             t[pos] ^= bit;
             let tampered = OnionPacket::from_bytes(&t).unwrap();
-            assert_eq!(
-                peel(&keys[0], &tampered, &AD),
-                Err(Error::BadHmac),
-                "pos {pos}"
-            );
+            assert_eq!(peel(&keys[0], &tampered, &AD), Err(Error::BadHmac), "pos {pos}");
         }
     }
     // Tampering with the packet the second hop receives is caught there.
@@ -297,17 +252,11 @@ fn from_bytes_rejects_malformed_packets() {
     let bytes = build(&sk(2), &hops, &AD).unwrap().0.to_bytes();
     assert_eq!(
         OnionPacket::from_bytes(&bytes[..PACKET_LEN - 1]),
-        Err(Error::BadPacketLength {
-            expected: PACKET_LEN,
-            actual: PACKET_LEN - 1
-        })
+        Err(Error::BadPacketLength { expected: PACKET_LEN, actual: PACKET_LEN - 1 })
     );
     let mut long = bytes.to_vec();
     long.push(0);
-    assert!(matches!(
-        OnionPacket::from_bytes(&long),
-        Err(Error::BadPacketLength { .. })
-    ));
+    assert!(matches!(OnionPacket::from_bytes(&long), Err(Error::BadPacketLength { .. })));
     let mut t = bytes;
     t[0] = 1;
     assert_eq!(OnionPacket::from_bytes(&t), Err(Error::BadVersion(1)));
@@ -332,11 +281,7 @@ pub(crate) fn authentic_packet(
     let mut hop_payloads = *plain;
     xor_stream(&derive_key(RHO, &ss), &mut hop_payloads);
     let hmac = hmac_sha256(&derive_key(MU, &ss), &[&hop_payloads, ad]);
-    OnionPacket {
-        public_key,
-        hop_payloads,
-        hmac,
-    }
+    OnionPacket { public_key, hop_payloads, hmac }
 }
 
 #[test]
@@ -348,14 +293,8 @@ fn bad_length_prefix_is_a_typed_error() {
         (&[0x01], Error::BadPayloadLength(1)),
         (&[0xfd, 0x00, 0x10], Error::BadLengthPrefix),
         (&[0xfd, 0x04, 0xf3], Error::BadPayloadLength(1267)), // 3 + 1267 + 32 > 1300
-        (
-            &[0xfe, 0x00, 0x01, 0x00, 0x00],
-            Error::BadPayloadLength(65536),
-        ),
-        (
-            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-            Error::BadPayloadLength(u64::MAX),
-        ),
+        (&[0xfe, 0x00, 0x01, 0x00, 0x00], Error::BadPayloadLength(65536)),
+        (&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], Error::BadPayloadLength(u64::MAX)),
     ];
     for (prefix, err) in cases {
         let mut plain = [0u8; HOP_PAYLOADS_LEN];
