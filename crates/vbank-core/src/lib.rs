@@ -15,7 +15,8 @@ pub use channel::{
 pub use error::{Error, Result, Severity};
 pub use message::{LockMove, MAX_ONION, Message, Onion};
 pub use sheet::{
-    BalanceSheet, Close, HashLock, Lock, PeerKey, Sig, Waiver, domain, locks_root, preimage_hash, recover, sign,
+    BalanceSheet, Close, HashLock, Lock, PeerKey, Sig, Waiver, domain, locks_root, preimage_hash, recover,
+    recover_hash, sign, sign_hash,
 };
 pub use waiver::{MAX_UPDATES, RevocationStore, WaiverChain, waiver_address, waiver_key};
 

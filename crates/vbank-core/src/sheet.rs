@@ -190,7 +190,7 @@ pub fn sign<T: SolStruct>(signer: &PrivateKeySigner, value: &T, domain: &Eip712D
 
 /// Signs a digest with libsecp256k1 (RFC 6979 nonces, so the same bytes as k256 or ethers make;
 /// `s` is always low): `r ‖ s ‖ v`, `v` = 27 + the recovery id.
-pub(crate) fn sign_hash(signer: &PrivateKeySigner, hash: &B256) -> Result<Sig> {
+pub fn sign_hash(signer: &PrivateKeySigner, hash: &B256) -> Result<Sig> {
     let key = secp256k1::SecretKey::from_byte_array(signer.credential().to_bytes().into())
         .map_err(|e| Error::Decode(format!("signing key: {e}")))?;
     let sig = secp().sign_ecdsa_recoverable(secp256k1::Message::from_digest(hash.0), &key);
@@ -230,7 +230,8 @@ fn recover_key(sig: &Sig, hash: &B256) -> Option<secp256k1::PublicKey> {
     secp().recover_ecdsa(secp256k1::Message::from_digest(hash.0), &parsed).ok()
 }
 
-pub(crate) fn recover_hash(sig: &Sig, hash: &B256) -> Option<Address> {
+/// Recovers the signer of a digest under the contract's rules (see [`recover`]).
+pub fn recover_hash(sig: &Sig, hash: &B256) -> Option<Address> {
     let addr = address_of(&recover_key(sig, hash)?);
     (addr != Address::ZERO).then_some(addr)
 }

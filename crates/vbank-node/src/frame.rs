@@ -147,6 +147,7 @@ mod tests {
                     waiver: Address::repeat_byte(6),
                     locks: vec![],
                     moves: vec![],
+                    onions: vec![],
                 },
             ),
             Frame::Init {},
@@ -188,6 +189,7 @@ mod tests {
             waiver: Address::repeat_byte(6),
             locks: vec![],
             moves: vec![],
+            onions: vec![],
         };
         let f = Frame::for_channel(&params, later);
         assert!(matches!(&f, Frame::Channel { params: None, .. }));
@@ -198,6 +200,7 @@ mod tests {
             waiver: Address::repeat_byte(6),
             locks: vec![],
             moves: vec![],
+            onions: vec![],
         };
         assert!(matches!(Frame::for_channel(&params, opening), Frame::Channel { params: Some(p), .. } if *p == params));
         assert_eq!(

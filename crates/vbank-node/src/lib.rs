@@ -3,6 +3,7 @@
 pub mod control;
 mod error;
 pub mod frame;
+pub mod network;
 mod node;
 pub mod noise;
 mod service;
