@@ -237,6 +237,11 @@ fn describe_notice(n: &Notice, json_mode: bool) -> Option<String> {
         Notice::RefusedByPeer { peer, reason, .. } => format!("peer {peer} refused: {reason}"),
         Notice::Refused { peer, reason, .. } => format!("refused a frame from {peer}: {reason}"),
         Notice::Warning(w) => format!("warning: {w}"),
+        Notice::Forwarded { incoming, outgoing, lock } => format!(
+            "forwarded lock {} of {} from channel {incoming} to channel {outgoing} (same hash and expiry)",
+            lock.hash,
+            format_eth(lock.amount)
+        ),
     };
     if json_mode {
         // Payments are too many to log one by one in JSON; the rest is useful to a supervisor.

@@ -1285,6 +1285,7 @@ impl Channel {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_propose(
         &mut self,
         msg: &Message,

@@ -41,6 +41,9 @@ pub enum Error {
     /// A file holding secrets (a store, a key) is readable by other users, or cannot be checked.
     #[error("{0}")]
     Permissions(String),
+    /// A payment over the network could not be made, or is still in flight.
+    #[error("{0}")]
+    Payment(String),
     /// The store failed; the state may not be durable, so nothing is sent.
     #[error("store error: {0}")]
     Store(String),

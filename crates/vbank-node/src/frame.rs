@@ -47,6 +47,12 @@ pub enum Frame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         params: Option<Box<ChannelParams>>,
     },
+    /// A node's announcement (its fees and address, signed by its key), relayed between linked
+    /// nodes (DESIGN §3).
+    Announce {
+        /// The announcement.
+        announcement: crate::network::Announcement,
+    },
     /// Asks the other node for its [`Terms`] (answered with [`Frame::Terms`]), so that a party
     /// opening a channel learns what the peer takes before it spends gas.
     GetTerms {},

@@ -16,7 +16,10 @@ pub use error::{Error, Result};
 pub use frame::{Frame, MAX_FRAME, Terms};
 pub use node::{Clock, Node, Staged, serve, system_clock};
 pub use noise::{NoiseError, Session, address_of};
-pub use service::{Admission, CloseSignatures, FundingCheck, Limits, Notice, Paid, Service};
-pub use store::{GroupCommit, MemoryStore, RedbStore, Store, check_private};
+pub use service::{
+    Admission, CloseSignatures, ForwardFees, FundingCheck, Limits, Notice, Paid, PayOptions, Payment, PaymentStatus,
+    Service,
+};
+pub use store::{GroupCommit, MemoryStore, RecordKind, RedbStore, Store, check_private};
 pub use transport::{initiate, read_frame, respond, write_frame};
 pub use uri::{NodeUri, UriError, node_key};

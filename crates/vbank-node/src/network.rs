@@ -389,6 +389,7 @@ impl Graph {
     /// over `first` (the payer's own channels, with what it can spend on each) and the graph's
     /// channels, avoiding `exclude`, with at most `max_hops` hops. Intermediaries must have
     /// announced themselves (their fees and key are needed); a channel must hold the amount.
+    #[allow(clippy::too_many_arguments)]
     pub fn route(
         &self,
         payer: Address,

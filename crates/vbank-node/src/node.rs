@@ -295,6 +295,27 @@ impl<S: Store> Node<S> {
         Ok((lock, msg.map(|message| Frame::channel(id, message))))
     }
 
+    /// As [`Node::add_lock`], with routing instructions for the peer's node (an onion packet).
+    pub fn add_routed_lock(
+        &mut self,
+        id: Address,
+        amount: u128,
+        hash: B256,
+        expiry: u64,
+        packet: alloy_primitives::Bytes,
+    ) -> Result<(HashLock, Option<Frame>)> {
+        let (lock, msg) = self.transact(id, |ch| {
+            let lock = ch.add_routed_lock(amount, hash, expiry, packet)?;
+            Ok((lock, ch.propose()?))
+        })?;
+        Ok((lock, msg.map(|message| Frame::channel(id, message))))
+    }
+
+    /// The time lock expiries are judged by (the node's clock).
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
     /// Claims the peer's lock on channel `id` that `preimage` opens.
     pub fn fulfil(&mut self, id: Address, preimage: B256) -> Result<(HashLock, Option<Frame>)> {
         let (lock, msg) = self.transact(id, |ch| {

@@ -103,6 +103,15 @@ pub enum Notice {
     },
     /// Something an operator should know that belongs to no peer (a failed periodic duty).
     Warning(String),
+    /// A routed lock was forwarded: `lock` on `incoming`, the same hash on `outgoing`.
+    Forwarded {
+        /// The channel the lock came in on.
+        incoming: Address,
+        /// The channel it went out on.
+        outgoing: Address,
+        /// The incoming lock.
+        lock: vbank_core::HashLock,
+    },
     /// This node refused a frame from the peer.
     Refused {
         /// The peer.
@@ -317,7 +326,16 @@ struct Inner<S: Store> {
     /// The terms peers stated, by peer, and a wake-up for those waiting for them.
     peer_terms: std::sync::Mutex<HashMap<Address, Terms>>,
     terms_arrived: Notify,
+    /// What this node knows of the network, and how it takes part (see [`router`]).
+    net: std::sync::Mutex<router::Net>,
+    /// Payments in progress here, by hash: a second request for one waits for the first.
+    paying: std::sync::Mutex<std::collections::HashSet<B256>>,
+    /// Held while a routed lock, a preimage or a returned lock is handled: one at a time.
+    routing: Mutex<()>,
 }
+
+mod router;
+pub use router::{ForwardFees, PayOptions, Payment, PaymentStatus};
 
 /// Channel locks: channels whose addresses fall on the same stripe share one (with random
 /// contract addresses, 64 channels share about one pair of stripes in all).
@@ -377,7 +395,7 @@ impl<S: Store + Send + 'static> Service<S> {
     pub fn with_limits(node: Node<S>, signer: PrivateKeySigner, admission: Option<Admission>, limits: Limits) -> Self {
         let (notices, _) = broadcast::channel(4096);
         let writer = GroupCommit::spawn(Arc::clone(node.store()));
-        Self {
+        let svc = Self {
             inner: Arc::new(Inner {
                 node: Mutex::new(node),
                 stripes: (0..STRIPES).map(|_| Arc::new(Mutex::new(()))).collect(),
@@ -398,8 +416,23 @@ impl<S: Store + Send + 'static> Service<S> {
                 terms: std::sync::Mutex::new(Terms { version: Terms::VERSION, ..Terms::default() }),
                 peer_terms: std::sync::Mutex::new(HashMap::new()),
                 terms_arrived: Notify::new(),
+                net: std::sync::Mutex::new(router::Net::default()),
+                paying: std::sync::Mutex::new(std::collections::HashSet::new()),
+                routing: Mutex::new(()),
             }),
+        };
+        // Routed locks are handled from the start (in a runtime; a service made outside one
+        // handles none until `start_routing`).
+        if tokio::runtime::Handle::try_current().is_ok() {
+            svc.start_routing();
         }
+        svc
+    }
+
+    /// Starts handling routed locks (done by the constructors inside a runtime).
+    pub fn start_routing(&self) {
+        let svc = self.clone();
+        self.spawn(svc.route_loop());
     }
 
     /// Reads channels' contract state with `check` when a payment meets a channel not yet
@@ -799,7 +832,7 @@ impl<S: Store + Send + 'static> Service<S> {
             })
             .await?;
         let cap = self.hard_cap();
-        for f in frames {
+        for f in frames.into_iter().chain(self.announcements()) {
             out.push(&f, cap);
         }
         if let Some(old) = self.links().insert(peer, Link { id, out: out.clone() }) {
@@ -919,6 +952,10 @@ impl<S: Store + Send + 'static> Service<S> {
                 Frame::Terms { terms } => {
                     locked(&self.inner.peer_terms).insert(peer, terms.clone());
                     self.inner.terms_arrived.notify_waiters();
+                    continue;
+                }
+                Frame::Announce { announcement } => {
+                    self.on_announcement(peer, announcement.clone()).await;
                     continue;
                 }
                 Frame::Ping { pong_len, .. } => {

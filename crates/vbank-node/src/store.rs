@@ -38,10 +38,42 @@ pub trait Store: Send + Sync {
     fn save_peer(&self, peer: Address, addr: &str) -> Result<()>;
     /// The peers' node addresses remembered.
     fn peer_addresses(&self) -> Result<Vec<(Address, String)>>;
+    /// Stores durably a record of the payment network (an invoice, a forwarded lock, a payment,
+    /// an announcement), or deletes it with `None`. The default keeps none.
+    fn put_record(&self, kind: RecordKind, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        let _ = (kind, key, value);
+        Err(Error::Store("this store keeps no network records".into()))
+    }
+    /// Every record of a kind, by key.
+    fn records(&self, kind: RecordKind) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let _ = kind;
+        Ok(Vec::new())
+    }
+}
+
+/// The kinds of network records a [`Store`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RecordKind {
+    /// Invoices this node issued, with their preimages, by payment hash.
+    Invoice = 1,
+    /// Locks this node received with routing instructions and what it did with them.
+    Forward = 2,
+    /// Payments this node made, by payment hash (their id).
+    Payment = 3,
+    /// Node announcements, by node address.
+    Announcement = 4,
+}
+
+fn record_key(kind: RecordKind, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(kind as u8);
+    k.extend_from_slice(key);
+    k
 }
 
 const CHANNELS: TableDefinition<'_, &[u8; 20], &[u8]> = TableDefinition::new("channels");
 const PEERS: TableDefinition<'_, &[u8; 20], &str> = TableDefinition::new("peers");
+const RECORDS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("records");
 
 fn store_err(e: impl std::fmt::Display) -> Error {
     Error::Store(e.to_string())
@@ -174,6 +206,34 @@ impl Store for RedbStore {
             Ok(())
         })
     }
+
+    fn put_record(&self, kind: RecordKind, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        let k = record_key(kind, key);
+        self.durably(|tx| {
+            let mut t = tx.open_table(RECORDS).map_err(store_err)?;
+            match value {
+                Some(v) => t.insert(k.as_slice(), v).map(drop).map_err(store_err)?,
+                None => t.remove(k.as_slice()).map(drop).map_err(store_err)?,
+            }
+            Ok(())
+        })
+    }
+
+    fn records(&self, kind: RecordKind) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let tx = self.db.begin_read().map_err(store_err)?;
+        let t = match tx.open_table(RECORDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(store_err(e)),
+        };
+        let (from, to) = ([kind as u8], [kind as u8 + 1]);
+        let mut out = Vec::new();
+        for row in t.range(from.as_slice()..to.as_slice()).map_err(store_err)? {
+            let (k, v) = row.map_err(store_err)?;
+            out.push((k.value()[1..].to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
 }
 
 /// A [`Store`] in memory (serialised states in a map): for tests and benchmarks, not durable.
@@ -181,6 +241,7 @@ impl Store for RedbStore {
 pub struct MemoryStore {
     map: Mutex<BTreeMap<Address, Vec<u8>>>,
     peers: Mutex<BTreeMap<Address, String>>,
+    records: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
 }
 
 impl Store for MemoryStore {
@@ -211,6 +272,21 @@ impl Store for MemoryStore {
 
     fn peer_addresses(&self) -> Result<Vec<(Address, String)>> {
         Ok(self.peers.lock().map_err(store_err)?.iter().map(|(p, a)| (*p, a.clone())).collect())
+    }
+
+    fn put_record(&self, kind: RecordKind, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        let mut records = self.records.lock().map_err(store_err)?;
+        match value {
+            Some(v) => records.insert(record_key(kind, key), v.to_vec()),
+            None => records.remove(&record_key(kind, key)),
+        };
+        Ok(())
+    }
+
+    fn records(&self, kind: RecordKind) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let records = self.records.lock().map_err(store_err)?;
+        let (from, to) = (vec![kind as u8], vec![kind as u8 + 1]);
+        Ok(records.range(from..to).map(|(k, v)| (k[1..].to_vec(), v.clone())).collect())
     }
 }
 

@@ -291,6 +291,7 @@ async fn an_impostor_can_neither_answer_for_nor_speak_for_another_party() {
             waiver: Address::repeat_byte(3),
             locks: vec![],
             moves: vec![],
+            onions: vec![],
         },
         params: None,
     };
