@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod demo_nodes;
 mod keys;
+mod network;
 mod node;
 mod open;
 mod party;
@@ -61,6 +62,10 @@ enum Command {
     Deposit(party::DepositArgs),
     /// Close a channel: cooperatively through the peer's node, else by liquidating.
     Close(party::CloseArgs),
+    /// Ask to be paid: print an invoice signed by this party's running node.
+    Invoice(network::InvoiceArgs),
+    /// Show what this party's running node knows of the network: announced nodes and channels.
+    Graph(network::GraphArgs),
     /// Watch this party's channels and punish a liquidation with a revoked sheet (without serving peers).
     Watch(node::WatchArgs),
     /// The payee process of `vbank bench` (two processes over loopback TCP).
@@ -421,6 +426,8 @@ async fn main() {
         Command::Open(a) => open::open(a, json_mode).await,
         Command::Watch(a) => node::watch_cmd(a, json_mode).await,
         Command::Pay(a) => party::pay(a, json_mode).await,
+        Command::Invoice(a) => network::invoice(a, json_mode).await,
+        Command::Graph(a) => network::graph(a, json_mode).await,
         Command::Fulfil(a) => party::fulfil(a, json_mode).await,
         Command::Release(a) => party::release(a, json_mode).await,
         Command::Status(a) => party::status(a, json_mode).await,

@@ -74,6 +74,16 @@ pub(crate) struct NodeArgs {
     /// before the lock expires, if the peer has not countersigned the claim by then.
     #[arg(long, default_value_t = 300, requires = "rpc_url")]
     reveal_window: u64,
+    /// Forward payments for others (an intermediary of the network), for the fees below; the
+    /// node announces itself to its peers, who relay the announcement.
+    #[arg(long)]
+    forward: bool,
+    /// With --forward: the fee per forwarded payment ("0.0001", "100wei").
+    #[arg(long, allow_hyphen_values = true, default_value = "0wei", requires = "forward")]
+    fee_base: String,
+    /// With --forward: the fee per million of the forwarded amount.
+    #[arg(long, default_value_t = 0, requires = "forward")]
+    fee_ppm: u32,
 }
 
 #[derive(Args, Debug)]
@@ -431,6 +441,14 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
     }
     let mut notices = service.subscribe();
     service.listen(listener);
+    service.load_graph().await.context("loading the announcements stored")?;
+    if args.forward {
+        let base = parse_amount(&args.fee_base).context("--fee-base")?;
+        service
+            .set_forwarding(Some(vbank_node::ForwardFees { base, ppm: args.fee_ppm }))
+            .await
+            .context("announcing the forwarding fees")?;
+    }
     // Back to the peers this node reached before (their addresses are in the store).
     service.relink().await.context("reading the peers' addresses")?;
     let control = vbank_node::control_path(&args.store);

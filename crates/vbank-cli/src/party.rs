@@ -32,12 +32,22 @@ pub(crate) struct PayArgs {
     /// URI this party last reached it at).
     #[arg(long)]
     connect: Option<NodeUri>,
-    /// The channel's contract address.
-    #[arg(long)]
-    channel: Address,
+    /// The channel's contract address (a payment to the peer of this channel).
+    #[arg(long, required_unless_present = "invoice", conflicts_with = "invoice")]
+    channel: Option<Address>,
     /// Amount per payment: "0.01", "5gwei", "1000wei".
-    #[arg(long, allow_hyphen_values = true)]
-    amount: String,
+    #[arg(long, allow_hyphen_values = true, required_unless_present = "invoice", conflicts_with = "invoice")]
+    amount: Option<String>,
+    /// Pay this invoice (`vbank invoice` prints them) along a route of channels, through this
+    /// party's running node.
+    #[arg(long)]
+    invoice: Option<String>,
+    /// With --invoice: the most paid to intermediaries in fees ("0.001", "500wei").
+    #[arg(long, allow_hyphen_values = true, requires = "invoice")]
+    max_fee: Option<String>,
+    /// With --invoice: seconds from now to the locks' expiry along the route.
+    #[arg(long, default_value_t = 3600, requires = "invoice")]
+    window: u64,
     /// How many payments (coalesced into as few state updates as the protocol allows).
     #[arg(long, default_value_t = 1)]
     count: u32,
@@ -273,7 +283,14 @@ impl Party {
 }
 
 pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
-    let amount = parse_amount(&args.amount).context("--amount")?;
+    if let Some(invoice) = &args.invoice {
+        let max_fee = args.max_fee.as_deref().map(parse_amount).transpose().context("--max-fee")?;
+        return crate::network::pay_invoice(&args.store, invoice, max_fee, args.window, args.timeout, json_mode).await;
+    }
+    let (Some(channel), Some(amount)) = (args.channel, args.amount.as_deref()) else {
+        bail!("give --channel and --amount, or --invoice");
+    };
+    let amount = parse_amount(amount).context("--amount")?;
     if amount == 0 || args.count == 0 {
         bail!("--amount and --count must be more than zero");
     }
@@ -284,23 +301,23 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
         || anyhow::Error::new(Interrupted("interrupted: no payment was queued, nothing was sent".into()));
     let mut party = Party::attach_timed(&args.store, || load_key(&args.key), timeout).await?;
     let (me, channels) = party.status().await?;
-    let known = channels.iter().find(|c| c.channel == args.channel);
+    let known = channels.iter().find(|c| c.channel == channel);
     let opening = known.is_none_or(|c| c.phase == "opening");
     let params = match (known, args.peer, &args.deposits) {
         (Some(c), Some(peer), _) if c.peer != peer => {
-            bail!("channel {} is with {}, not with --peer {peer}", args.channel, c.peer)
+            bail!("channel {} is with {}, not with --peer {peer}", channel, c.peer)
         }
         (Some(c), _, _) => c.params.clone(),
         (None, Some(peer), Some(deposits)) => {
             let deposits = parse_pair(deposits).context("--deposits")?;
-            args.terms.params(args.chain_id, args.channel, [me, peer], deposits)
+            args.terms.params(args.chain_id, channel, [me, peer], deposits)
         }
         _ => {
             let here: Vec<String> = channels.iter().map(|c| c.channel.to_string()).collect();
             bail!(
                 "channel {} is not in {}{}: check the address (`vbank status` lists them); a new channel is \
                  opened with `vbank open`",
-                args.channel,
+                channel,
                 args.store.display(),
                 if here.is_empty() {
                     " (it holds no channel)".to_string()
@@ -321,13 +338,13 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
                 args.count,
                 format_eth(amount),
                 total.map_or_else(|| "more than any balance".to_string(), format_eth),
-                args.channel,
+                channel,
                 format_eth(c.spendable)
             );
         }
     }
     let peer = params.parties[1 - usize::from(params.parties[1] == me)];
-    let left = party.cancel_leftovers(args.channel).await?;
+    let left = party.cancel_leftovers(channel).await?;
     if left > 0 {
         eprintln!("{left} payment(s) left queued by an interrupted `vbank pay` were cancelled: they were never sent");
     }
@@ -362,12 +379,12 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
             bail!("a conditional payment (--hash) is one lock: leave --count out");
         }
         let expiry = parse_expiry(expiry)?;
-        let request = Request::Hold { channel: args.channel, amount, hash, expiry, timeout_secs: args.timeout };
+        let request = Request::Hold { channel: channel, amount, hash, expiry, timeout_secs: args.timeout };
         let reply =
             waiting("waiting for the peer to take the lock", party.request(request)).await.context("locking")?;
         let Reply::Lock { lock, nonce } = reply else { bail!("unexpected reply {reply:?}") };
         if json_mode {
-            println!("{}", json!({ "channel": args.channel, "lock": lock, "nonce": nonce }));
+            println!("{}", json!({ "channel": channel, "lock": lock, "nonce": nonce }));
         } else {
             println!(
                 "locked {} to the peer on {} until unix time {} (sheet {nonce}): it is the peer's once it shows the \
@@ -379,7 +396,7 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
         }
         return Ok(());
     }
-    let request = Request::Pay { channel: args.channel, amount, count: args.count.into(), timeout_secs: args.timeout };
+    let request = Request::Pay { channel: channel, amount, count: args.count.into(), timeout_secs: args.timeout };
     let paid =
         waiting("waiting for the peer's countersignatures", party.request_until(request, interrupt.wait())).await;
     let paid = match paid {
@@ -394,12 +411,12 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
     let Reply::Paid { count, amount: total, .. } = paid else {
         bail!("unexpected reply to a payment");
     };
-    let ch = party.channel(args.channel).await?.context("channel")?;
+    let ch = party.channel(channel).await?.context("channel")?;
     let b = ch.balances;
     if json_mode {
         println!(
             "{}",
-            json!({ "channel": args.channel, "acknowledged": count, "amount": total.to_string(), "nonce": ch.nonce,
+            json!({ "channel": channel, "acknowledged": count, "amount": total.to_string(), "nonce": ch.nonce,
                     "balances": [b[0].to_string(), b[1].to_string()] })
         );
     } else {

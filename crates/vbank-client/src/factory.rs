@@ -79,6 +79,21 @@ fn precheck(params: &ChannelParams) -> Result<()> {
     Ok(())
 }
 
+/// A channel the factory opened (from its `ChannelOpened` log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenedChannel {
+    /// The channel's contract.
+    pub channel: Address,
+    /// Party 0 and party 1.
+    pub parties: [Address; 2],
+    /// Both agreed deposits together.
+    pub capacity: u128,
+    /// The token, zero for ETH.
+    pub token: Address,
+    /// The lock period.
+    pub lock_period: u64,
+}
+
 /// The canonical factory on a chain, seen by one account.
 #[derive(Debug, Clone)]
 pub struct Factory {
@@ -134,6 +149,39 @@ impl Factory {
                 }
             }
         }
+    }
+
+    /// The channels the factory opened in blocks `from..=` the latest (its `ChannelOpened` logs),
+    /// and the latest block read: the public channel graph.
+    pub async fn opened_channels(&self, from: u64) -> Result<(Vec<OpenedChannel>, u64)> {
+        use alloy::{providers::Provider, rpc::types::Filter, sol_types::SolEvent};
+        let provider = self.chain.provider();
+        let latest = provider.get_block_number().await.map_err(|e| Error::Rpc(e.to_string()))?;
+        if from > latest {
+            return Ok((Vec::new(), latest));
+        }
+        let filter = Filter::new()
+            .address(self.address())
+            .event_signature(VirtualBankFactory::ChannelOpened::SIGNATURE_HASH)
+            .from_block(from)
+            .to_block(latest);
+        let logs = provider.get_logs(&filter).await.map_err(|e| Error::Rpc(e.to_string()))?;
+        let opened = logs
+            .iter()
+            .filter_map(|log| log.log_decode::<VirtualBankFactory::ChannelOpened>().ok())
+            .filter_map(|e| {
+                let d = e.inner.data;
+                let capacity = u128::try_from(d.amount0.checked_add(d.amount1)?).ok()?;
+                Some(OpenedChannel {
+                    channel: d.channel,
+                    parties: [d.party0, d.party1],
+                    capacity,
+                    token: d.token,
+                    lock_period: d.lockPeriod,
+                })
+            })
+            .collect();
+        Ok((opened, latest))
     }
 
     /// Opens (creates) the channel with `params`, without a deposit. Returns its address.

@@ -134,6 +134,54 @@ pub enum Request {
         /// Seconds to wait for the peer.
         timeout_secs: u64,
     },
+    /// Issue an invoice (see [`Service::invoice`]).
+    Invoice {
+        /// The chain the payment is made on.
+        chain_id: u64,
+        /// Wei of `token`.
+        amount: Amount,
+        /// The token, zero for ETH.
+        #[serde(default)]
+        token: Address,
+        /// What it is for.
+        #[serde(default)]
+        memo: String,
+        /// Seconds it stays payable.
+        expires_in: u64,
+    },
+    /// Pay an invoice along a route (see [`Service::pay_invoice`]).
+    PayInvoice {
+        /// The invoice string.
+        invoice: String,
+        /// The most paid in fees, in wei.
+        max_fee: Amount,
+        /// Seconds from now to the locks' expiry.
+        window: u64,
+        /// Seconds to wait for the outcome.
+        timeout_secs: u64,
+    },
+    /// Pay a node directly by its URI, the preimage inside the onion (see [`Service::pay_node`]).
+    PayNode {
+        /// The payee.
+        uri: NodeUri,
+        /// The chain.
+        chain_id: u64,
+        /// Wei of `token`.
+        amount: Amount,
+        /// The token, zero for ETH.
+        #[serde(default)]
+        token: Address,
+        /// The most paid in fees, in wei.
+        max_fee: Amount,
+        /// Seconds from now to the locks' expiry.
+        window: u64,
+        /// Seconds to wait for the outcome.
+        timeout_secs: u64,
+    },
+    /// What the node knows of the network.
+    Graph,
+    /// The payments this node made.
+    Payments,
 }
 
 /// One channel, as [`Request::Status`] reports it.
@@ -278,6 +326,30 @@ pub enum Reply {
         /// What the peer's node takes.
         terms: crate::Terms,
     },
+    /// For [`Request::Invoice`].
+    Invoice {
+        /// The invoice string.
+        invoice: String,
+        /// Its payment hash.
+        hash: B256,
+    },
+    /// For [`Request::PayInvoice`] and [`Request::PayNode`].
+    Payment {
+        /// The payment.
+        payment: crate::Payment,
+    },
+    /// For [`Request::Graph`].
+    Graph {
+        /// Node announcements.
+        nodes: Vec<crate::network::Announcement>,
+        /// Channels.
+        channels: Vec<crate::network::GraphChannel>,
+    },
+    /// For [`Request::Payments`].
+    Payments {
+        /// Every payment made.
+        payments: Vec<crate::Payment>,
+    },
     /// The request failed; nothing changed unless the message says so.
     Error {
         /// Why.
@@ -361,6 +433,25 @@ impl<S: Store + Send + 'static> Service<S> {
                 let (settlement, cooperative_error) = self.settle(channel, cooperative, secs(timeout_secs)).await?;
                 Reply::Settle { settlement, cooperative_error }
             }
+            Request::Invoice { chain_id, amount, token, memo, expires_in } => {
+                let invoice = self.invoice(chain_id, amount, token, &memo, expires_in).await?;
+                Reply::Invoice { invoice: invoice.encode(), hash: invoice.hash }
+            }
+            Request::PayInvoice { invoice, max_fee, window, timeout_secs } => {
+                let invoice = crate::network::Invoice::decode(&invoice).map_err(|e| Error::Payment(e.to_string()))?;
+                let opts = crate::PayOptions { max_fee, window, timeout: secs(timeout_secs) };
+                Reply::Payment { payment: self.pay_invoice(&invoice, opts).await? }
+            }
+            Request::PayNode { uri, chain_id, amount, token, max_fee, window, timeout_secs } => {
+                self.ensure_link(uri.address()).await.ok();
+                let opts = crate::PayOptions { max_fee, window, timeout: secs(timeout_secs) };
+                Reply::Payment { payment: self.pay_node(chain_id, &uri, amount, token, opts).await? }
+            }
+            Request::Graph => {
+                let (nodes, channels) = self.graph();
+                Reply::Graph { nodes, channels }
+            }
+            Request::Payments => Reply::Payments { payments: self.payments().await? },
         })
     }
 

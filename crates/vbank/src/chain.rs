@@ -178,6 +178,8 @@ impl<S: Store + Send + Sync + 'static> ChainDriver<S> {
                 tokio::time::sleep(locks.config.poll).await;
             }
         }));
+        let graph = Arc::clone(&self.inner);
+        self.tasks.push(tokio::spawn(async move { graph.follow_graph().await }));
     }
 
     /// One look at every channel's locks on chain (what the driver does every poll).
@@ -316,6 +318,31 @@ impl<S: Store + Send + Sync + 'static> Inner<S> {
         match onchain.deposit_agreed(&params).await {
             Ok(report) => self.emit(ChainEvent::Deposited { channel: id, amount: info.amounts[i], report }),
             Err(e) => self.note(id, "deposit", format!("deposit failed: {e}")),
+        }
+    }
+
+    /// The channel graph: every channel the canonical factory opens (its `ChannelOpened` logs),
+    /// read from the start and then every few polls.
+    async fn follow_graph(&self) {
+        let factory = vbank_client::Factory::new(self.chain.clone());
+        let mut from = 0;
+        loop {
+            match factory.opened_channels(from).await {
+                Ok((opened, latest)) => {
+                    self.clear_note(Address::ZERO, "graph");
+                    for c in opened {
+                        self.service.add_graph_channel(vbank_node::network::GraphChannel {
+                            id: c.channel,
+                            parties: c.parties,
+                            capacity: c.capacity,
+                            token: c.token,
+                        });
+                    }
+                    from = latest + 1;
+                }
+                Err(e) => self.note(Address::ZERO, "graph", format!("reading the factory's channels: {e}")),
+            }
+            tokio::time::sleep(self.config.poll * 5).await;
         }
     }
 

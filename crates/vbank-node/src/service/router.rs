@@ -449,6 +449,11 @@ impl<S: Store + Send + 'static> Service<S> {
                 }
             }
         }
+        if payment.attempts == 0 {
+            // Nothing was sent: nothing to remember (the payer may ask again, say with a higher
+            // fee ceiling or once the graph knows more channels).
+            return Err(Error::Payment(format!("payment {hash} not made, nothing was sent: {last_error}")));
+        }
         payment.status = PaymentStatus::Failed { reason: last_error.clone() };
         self.put(RecordKind::Payment, key, Some(json(&payment)?)).await?;
         Err(Error::Payment(format!("payment {hash} failed after {} route(s): {last_error}", payment.attempts)))
