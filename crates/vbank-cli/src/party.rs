@@ -379,7 +379,7 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
             bail!("a conditional payment (--hash) is one lock: leave --count out");
         }
         let expiry = parse_expiry(expiry)?;
-        let request = Request::Hold { channel: channel, amount, hash, expiry, timeout_secs: args.timeout };
+        let request = Request::Hold { channel, amount, hash, expiry, timeout_secs: args.timeout };
         let reply =
             waiting("waiting for the peer to take the lock", party.request(request)).await.context("locking")?;
         let Reply::Lock { lock, nonce } = reply else { bail!("unexpected reply {reply:?}") };
@@ -396,7 +396,7 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
         }
         return Ok(());
     }
-    let request = Request::Pay { channel: channel, amount, count: args.count.into(), timeout_secs: args.timeout };
+    let request = Request::Pay { channel, amount, count: args.count.into(), timeout_secs: args.timeout };
     let paid =
         waiting("waiting for the peer's countersignatures", party.request_until(request, interrupt.wait())).await;
     let paid = match paid {
