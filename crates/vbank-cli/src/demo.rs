@@ -33,6 +33,9 @@ pub(crate) struct DemoArgs {
     in_process: bool,
 }
 
+/// Bob's forwarding fee: base (wei) and parts per million.
+const BOB_FEE: (u128, u32) = (1_000_000_000_000, 1_000);
+
 /// How long any one protocol exchange may take.
 const T: Duration = Duration::from_secs(30);
 
@@ -86,7 +89,9 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     let bob_key = local.signer(1)?;
     let alice_chain = Chain::connect(&local.endpoint(), alice_key.clone(), Some(local.chain_id())).await?;
     let bob_chain = alice_chain.with_signer(bob_key.clone());
-    let (alice, bob) = (alice_key.address(), bob_key.address());
+    let carol_key = local.signer(2)?;
+    let carol_chain = alice_chain.with_signer(carol_key.clone());
+    let (alice, bob, carol) = (alice_key.address(), bob_key.address(), carol_key.address());
     let start = [alice_chain.balance(alice).await?, alice_chain.balance(bob).await?];
     say(format!("chain: anvil at {} (chain {}), Alice {alice}, Bob {bob}", local.endpoint(), local.chain_id()));
 
@@ -132,11 +137,12 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     let mut nodes = Nodes::start(
         args.in_process,
         dir.path(),
-        [&alice_key, &bob_key],
-        &bob_chain,
+        [&alice_key, &bob_key, &carol_key],
+        [&alice_chain, &bob_chain, &carol_chain],
         &local.endpoint(),
         args.lock,
         address,
+        BOB_FEE,
     )
     .await?;
     let nodes_line = nodes.describe();
@@ -236,6 +242,21 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
         bob: format_eth(bal[1]),
         gas: None,
     });
+    // 5b. The network (the article's §2.3, part 3): Carol, and a payment through Bob.
+    let routed = pay_through_bob(
+        &nodes,
+        &mut rows,
+        [&bob_chain, &carol_chain],
+        [bob, carol],
+        ChannelParams { salt: B256::random(), ..params.clone() },
+        deposit,
+    )
+    .await
+    .context("the payment through Bob")?;
+    let bal = {
+        let (_, channels) = alice_party.status().await?;
+        channels.into_iter().find(|c| c.channel == address).context("Alice's channel")?.balances
+    };
     let stale = best.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take().context("no payment was made")?;
     if stale.nonce == updates {
         // Alice's best sheet is the latest: one more payment makes her waive it.
@@ -261,7 +282,7 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     });
 
     // 7. The punishment.
-    let punished = nodes.punished(say).await?;
+    let punished = nodes.punished(address, say).await?;
     rows.push(Row {
         step: "punish",
         explain: format!(
@@ -283,7 +304,7 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
             "{}",
             json!({
                 "contract": address, "chain_id": local.chain_id(), "compile": note, "nodes": nodes_line,
-                "payments": a_made + b_made, "updates": updates,
+                "payments": a_made + b_made, "updates": updates, "routed": routed,
                 "updates_per_second": updates as f64 / elapsed.as_secs_f64().max(1e-9),
                 "final_state": info.state.to_string(),
                 "eth_change": { "alice": eth_delta(end[0], start[0]), "bob": eth_delta(end[1], start[1]) },
@@ -308,5 +329,140 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
         eth_delta(end[0], start[0]),
         eth_delta(end[1], start[1])
     );
+    Ok(())
+}
+
+/// Carol joins (Bob opens a channel to her), she invoices, Alice pays her through Bob's node;
+/// then Bob and Carol close their channel cooperatively. Returns the routed payment as JSON.
+async fn pay_through_bob(
+    nodes: &Nodes,
+    rows: &mut Vec<Row>,
+    chains: [&Chain; 2],
+    parties: [Address; 2],
+    template: ChannelParams,
+    deposit: u128,
+) -> Result<serde_json::Value> {
+    let [bob_chain, carol_chain] = chains;
+    let [bob, carol] = parties;
+    let hop = deposit / 10;
+    let mut params = ChannelParams { contract: Address::ZERO, parties: [bob, carol], deposits: [hop; 2], ..template };
+    let (channel, opened) = Factory::new(bob_chain.clone()).open(&params).await.context("opening Bob–Carol")?;
+    params.contract = channel;
+    let mut bob_party = nodes.party(1).await?;
+    bob_party.connect(nodes.carol_at(), carol).await.context("linking Bob's node to Carol's")?;
+    bob_party.request(Request::Open { params: params.clone(), timeout_secs: T.as_secs() }).await?;
+    let bob_deposit = OnChain::new(bob_chain.clone(), channel).deposit_agreed(&params).await?;
+    let mut gas = opened.gas_used + bob_deposit.gas_used;
+    if !nodes.carol_deposits_herself() {
+        gas += OnChain::new(carol_chain.clone(), channel).deposit_agreed(&params).await?.gas_used;
+    }
+    let on = OnChain::new(bob_chain.clone(), channel);
+    let deadline = Instant::now() + T;
+    while on.state().await? != vbank_client::OnChainState::Running {
+        pause(deadline, "Carol's deposit").await?;
+    }
+    // Alice's node learns the channel from the factory's log and Bob's fees from his announcement.
+    let mut alice_party = nodes.party(0).await?;
+    let deadline = Instant::now() + T;
+    loop {
+        if let Reply::Graph { nodes, channels } = alice_party.request(Request::Graph).await?
+            && channels.iter().any(|c| c.id == channel)
+            && !nodes.is_empty()
+        {
+            break;
+        }
+        pause(deadline, "Alice's node to learn the channel graph").await?;
+    }
+    rows.push(Row {
+        step: "carol",
+        explain: format!(
+            "Carol joins: Bob opens channel {channel} to her through the factory and both deposit {} (Carol's node by \
+             itself). Bob's node forwards payments for {} + {} ppm: it announced that to Alice's node, which also read \
+             the new channel from the factory's logs",
+            format_eth(hop),
+            format_eth(BOB_FEE.0),
+            BOB_FEE.1
+        ),
+        alice: "-".into(),
+        bob: "-".into(),
+        gas: Some(gas),
+    });
+    let amount = deposit / 5_000;
+    let mut carol_party = nodes.party(2).await?;
+    let request = Request::Invoice {
+        chain_id: params.chain_id,
+        amount,
+        token: Address::ZERO,
+        memo: "a coffee".into(),
+        expires_in: 3600,
+    };
+    let Reply::Invoice { invoice, hash } = carol_party.request(request).await? else { bail!("no invoice") };
+    rows.push(Row {
+        step: "invoice",
+        explain: format!(
+            "Carol's node draws a secret preimage p and signs an invoice for {} (\"a coffee\"): its hash H = sha256(p) = \
+             {hash} is the hash lock, and only Carol can open it. The invoice is one string ({} characters) Alice \
+             can paste",
+            format_eth(amount),
+            invoice.len()
+        ),
+        alice: "-".into(),
+        bob: "-".into(),
+        gas: None,
+    });
+    let request = Request::PayInvoice { invoice, max_fee: amount, window: 3600, timeout_secs: T.as_secs() };
+    let Reply::Payment { payment } = alice_party.request(request).await? else { bail!("no payment") };
+    let vbank_node::PaymentStatus::Succeeded { preimage } = payment.status else { bail!("not paid: {payment:?}") };
+    // Every lock of the route settled off-chain.
+    let deadline = Instant::now() + T;
+    loop {
+        let (_, mine) = alice_party.status().await?;
+        let (_, hers) = carol_party.status().await?;
+        if mine.iter().chain(&hers).all(|c| c.locks.is_empty()) {
+            break;
+        }
+        pause(deadline, "the locks to settle").await?;
+    }
+    let (_, channels) = alice_party.status().await?;
+    let ab = channels.iter().find(|c| c.channel == template.contract).context("Alice's channel")?.balances;
+    let (_, channels) = carol_party.status().await?;
+    let bc = channels.iter().find(|c| c.channel == channel).context("Carol's channel")?.balances;
+    rows.push(Row {
+        step: "route",
+        explain: format!(
+            "Alice's node finds the route Alice → Bob → Carol and locks {} to Bob on H until an hour from now (the \
+             time lock: one expiry for the whole route). Bob's node peels its layer of the onion (it learns only \
+             \"lock {} to Carol\"), stores the link and locks that to Carol on H, same expiry. Carol's node claims \
+             with p; Bob learns p from her claim and claims Alice's lock: Bob earned {} in fees, Alice holds p = \
+             {preimage} as her receipt. Bob–Carol now: Bob {}, Carol {}",
+            format_eth(amount + payment.fee),
+            format_eth(amount),
+            format_eth(payment.fee),
+            format_eth(bc[0]),
+            format_eth(bc[1])
+        ),
+        alice: format_eth(ab[0]),
+        bob: format_eth(ab[1]),
+        gas: None,
+    });
+    // Bob and Carol close their channel: Bob gets his side back, Carol her coffee money.
+    let Reply::Closed { nonce, balances, signatures } =
+        bob_party.request(Request::Close { channel, timeout_secs: T.as_secs() }).await?
+    else {
+        bail!("no close")
+    };
+    on.cooperative_close(nonce, balances, &signatures).await.context("closing Bob–Carol")?;
+    Ok(json!({
+        "amount": amount.to_string(), "fee": payment.fee.to_string(), "hops": payment.hops,
+        "attempts": payment.attempts, "preimage": preimage, "carol_got": (bc[1] - hop).to_string(),
+    }))
+}
+
+/// Waits a moment, unless `deadline` passed: then the wait for `what` failed.
+async fn pause(deadline: Instant, what: &str) -> Result<()> {
+    if Instant::now() > deadline {
+        bail!("waited {T:?} for {what}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(())
 }

@@ -27,17 +27,22 @@ pub(crate) enum Nodes {
     InProcess {
         alice: Service<RedbStore>,
         bob: Service<RedbStore>,
+        carol: Service<RedbStore>,
         watcher: WatcherHandle,
+        /// Alice's node follows the chain for the channel graph (the factory's logs).
+        _alice_driver: vbank::ChainDriver<RedbStore>,
         bob_at: NodeUri,
+        carol_at: NodeUri,
         channel: Address,
     },
     Processes {
         // Killed on drop.
-        _children: Box<[Child; 2]>,
-        sockets: [PathBuf; 2],
+        _children: Box<[Child; 3]>,
+        sockets: [PathBuf; 3],
         bob_lines: mpsc::UnboundedReceiver<String>,
         bob_at: NodeUri,
-        pids: [u32; 2],
+        carol_at: NodeUri,
+        pids: [u32; 3],
     },
 }
 
@@ -89,48 +94,108 @@ async fn control(path: &std::path::Path) -> Result<ControlClient> {
 }
 
 impl Nodes {
-    /// Alice's and Bob's nodes with stores in `dir`; Bob's joins channels verified on `bob_chain`
-    /// and watches them.
+    /// Alice's, Bob's and Carol's nodes with stores in `dir`; Bob's joins channels verified on
+    /// `chains[1]`, watches them and forwards payments for `fee` (base, ppm); Carol's joins Bob's
+    /// channel and pays its deposit by itself. Alice's follows the chain for the channel graph.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start(
         in_process: bool,
         dir: &std::path::Path,
-        keys: [&PrivateKeySigner; 2],
-        bob_chain: &Chain,
+        keys: [&PrivateKeySigner; 3],
+        chains: [&Chain; 3],
         url: &str,
         lock: u64,
         address: Address,
+        fee: (u128, u32),
     ) -> Result<Self> {
-        let stores = [dir.join("alice.redb"), dir.join("bob.redb")];
+        let stores = [dir.join("alice.redb"), dir.join("bob.redb"), dir.join("carol.redb")];
+        let max_lock = crate::node::DEFAULT_MAX_LOCK.max(lock);
         if in_process {
-            let alice = open_service(&stores[0], keys[0].clone(), None, false)?;
-            let admission = crate::node::admission(bob_chain.clone(), lock, crate::node::DEFAULT_MAX_LOCK.max(lock));
+            let listen =
+                || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.context("listening on loopback") };
+            let alice = open_service(&stores[0], keys[0].clone(), None, true)?;
+            alice.set_funding_check(crate::node::funding_check(chains[0].clone()));
+            alice.listen(listen().await?);
+            let mut alice_driver = vbank::ChainDriver::new(
+                alice.clone(),
+                chains[0].clone(),
+                vbank::ChainClock::new(),
+                vbank::DriverConfig { poll: Duration::from_millis(200), ..vbank::DriverConfig::default() },
+            );
+            alice_driver.start();
+            let admission = crate::node::admission(chains[1].clone(), lock, max_lock);
             let bob = open_service(&stores[1], keys[1].clone(), Some(admission), true)?;
-            bob.set_funding_check(crate::node::funding_check(bob_chain.clone()));
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("listening on loopback")?;
+            bob.set_funding_check(crate::node::funding_check(chains[1].clone()));
+            let listener = listen().await?;
             let bob_at = bob.uri(listener.local_addr()?);
             bob.listen(listener);
-            let watcher = crate::node::watch(&bob, bob_chain, address, Duration::from_millis(200));
-            return Ok(Self::InProcess { alice, bob, watcher, bob_at, channel: address });
+            bob.set_forwarding(Some(vbank_node::ForwardFees { base: fee.0, ppm: fee.1 })).await?;
+            let watcher = crate::node::watch(&bob, chains[1], address, Duration::from_millis(200));
+            let admission = crate::node::admission(chains[2].clone(), lock, max_lock);
+            let carol = open_service(&stores[2], keys[2].clone(), Some(admission), true)?;
+            carol.set_funding_check(crate::node::funding_check(chains[2].clone()));
+            let listener = listen().await?;
+            let carol_at = carol.uri(listener.local_addr()?);
+            carol.listen(listener);
+            return Ok(Self::InProcess {
+                alice,
+                bob,
+                carol,
+                watcher,
+                _alice_driver: alice_driver,
+                bob_at,
+                carol_at,
+                channel: address,
+            });
         }
         let lock = lock.to_string();
-        let bob_args = ["--rpc-url", url, "--accept-channels", "--min-lock", &lock, "--poll-ms", "200"];
+        let (base, ppm) = (format!("{}wei", fee.0), fee.1.to_string());
+        let bob_args = [
+            "--rpc-url",
+            url,
+            "--accept-channels",
+            "--min-lock",
+            &lock,
+            "--poll-ms",
+            "200",
+            "--forward",
+            "--fee-base",
+            &base,
+            "--fee-ppm",
+            &ppm,
+        ];
         let (bob, bob_lines, bob_at) = spawn_node(keys[1], &stores[1], &bob_args).await?;
-        let (alice, _, _) = spawn_node(keys[0], &stores[0], &[]).await?;
-        let pids = [alice.id().unwrap_or(0), bob.id().unwrap_or(0)];
-        let sockets = [control_path(&stores[0]), control_path(&stores[1])];
-        Ok(Self::Processes { _children: Box::new([alice, bob]), sockets, bob_lines, bob_at, pids })
+        let carol_args =
+            ["--rpc-url", url, "--accept-channels", "--min-lock", &lock, "--poll-ms", "200", "--auto-deposit", "1000"];
+        let (carol, _, carol_at) = spawn_node(keys[2], &stores[2], &carol_args).await?;
+        let (alice, _, _) = spawn_node(keys[0], &stores[0], &["--rpc-url", url, "--poll-ms", "200"]).await?;
+        let pids = [alice.id().unwrap_or(0), bob.id().unwrap_or(0), carol.id().unwrap_or(0)];
+        let sockets = [control_path(&stores[0]), control_path(&stores[1]), control_path(&stores[2])];
+        Ok(Self::Processes { _children: Box::new([alice, bob, carol]), sockets, bob_lines, bob_at, carol_at, pids })
+    }
+
+    /// Whether Carol's node pays its deposit by itself (the process runs with --auto-deposit).
+    pub(crate) fn carol_deposits_herself(&self) -> bool {
+        matches!(self, Self::Processes { .. })
+    }
+
+    /// Carol's node URI.
+    pub(crate) fn carol_at(&self) -> &NodeUri {
+        match self {
+            Self::InProcess { carol_at, .. } | Self::Processes { carol_at, .. } => carol_at,
+        }
     }
 
     /// A line saying where the nodes run.
     pub(crate) fn describe(&self) -> String {
         match self {
             Self::InProcess { bob_at, .. } => {
-                format!("nodes: both in this process (--in-process), Bob's listening on {bob_at}")
+                format!("nodes: all three in this process (--in-process), Bob's listening on {bob_at}")
             }
             Self::Processes { bob_at, pids, .. } => format!(
-                "nodes: Alice's `vbank node` (pid {}) and Bob's (pid {}, listening on {bob_at}, watching the chain), \
-                 driven through their control sockets",
-                pids[0], pids[1]
+                "nodes: Alice's `vbank node` (pid {}), Bob's (pid {}, listening on {bob_at}, watching the chain, \
+                 forwarding) and Carol's (pid {}), driven through their control sockets",
+                pids[0], pids[1], pids[2]
             ),
         }
     }
@@ -142,16 +207,20 @@ impl Nodes {
         }
     }
 
-    /// A new handle on party `i`'s node (0 Alice, 1 Bob); handles can be used concurrently.
+    /// A new handle on party `i`'s node (0 Alice, 1 Bob, 2 Carol); handles can be used concurrently.
     pub(crate) async fn party(&self, i: usize) -> Result<Party> {
         Ok(match self {
-            Self::InProcess { alice, bob, .. } => Party::Direct(if i == 0 { alice.clone() } else { bob.clone() }),
+            Self::InProcess { alice, bob, carol, .. } => Party::Direct(match i {
+                0 => alice.clone(),
+                1 => bob.clone(),
+                _ => carol.clone(),
+            }),
             Self::Processes { sockets, .. } => Party::Node(control(&sockets[i]).await?),
         })
     }
 
     /// Waits for Bob's watcher to punish a stale liquidation.
-    pub(crate) async fn punished(&mut self, say: impl Fn(String)) -> Result<Punished> {
+    pub(crate) async fn punished(&mut self, address: Address, say: impl Fn(String)) -> Result<Punished> {
         let wait = async {
             match self {
                 Self::InProcess { watcher, bob, channel, .. } => loop {
@@ -171,6 +240,10 @@ impl Nodes {
                 Self::Processes { bob_lines, .. } => loop {
                     let line = bob_lines.recv().await.context("Bob's node exited")?;
                     let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                    // Only Alice's channel (Bob's node also reports his channel with Carol).
+                    if v["watch"].as_str().and_then(|w| w.parse::<Address>().ok()) != Some(address) {
+                        continue;
+                    }
                     match v["event"].as_str() {
                         Some("punished") => {
                             let nonce = v["detail"]["nonce"].as_u64().context("nonce")?;
@@ -188,9 +261,10 @@ impl Nodes {
 
     /// Stops both nodes.
     pub(crate) async fn stop(self) {
-        if let Self::InProcess { alice, bob, .. } = &self {
+        if let Self::InProcess { alice, bob, carol, .. } = &self {
             alice.shutdown().await;
             bob.shutdown().await;
+            carol.shutdown().await;
         }
         // Processes: killed when their handles drop here.
     }

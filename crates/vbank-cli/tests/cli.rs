@@ -189,10 +189,19 @@ fn demo_tells_the_whole_story(extra: &[&str]) {
     assert!(v["compile"].as_str().is_some_and(|c| c.contains("identical to the embedded artifact")), "{v}");
     assert_eq!((v["payments"].as_u64(), v["final_state"].as_str()), (Some(1000), Some("Closed")), "{v}");
     let steps: Vec<&str> = v["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
-    assert_eq!(steps, ["factory", "open", "sheet 0", "fund", "pay", "liquidate", "punish"]);
+    assert_eq!(
+        steps,
+        ["factory", "open", "sheet 0", "fund", "pay", "carol", "invoice", "route", "liquidate", "punish"]
+    );
     // A v2 channel's opening is a clone: a fraction of v1's deployment.
     assert!(v["steps"][1]["gas"].as_u64().is_some_and(|g| g < 300_000), "{v}");
-    let punish = &v["steps"][6];
+    // Alice paid Carol 0.001 ETH through Bob, who took 0.000001 + 1,000 ppm = 0.000002 ETH.
+    let routed = &v["routed"];
+    assert_eq!(routed["hops"], 2, "{v}");
+    assert_eq!(routed["amount"], "1000000000000000", "{v}");
+    assert_eq!(routed["fee"], "2000000000000", "{v}");
+    assert_eq!(routed["carol_got"], "1000000000000000", "{v}");
+    let punish = &v["steps"][9];
     assert!(punish["gas"].as_u64().is_some_and(|g| g > 21_000) && punish["bob"] == "10 ETH", "{punish}");
     // Bob ends with Alice's deposit, less his gas; Alice lost hers and paid gas.
     let change = |who: &str| v["eth_change"][who].as_str().expect("change").to_string();

@@ -49,6 +49,10 @@ pub trait Store: Send + Sync {
         let _ = kind;
         Ok(Vec::new())
     }
+    /// One record (the default reads them all).
+    fn record(&self, kind: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.records(kind)?.into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
+    }
 }
 
 /// The kinds of network records a [`Store`] keeps.
@@ -217,6 +221,16 @@ impl Store for RedbStore {
             }
             Ok(())
         })
+    }
+
+    fn record(&self, kind: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read().map_err(store_err)?;
+        let t = match tx.open_table(RECORDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(store_err(e)),
+        };
+        Ok(t.get(record_key(kind, key).as_slice()).map_err(store_err)?.map(|v| v.value().to_vec()))
     }
 
     fn records(&self, kind: RecordKind) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {

@@ -46,6 +46,8 @@ pub(super) struct Net {
     own: Option<Announcement>,
     /// Announcements taken from each linked peer in the current minute (a per-link rate limit).
     budget: std::collections::HashMap<Address, (u64, u32)>,
+    /// The pending forwards' record keys, by hash (loaded by `reconcile`, kept by `save_forward`).
+    pending: std::collections::HashMap<B256, HashSet<Vec<u8>>>,
 }
 
 /// Announcements one link may bring per minute; more are dropped unread.
@@ -179,7 +181,12 @@ impl<S: Store + Send + 'static> Service<S> {
     }
 
     async fn get<T: for<'de> Deserialize<'de>>(&self, kind: RecordKind, key: &[u8]) -> Result<Option<T>> {
-        Ok(self.all::<T>(kind).await?.into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
+        let store = std::sync::Arc::clone(self.inner.node.lock().await.store());
+        let key = key.to_vec();
+        let row = tokio::task::spawn_blocking(move || store.record(kind, &key))
+            .await
+            .map_err(|e| Error::Store(e.to_string()))??;
+        Ok(row.and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     // ------------------------------------------------------------------ announcements, graph
@@ -507,6 +514,7 @@ impl<S: Store + Send + 'static> Service<S> {
         exclude: &HashSet<Address>,
     ) -> Option<Route> {
         let linked: HashSet<Address> = self.connected().into_iter().collect();
+        self.refresh_pending(|c| linked.contains(&c.peer_address())).await;
         let first: Vec<FirstHop> = {
             let node = self.inner.node.lock().await;
             node.channel_ids()
@@ -529,6 +537,21 @@ impl<S: Store + Send + 'static> Service<S> {
         };
         let me = self.address();
         locked(&self.inner.net).graph.route(me, payee, amount, token, &first, exclude, HopPayload::MAX_ROUTE_LEN)
+    }
+
+    /// Asks the chain again about the channels `which` selects that are recorded as not yet
+    /// funded (the watcher's next poll may be a while away).
+    async fn refresh_pending(&self, which: impl Fn(&vbank_core::Channel) -> bool) {
+        let pending: Vec<Address> = {
+            let node = self.inner.node.lock().await;
+            node.channel_ids()
+                .into_iter()
+                .filter(|id| node.channel(*id).is_some_and(|c| c.funding() == Funding::Pending && which(c)))
+                .collect()
+        };
+        for id in pending {
+            let _ = self.refresh_funding(id).await;
+        }
     }
 
     /// Sends one route's lock and waits for its outcome: `Ok(Some(preimage))` paid,
@@ -666,6 +689,13 @@ impl<S: Store + Send + 'static> Service<S> {
         let _routing = self.inner.routing.lock().await;
         let records: Vec<(Vec<u8>, ForwardRecord)> = self.all(RecordKind::Forward).await?;
         let known: HashSet<Vec<u8>> = records.iter().map(|(k, _)| k.clone()).collect();
+        {
+            let mut net = locked(&self.inner.net);
+            net.pending.clear();
+            for (k, r) in records.iter().filter(|(_, r)| r.state == ForwardState::Pending) {
+                net.pending.entry(r.in_lock.hash).or_default().insert(k.clone());
+            }
+        }
         for (_, r) in records.into_iter().filter(|(_, r)| r.state == ForwardState::Pending) {
             let (Some(out), Some(out_lock)) = (r.out_channel, r.out_lock) else { continue };
             let (preimage, pending) = {
@@ -705,7 +735,32 @@ impl<S: Store + Send + 'static> Service<S> {
     }
 
     async fn save_forward(&self, r: &ForwardRecord) -> Result<()> {
-        self.put(RecordKind::Forward, lock_key(r.in_channel, &r.in_lock), Some(json(r)?)).await
+        let key = lock_key(r.in_channel, &r.in_lock);
+        self.put(RecordKind::Forward, key.clone(), Some(json(r)?)).await?;
+        let mut net = locked(&self.inner.net);
+        let keys = net.pending.entry(r.in_lock.hash).or_default();
+        if r.state == ForwardState::Pending {
+            keys.insert(key);
+        } else {
+            keys.remove(&key);
+            if keys.is_empty() {
+                net.pending.remove(&r.in_lock.hash);
+            }
+        }
+        Ok(())
+    }
+
+    /// The pending forwards on `hash`.
+    async fn pending(&self, hash: B256) -> Result<Vec<ForwardRecord>> {
+        let keys: Vec<Vec<u8>> =
+            locked(&self.inner.net).pending.get(&hash).map(|k| k.iter().cloned().collect()).unwrap_or_default();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(r) = self.get::<ForwardRecord>(RecordKind::Forward, &k).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     /// A lock to this node arrived irrevocably (rule 7). With an onion: claimed, forwarded or
@@ -841,6 +896,7 @@ impl<S: Store + Send + 'static> Service<S> {
                     return Err("too close to its expiry to forward".into());
                 }
                 let next = Address::from(next);
+                self.refresh_pending(|c| c.peer_address() == next).await;
                 let node = self.inner.node.lock().await;
                 let out = node
                     .channel_ids()
@@ -867,8 +923,7 @@ impl<S: Store + Send + 'static> Service<S> {
     /// A preimage learnt on `channel` (the peer's fulfil, or the chain): claims every incoming
     /// lock forwarded there on that hash (rule 9).
     async fn on_preimage(&self, channel: Address, hash: B256, preimage: B256) -> Result<()> {
-        let records: Vec<(Vec<u8>, ForwardRecord)> = self.all(RecordKind::Forward).await?;
-        for (_, mut r) in records {
+        for mut r in self.pending(hash).await? {
             if r.state == ForwardState::Pending
                 && r.out_channel == Some(channel)
                 && r.out_lock.is_some_and(|l| l.hash == hash)
@@ -884,8 +939,7 @@ impl<S: Store + Send + 'static> Service<S> {
     /// An outgoing lock came back (released, expired, refused): the incoming one is released,
     /// unless its preimage is known (then it is claimed).
     async fn on_returned(&self, channel: Address, lock: HashLock) -> Result<()> {
-        let records: Vec<(Vec<u8>, ForwardRecord)> = self.all(RecordKind::Forward).await?;
-        for (_, mut r) in records {
+        for mut r in self.pending(lock.hash).await? {
             if r.state == ForwardState::Pending && r.out_channel == Some(channel) && r.out_lock == Some(lock) {
                 let known = self.inner.node.lock().await.channel(channel).and_then(|c| c.preimage(&lock.hash));
                 if let Some(p) = known {
