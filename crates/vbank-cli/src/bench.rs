@@ -545,6 +545,114 @@ fn crypto(t: f64) -> Result<[Crypto; 2]> {
     Ok([k256, libsecp])
 }
 
+/// Payments routed through one intermediary: three services in this process (durable redb stores,
+/// group commit, loopback TCP, the encrypted transport), Alice → Bob (forwarding) → Carol. Each
+/// payment is an invoice from Carol and `pay_invoice` on Alice: two locks added and two fulfilled,
+/// each a full update.
+struct Routed {
+    sequential: f64,
+    seq_p50_ms: f64,
+    seq_p99_ms: f64,
+    concurrent: f64,
+    con_p50_ms: f64,
+    con_p99_ms: f64,
+    in_flight: usize,
+    payments: u64,
+}
+
+async fn routed(seconds: f64, in_flight: usize) -> Result<Routed> {
+    use vbank_node::{ForwardFees, PayOptions, network::GraphChannel};
+    let dir = tempfile::tempdir().context("a temporary directory")?;
+    let admit: vbank_node::Admission = std::sync::Arc::new(|_c, _p, params: Option<ChannelParams>| {
+        Box::pin(async move { params.ok_or_else(|| "no parameters".to_string()) })
+    });
+    let mut nodes = Vec::new();
+    for n in [11u8, 12, 13] {
+        let store = RedbStore::open(&dir.path().join(format!("{n}.redb")))?;
+        let svc = Service::new(Node::open(key(n), store)?, key(n), Some(std::sync::Arc::clone(&admit)));
+        svc.listen(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
+        svc.spawn_ticker(Duration::from_millis(100));
+        nodes.push(svc);
+    }
+    let (alice, bob, carol) = (&nodes[0], &nodes[1], &nodes[2]);
+    bob.set_forwarding(Some(ForwardFees { base: 1, ppm: 0 })).await?;
+    for (i, (a, b)) in [(alice, bob), (bob, carol)].into_iter().enumerate() {
+        let params = ChannelParams {
+            chain_id: 31337,
+            contract: Address::repeat_byte(0xd0 + i as u8),
+            parties: [a.address(), b.address()],
+            deposits: [u128::MAX / 8, u128::MAX / 8],
+            lock_period: 3600,
+            token: Address::ZERO,
+            salt: B256::ZERO,
+        };
+        a.connect(&b.own_uri().context("listening")?).await?;
+        a.open(params.clone(), B256::repeat_byte(i as u8 + 1), Duration::from_secs(30)).await?;
+        alice.add_graph_channel(GraphChannel {
+            id: params.contract,
+            parties: params.parties,
+            capacity: u128::MAX / 4,
+            token: Address::ZERO,
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alice.graph().0.is_empty() {
+        if Instant::now() > deadline {
+            bail!("Bob's announcement did not reach Alice");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let opts = PayOptions { max_fee: 10, window: 3600, timeout: Duration::from_secs(30) };
+    let pay_one = move |alice: Service<RedbStore>, carol: Service<RedbStore>| async move {
+        let invoice = carol.invoice(31337, 1_000, Address::ZERO, "", 3600).await?;
+        let t = Instant::now();
+        alice.pay_invoice(&invoice, opts).await?;
+        Ok::<f64, anyhow::Error>(t.elapsed().as_secs_f64())
+    };
+    // One at a time: the latency of a routed payment.
+    let mut seq = Vec::new();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds / 2.0 {
+        seq.push(pay_one(alice.clone(), carol.clone()).await?);
+    }
+    let sequential = per_second(seq.len() as u64, start.elapsed());
+    // `in_flight` payers at once.
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let (alice, carol) = (alice.clone(), carol.clone());
+        let half = seconds / 2.0;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let begun = Instant::now();
+            while begun.elapsed().as_secs_f64() < half {
+                lat.push(pay_one(alice.clone(), carol.clone()).await?);
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut con = Vec::new();
+    for t in tasks {
+        con.extend(t.await.context("a payer task")??);
+    }
+    let concurrent = per_second(con.len() as u64, start.elapsed());
+    for n in &nodes {
+        n.shutdown().await;
+    }
+    seq.sort_by(f64::total_cmp);
+    con.sort_by(f64::total_cmp);
+    Ok(Routed {
+        sequential,
+        seq_p50_ms: percentile(&seq, 0.5) * 1e3,
+        seq_p99_ms: percentile(&seq, 0.99) * 1e3,
+        concurrent,
+        con_p50_ms: percentile(&con, 0.5) * 1e3,
+        con_p99_ms: percentile(&con, 0.99) * 1e3,
+        in_flight,
+        payments: (seq.len() + con.len()) as u64,
+    })
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -739,6 +847,20 @@ pub(crate) async fn run(args: BenchArgs, json_mode: bool) -> Result<()> {
             "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "syncs_per_update": r.syncs,
         });
     }
+
+    // 3d. Routed through one intermediary (A → B → C), one at a time and many in flight.
+    let r = routed(args.seconds, 16).await.context("the routed measurement")?;
+    say(format!(
+        "3d. routed A → B → C (3 in-process services, durable stores, loopback, one invoice per payment): one at a \
+         time {:.0} payments/s, latency p50 {:.1} ms, p99 {:.1} ms; {} in flight {:.0} payments/s, p50 {:.1} ms, \
+         p99 {:.1} ms ({} payments; each is 4 channel updates: 2 locks added, 2 fulfilled)",
+        r.sequential, r.seq_p50_ms, r.seq_p99_ms, r.in_flight, r.concurrent, r.con_p50_ms, r.con_p99_ms, r.payments
+    ));
+    out["routed"] = json!({
+        "sequential_per_s": r.sequential, "sequential_p50_ms": r.seq_p50_ms, "sequential_p99_ms": r.seq_p99_ms,
+        "in_flight": r.in_flight, "concurrent_per_s": r.concurrent, "concurrent_p50_ms": r.con_p50_ms,
+        "concurrent_p99_ms": r.con_p99_ms, "payments": r.payments,
+    });
 
     // 4. Coalesced payments: `batch` payments per update; latency = ack time - pay time.
     let mut ip = InProcess::new()?;

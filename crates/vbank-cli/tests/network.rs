@@ -343,3 +343,57 @@ fn an_intermediary_killed_after_forwarding_is_paid_after_its_restart() {
     assert_eq!(after[bob] - before[bob], 10, "Bob got his fee after the crash");
     assert_eq!(after[carol] - before[carol], 2_000);
 }
+
+#[test]
+fn a_payee_that_never_answers_leaves_every_hop_its_lock_back_after_the_expiry() {
+    let (alice, bob, carol) = (0, 1, 2);
+    let mut net = Network::new();
+    net.start(alice, None);
+    net.start(bob, Some(("10wei", "0")));
+    net.start(carol, None);
+    net.open(alice, bob);
+    net.open(bob, carol);
+    net.wait_known(alice, &[bob]);
+    net.wait_channels(alice, 2);
+    let before: Vec<u128> = (0..3).map(|i| net.total(i)).collect();
+    let invoice = net.invoice(carol, "3000wei");
+    // Carol's node stops answering (SIGSTOP) before the payment reaches her.
+    let carol_pid = net.nodes[&carol].0.0.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &carol_pid]).status().expect("stop").success());
+    let o = vbank(KEYS[alice], &["pay", "--store", &net.store(alice), "--invoice", &invoice, "--timeout", "3"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stdout).contains("in flight"), "{o:?}");
+    // Alice's lock is with Bob; Bob's to Carol is unanswered.
+    let locks = |i: usize| -> usize {
+        let s = ok(KEYS[i], &["status", "--store", &net.store(i)]);
+        s["channels"].as_array().expect("channels").iter().map(|c| c["locks"].as_array().map_or(0, Vec::len)).sum()
+    };
+    assert_eq!(locks(alice), 1);
+    // The chain's clock passes the lock's expiry (one hour, the default window) and Alice's node's
+    // grace for an expiry (2 × 120 s), not the 3 × 120 s after which it would settle on chain.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let chain =
+            vbank_client::Chain::connect(&net.url, KEYS[alice].parse().expect("key"), None).await.expect("chain");
+        vbank_client::increase_time(&chain, 3600 + 250).await.expect("time");
+    });
+    // Alice's node proposes the expiry, Bob's accepts it (he does not know the preimage): her lock
+    // is back, and asking for the payment again says it failed, without sending anything.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while locks(alice) > 0 {
+        assert!(Instant::now() < deadline, "the lock did not expire: {}", net.log(alice));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = vbank(KEYS[alice], &["pay", "--store", &net.store(alice), "--invoice", &invoice, "--timeout", "5"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stdout).contains("came back"), "{o:?}");
+    // Carol wakes up: Bob's lock to her is past its expiry, so it is refused and Bob's proposal is
+    // withdrawn. Nobody gained or lost a wei.
+    assert!(Command::new("kill").args(["-CONT", &carol_pid]).status().expect("cont").success());
+    net.wait_settled(&[alice, bob, carol]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!((0..3).map(|i| net.total(i)).collect::<Vec<_>>(), before);
+    let info = |i: usize| ok(KEYS[i], &["status", "--store", &net.store(i)]);
+    for i in [alice, bob, carol] {
+        let s = info(i);
+        assert!(s["channels"].as_array().expect("channels").iter().all(|c| c["frozen"].is_null()), "{s}");
+    }
+}

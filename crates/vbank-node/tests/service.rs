@@ -311,3 +311,32 @@ async fn a_refused_channel_is_not_checked_twice() {
     }
     assert_eq!(asked.load(Ordering::SeqCst), 1, "the second opening was refused from the cache");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_may_have_at_most_four_channels_opening_at_once() {
+    use vbank_node::{Frame, MemoryStore, initiate, read_frame, write_frame};
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = service(dir.path(), 2, Some(admission()));
+    let uri = listen(&bob).await;
+    // A hand-driven Alice proposes sheet 0 of five channels and never commits any: each stays
+    // "opening" on Bob's side, holding his admission's work and a store entry.
+    let mut s = tokio::net::TcpStream::connect(uri.socket_addr()).await.expect("connect");
+    let mut session = initiate(&mut s, &key(1), uri.key()).await.expect("handshake");
+    write_frame(&mut s, &mut session.sender, &Frame::Init {}).await.expect("init");
+    assert_eq!(read_frame(&mut s, &mut session.receiver).await.expect("init"), Frame::Init {});
+    let mut alice = Node::open(key(1), MemoryStore::default()).expect("node");
+    for n in 1..=5u8 {
+        let opening = alice.add_channel(params(n), B256::repeat_byte(n)).expect("add").expect("a proposal");
+        write_frame(&mut s, &mut session.sender, &opening).await.expect("send");
+        let answer = tokio::time::timeout(T, read_frame(&mut s, &mut session.receiver)).await.expect("answer");
+        match (n, answer.expect("frame")) {
+            (1..=4, Frame::Channel { message: vbank_core::Message::Countersign { .. }, .. }) => {}
+            (5, Frame::Refused { channel: Some(c), reason, .. }) => {
+                assert_eq!(c, params(5).contract);
+                assert!(reason.contains("4 channels of this peer are already opening"), "{reason}");
+            }
+            (n, other) => panic!("channel {n}: {other:?}"),
+        }
+    }
+    assert_eq!(bob.node().lock().await.channel_ids().len(), 4, "the fifth was not stored");
+}
