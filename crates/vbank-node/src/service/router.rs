@@ -330,18 +330,14 @@ impl<S: Store + Send + 'static> Service<S> {
     /// paying an invoice that was paid returns the stored result, one that failed fails again
     /// (rule 11), one in flight is waited for.
     pub async fn pay_invoice(&self, invoice: &Invoice, opts: PayOptions) -> Result<Payment> {
-        let now = self.now().await;
-        if invoice.expires_at <= now {
-            return Err(Error::Payment(format!("the invoice expired at {}", invoice.expires_at)));
-        }
         let final_payload =
             |amount| HopPayload::Final { amount, expiry: 0, secret: invoice.secret.0, spontaneous: false };
         self.pay_route(
             invoice.chain_id,
             invoice.payee.clone(),
             invoice.hash,
-            invoice.amount,
-            invoice.token,
+            (invoice.amount, invoice.token),
+            invoice.expires_at,
             final_payload,
             opts,
         )
@@ -360,7 +356,8 @@ impl<S: Store + Send + 'static> Service<S> {
     ) -> Result<Payment> {
         let preimage = B256::from(alloy_signer_local::PrivateKeySigner::random().to_bytes());
         let final_payload = |amount| HopPayload::Final { amount, expiry: 0, secret: preimage.0, spontaneous: true };
-        self.pay_route(chain_id, payee.clone(), preimage_hash(&preimage), amount, token, final_payload, opts).await
+        let hash = preimage_hash(&preimage);
+        self.pay_route(chain_id, payee.clone(), hash, (amount, token), u64::MAX, final_payload, opts).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -369,8 +366,8 @@ impl<S: Store + Send + 'static> Service<S> {
         chain_id: u64,
         payee: NodeUri,
         hash: B256,
-        amount: Amount,
-        token: Address,
+        (amount, token): (Amount, Address),
+        expires_at: u64,
         final_payload: impl Fn(Amount) -> HopPayload,
         opts: PayOptions,
     ) -> Result<Payment> {
@@ -378,7 +375,8 @@ impl<S: Store + Send + 'static> Service<S> {
         if !locked(&self.inner.paying).insert(hash) {
             return Err(Error::Payment(format!("payment {hash} is already being made by another request")));
         }
-        let result = self.pay_route_once(chain_id, &payee, hash, amount, token, &final_payload, opts).await;
+        let result =
+            self.pay_route_once(chain_id, &payee, hash, (amount, token), expires_at, &final_payload, opts).await;
         locked(&self.inner.paying).remove(&hash);
         result
     }
@@ -389,8 +387,8 @@ impl<S: Store + Send + 'static> Service<S> {
         chain_id: u64,
         payee: &NodeUri,
         hash: B256,
-        amount: Amount,
-        token: Address,
+        (amount, token): (Amount, Address),
+        expires_at: u64,
         final_payload: &impl Fn(Amount) -> HopPayload,
         opts: PayOptions,
     ) -> Result<Payment> {
@@ -407,6 +405,9 @@ impl<S: Store + Send + 'static> Service<S> {
                     return self.await_in_flight(p, opts.timeout).await;
                 }
             }
+        }
+        if expires_at <= self.now().await {
+            return Err(Error::Payment(format!("the invoice expired at {expires_at}: nothing was sent")));
         }
         let mut payment = Payment {
             hash,
