@@ -1301,6 +1301,11 @@ impl<S: Store + Send + 'static> Service<S> {
                     {
                         Some(Err(Error::Cancelled(id)))
                     }
+                    // Frozen (closing, a protocol violation, ended on chain): no acknowledgement
+                    // will come; what is in flight is reported below.
+                    Some(Notice::Event { channel, event: Event::Frozen { reason, .. } }) if *channel == id => {
+                        Some(Err(Error::Protocol(vbank_core::Error::Frozen(reason.clone()))))
+                    }
                     // Notices were missed: the channel's state says whether they are settled.
                     None => {
                         let ch = node.channel(id)?;

@@ -1,0 +1,197 @@
+//! Issue #12, items 6 and 7, on anvil: no payment is made or reported received on a channel that
+//! is not funded, was cancelled, or was liquidated; and a peer that reveals a wrong waiver secret
+//! gets its channel frozen and liquidated on chain by the node by itself.
+
+mod common;
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use common::*;
+use tokio::net::TcpStream;
+use vbank::{ChainEvent, DriverConfig};
+use vbank_client::{Chain, OnChain, OnChainState};
+use vbank_core::{Event, Funding, Message};
+use vbank_node::{Error, Frame, MemoryStore, Node, Notice, initiate, read_frame, write_frame};
+
+/// Waits until `party`'s channel `id` is recorded as `funding`.
+async fn wait_funding(party: &Party, id: Address, funding: Funding) {
+    let wait = async {
+        loop {
+            if party.service.node().lock().await.channel(id).is_some_and(|c| c.funding() == funding) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(T, wait).await.unwrap_or_else(|_| panic!("the channel is not {funding:?}"));
+}
+
+/// Counts the `Received` events `party`'s node reports from now on.
+fn count_received(party: &Party) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut rx = party.service.subscribe();
+    let counter = std::sync::Arc::clone(&n);
+    tokio::spawn(async move {
+        while let Ok(notice) = rx.recv().await {
+            if matches!(notice, Notice::Event { event: Event::Received { .. }, .. }) {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_payment_before_both_deposits_nor_after_a_cancel() {
+    let s = setup_with(false).await;
+    let received = count_received(&s.bob);
+    // Only Alice's deposit is in: her payment is refused, nothing reaches Bob.
+    OnChain::new(s.alice.chain.clone(), s.id).deposit_agreed(&s.params).await.expect("alice deposits");
+    let e = s.alice.service.pay(s.id, ETH, 1, T).await.expect_err("not funded");
+    assert!(e.to_string().contains("not yet funded"), "{e}");
+    // She cancels (her deposit back): both nodes see the channel ended and freeze it.
+    OnChain::new(s.alice.chain.clone(), s.id).cancel().await.expect("cancel");
+    wait_funding(&s.alice, s.id, Funding::Ended).await;
+    wait_funding(&s.bob, s.id, Funding::Ended).await;
+    for p in [&s.alice, &s.bob] {
+        let e = p.service.pay(s.id, 1, 1, T).await.expect_err("ended");
+        assert!(matches!(e, Error::Protocol(vbank_core::Error::Frozen(_))), "{e}");
+        assert!(p.service.node().lock().await.channel(s.id).expect("channel").frozen().is_some());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 0, "Bob was never told he received anything");
+    assert_eq!(state(&s.alice.chain, s.id).await, OnChainState::Closed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_payment_after_a_liquidation_nor_after_the_withdrawal() {
+    let s = setup().await;
+    let received = count_received(&s.bob);
+    s.alice.service.pay(s.id, ETH, 1, T).await.expect("a payment on the running channel");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Alice liquidates with her latest sheet (honestly): the channel ends for both nodes.
+    let latest = s.alice.service.node().lock().await.channel(s.id).expect("ch").latest().cloned().expect("sheet");
+    let alice_chain = OnChain::new(s.alice.chain.clone(), s.id);
+    alice_chain.liquidate(&latest).await.expect("liquidate");
+    wait_funding(&s.bob, s.id, Funding::Ended).await;
+    wait_funding(&s.alice, s.id, Funding::Ended).await;
+    for p in [&s.alice, &s.bob] {
+        assert!(p.service.pay(s.id, 1, 1, T).await.is_err(), "refused once liquidated");
+    }
+    warp_to(&s.alice.chain, chain_time(&s.alice.chain).await + LOCK_PERIOD + 1).await;
+    alice_chain.withdraw_by_master().await.expect("withdraw");
+    assert_eq!(state(&s.alice.chain, s.id).await, OnChainState::Closed);
+    for p in [&s.alice, &s.bob] {
+        assert!(p.service.pay(s.id, 1, 1, T).await.is_err(), "refused once closed");
+    }
+    assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 1, "nothing more was reported received");
+    assert_eq!(s.ledger.received(&s.alice.chain, s.who).await, [4 * ETH, 6 * ETH]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_revocation_gets_the_channel_liquidated_on_chain() {
+    // Alice's node (service + chain driver) opens a channel with a hand-driven Bob, who answers
+    // correctly until he reveals a wrong waiver secret (DESIGN §2 rule 5).
+    let anvil = vbank_client::LocalChain::spawn().expect("anvil");
+    let dir = tempfile::tempdir().expect("dir");
+    let alice_chain = Chain::connect(&anvil.endpoint(), anvil.signer(1).expect("key"), None).await.expect("chain");
+    let bob_key = anvil.signer(2).expect("key");
+    let bob_chain = alice_chain.with_signer(bob_key.clone());
+    vbank_client::deploy_factory(&alice_chain).await.expect("factory");
+    let mut params = vbank_core::ChannelParams {
+        chain_id: alice_chain.chain_id(),
+        contract: Address::ZERO,
+        parties: [alice_chain.address(), bob_chain.address()],
+        deposits: [5 * ETH, 5 * ETH],
+        lock_period: LOCK_PERIOD,
+        token: Address::ZERO,
+        salt: B256::repeat_byte(3),
+    };
+    let (id, _) = vbank_client::Factory::new(alice_chain.clone()).open(&params).await.expect("open");
+    params.contract = id;
+    // Alice accepts inbound links (an admission that takes no channel) so that Bob can dial her.
+    let refuse_all: vbank_node::Admission =
+        std::sync::Arc::new(|_c, _p, _params| Box::pin(async { Err("no channels here".to_string()) }));
+    let mut alice = Party::start(dir.path(), "alice", alice_chain.clone(), false).await;
+    let alice_service = {
+        // Party::start made a service without admission: make Alice's with one, same store.
+        alice.go_silent().await;
+        drop(alice);
+        let clock = vbank::ChainClock::new();
+        let store = vbank_node::RedbStore::open(&dir.path().join("alice.redb")).expect("store");
+        let node =
+            Node::open(alice_chain.signer().clone(), store).expect("node").follow_chain().with_clock(clock.clock());
+        let svc = vbank_node::Service::new(node, alice_chain.signer().clone(), Some(refuse_all));
+        svc.set_funding_check(vbank::funding_check(alice_chain.clone()));
+        let config = DriverConfig { poll: Duration::from_millis(200), ..DriverConfig::default() };
+        let mut driver = vbank::ChainDriver::new(svc.clone(), alice_chain.clone(), clock, config);
+        let events = driver.subscribe();
+        driver.start();
+        (svc, driver, events)
+    };
+    let (alice, _driver, mut events) = alice_service;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let uri = alice.uri(l.local_addr().expect("addr"));
+    alice.listen(l);
+    let mut stream = TcpStream::connect(uri.socket_addr()).await.expect("connect");
+    let mut session = initiate(&mut stream, &bob_key, uri.key()).await.expect("handshake");
+    write_frame(&mut stream, &mut session.sender, &Frame::Init {}).await.expect("init");
+    assert_eq!(read_frame(&mut stream, &mut session.receiver).await.expect("init"), Frame::Init {});
+    let mut bob = Node::open(bob_key.clone(), MemoryStore::default()).expect("bob");
+    bob.add_channel(params.clone(), B256::repeat_byte(8)).expect("bob's channel");
+    // Bob answers every frame with his node's reply, forging the secret of any revocation.
+    let alice_addr = alice_chain.address();
+    let bob_task = tokio::spawn(async move {
+        let mut forged = 0;
+        loop {
+            let Ok(frame) = read_frame(&mut stream, &mut session.receiver).await else { return forged };
+            let Ok((replies, _)) = bob.respond(alice_addr, &frame) else { return forged };
+            for mut f in replies {
+                if let Frame::Channel { message: Message::Revoke { secret, .. }, .. } = &mut f {
+                    *secret = B256::repeat_byte(9);
+                    forged += 1;
+                }
+                if write_frame(&mut stream, &mut session.sender, &f).await.is_err() {
+                    return forged;
+                }
+            }
+        }
+    });
+    // The opening, then both deposits.
+    tokio::time::timeout(T, async {
+        while alice.connected().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("Bob linked");
+    alice.open(params.clone(), B256::repeat_byte(7), T).await.expect("open");
+    OnChain::new(alice_chain.clone(), id).deposit_agreed(&params).await.expect("alice deposit");
+    OnChain::new(bob_chain.clone(), id).deposit_agreed(&params).await.expect("bob deposit");
+    // Alice pays; Bob countersigns, she commits, and his revocation is wrong: she freezes the
+    // channel and her driver liquidates with her latest sheet (nonce 1) without being asked.
+    let paid = alice.pay(id, ETH, 1, T).await;
+    assert!(paid.is_err(), "the payment is not acknowledged: {paid:?}");
+    let settled = tokio::time::timeout(T, async {
+        loop {
+            match events.recv().await {
+                Ok(ChainEvent::Settled { what, .. }) => return what,
+                Ok(_) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await
+    .expect("liquidated");
+    assert!(settled.contains("sheet 1") && settled.contains("protocol violation"), "{settled}");
+    let info = OnChain::new(alice_chain.clone(), id).info().await.expect("info");
+    assert_eq!(info.state, OnChainState::Liquidating);
+    let l = info.liquidation.expect("liquidation");
+    assert_eq!((l.master, l.nonce), (alice_chain.address(), 1));
+    assert!(alice.node().lock().await.channel(id).expect("ch").frozen().is_some_and(|r| r.contains("violation")));
+    alice.shutdown().await;
+    assert!(bob_task.await.expect("bob") >= 1, "Bob forged a revocation");
+    drop(anvil);
+}
