@@ -190,7 +190,7 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 let amount = unit * u128::from(1 + rng % range);
-                let pay = Request::Pay { channel: address, amount, count: 1, timeout_secs: T.as_secs() };
+                let pay = Request::Pay { channel: address, amount, count: 1, timeout_secs: T.as_secs(), id: None };
                 match me.request(pay).await {
                     Ok(_) => made += 1,
                     // (only with a custom --payments large enough to drain a side)
@@ -260,7 +260,7 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     let stale = best.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take().context("no payment was made")?;
     if stale.nonce == updates {
         // Alice's best sheet is the latest: one more payment makes her waive it.
-        let pay = Request::Pay { channel: address, amount: 1, count: 1, timeout_secs: T.as_secs() };
+        let pay = Request::Pay { channel: address, amount: 1, count: 1, timeout_secs: T.as_secs(), id: None };
         alice_party.request(pay).await.context("a payment")?;
     }
 

@@ -45,6 +45,10 @@ pub(crate) struct PayArgs {
     /// With --invoice: the most paid to intermediaries in fees ("0.001", "500wei").
     #[arg(long, allow_hyphen_values = true, requires = "invoice")]
     max_fee: Option<String>,
+    /// A payment id of your choosing (an order number, say): giving the same id again never pays
+    /// twice; it returns the first attempt's outcome.
+    #[arg(long, conflicts_with = "invoice")]
+    id: Option<String>,
     /// With --invoice: seconds from now to the locks' expiry along the route.
     #[arg(long, default_value_t = 3600, requires = "invoice")]
     window: u64,
@@ -396,7 +400,8 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
         }
         return Ok(());
     }
-    let request = Request::Pay { channel, amount, count: args.count.into(), timeout_secs: args.timeout };
+    let request =
+        Request::Pay { channel, amount, count: args.count.into(), timeout_secs: args.timeout, id: args.id.clone() };
     let paid =
         waiting("waiting for the peer's countersignatures", party.request_until(request, interrupt.wait())).await;
     let paid = match paid {

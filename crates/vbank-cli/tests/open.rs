@@ -253,6 +253,13 @@ fn two_running_nodes_pay_both_ways_through_their_control_sockets() {
     assert_eq!(a["acknowledged"], 5, "{a}");
     let b = ok(BOB_KEY, &["pay", "--store", &bob_store, "--channel", &c, "--amount", "0.05", "--count", "3"]);
     assert_eq!(b["acknowledged"], 3, "{b}");
+    // A payment id given twice pays once (the second run reports the first's outcome).
+    for _ in 0..2 {
+        let i =
+            ok(ALICE_KEY, &["pay", "--store", &alice_store, "--channel", &c, "--amount", "0.01", "--id", "order-7"]);
+        assert_eq!(i["acknowledged"], 1, "{i}");
+    }
+    ok(BOB_KEY, &["pay", "--store", &bob_store, "--channel", &c, "--amount", "0.01"]);
     let s = ok(ALICE_KEY, &["status", "--store", &alice_store, "--rpc-url", &url]);
     assert_eq!(s["node_running"], true, "{s}");
     assert_eq!(

@@ -260,6 +260,10 @@ pub struct ChannelState {
     /// queued or in flight.
     #[serde(default)]
     onions: Vec<Onion>,
+    /// Payment ids cancelled (never to be made), as ranges `(first, count)`, the latest
+    /// [`MAX_CANCELLED`]: tells a cancelled payment from an acknowledged one.
+    #[serde(default)]
+    cancelled: std::collections::VecDeque<(u64, u64)>,
 }
 
 /// What a party accepts of the peer's lock moves (DESIGN §2 rule 3 b and e).
@@ -279,6 +283,22 @@ impl Default for LockPolicy {
     fn default() -> Self {
         Self { min_window: 600, max_window: 14 * 24 * 3600, grace: 120 }
     }
+}
+
+/// How many ranges of cancelled payment ids a channel remembers.
+pub const MAX_CANCELLED: usize = 1024;
+
+/// What became of payments `first..first + count` (see [`Channel::payments_outcome`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentsOutcome {
+    /// All acknowledged: covered by a countersigned sheet whose predecessor the peer revoked.
+    Acked,
+    /// Some were cancelled: they will never be made (the others may have been).
+    Cancelled,
+    /// Some are still queued or in flight.
+    Pending,
+    /// Too old to tell (their cancellations, if any, are no longer remembered).
+    Unknown,
 }
 
 /// How many locks a sheet may hold (the contract's `unlock` is tested up to this).
@@ -462,6 +482,7 @@ impl Channel {
             preimages: BTreeMap::new(),
             policy: LockPolicy::default(),
             onions: Vec::new(),
+            cancelled: std::collections::VecDeque::new(),
         };
         Self::restore(state, signer)
     }
@@ -561,6 +582,38 @@ impl Channel {
     /// Payments queued and not yet proposed.
     pub fn queued(&self) -> u64 {
         self.state.queue.count
+    }
+
+    /// Remembers that payments `ids` will never be made.
+    fn note_cancelled(&mut self, ids: &[u64]) {
+        let (Some(&lo), Some(&hi)) = (ids.iter().min(), ids.iter().max()) else { return };
+        // Ids cancelled together are consecutive (a queue's tail, a proposal's batch).
+        self.state.cancelled.push_back((lo, hi - lo + 1));
+        while self.state.cancelled.len() > MAX_CANCELLED {
+            self.state.cancelled.pop_front();
+        }
+    }
+
+    /// What became of payments `first..first + count`: acknowledged, cancelled (some of them),
+    /// still pending, or too old to tell. A payment id is never given twice.
+    pub fn payments_outcome(&self, first: u64, count: u64) -> PaymentsOutcome {
+        let end = first.saturating_add(count);
+        if self.state.cancelled.iter().any(|&(f, c)| f < end && first < f.saturating_add(c)) {
+            return PaymentsOutcome::Cancelled;
+        }
+        if self.unsettled_from() < end {
+            return PaymentsOutcome::Pending;
+        }
+        match self.state.cancelled.front() {
+            // Cancellations older than the oldest remembered are forgotten.
+            Some(&(f, _)) if self.state.cancelled.len() == MAX_CANCELLED && first < f => PaymentsOutcome::Unknown,
+            _ => PaymentsOutcome::Acked,
+        }
+    }
+
+    /// The id the next payment queued on this channel gets (ids are consecutive).
+    pub fn next_payment_id(&self) -> u64 {
+        self.state.next_payment
     }
 
     /// What this party can still pay: its balance less queued and proposed payments.
@@ -1020,7 +1073,9 @@ impl Channel {
         if self.state.queue.count == 0 {
             self.state.queue = Payments::default();
         }
-        (from..=last).collect()
+        let ids: Vec<u64> = (from..=last).collect();
+        self.note_cancelled(&ids);
+        ids
     }
 
     /// Abandons this party's proposal in flight (nonce > 0) after the peer refused it: the
@@ -1057,6 +1112,7 @@ impl Channel {
             Flight::Proposed { nonce, payments, moves, .. } if *nonce > 0 => {
                 let out = (payments.ids(), moves.clone());
                 self.state.flight = Flight::Idle;
+                self.note_cancelled(&out.0);
                 out
             }
             _ => (Vec::new(), Vec::new()),
@@ -1156,6 +1212,7 @@ impl Channel {
                 self.state.flight = Flight::Idle;
             }
             if !ids.is_empty() {
+                self.note_cancelled(&ids);
                 step.events.push(Event::PaymentsCancelled { ids });
             }
             step.events.extend(moves.into_iter().map(|mv| Event::LockMoveCancelled { mv }));
@@ -1194,6 +1251,7 @@ impl Channel {
         self.state.phase = Phase::Closing { nonce, balances, mine: signature, theirs: None };
         let mut step = Step::reply(Message::CloseRequest { nonce, balances, signature });
         if !ids.is_empty() {
+            self.note_cancelled(&ids);
             step.events.push(Event::PaymentsCancelled { ids });
         }
         Ok(step)
@@ -1591,6 +1649,7 @@ impl Channel {
         let (nonce, balances, signatures) = self.close_signatures().ok_or(Error::NotOpen("closing"))?;
         let mut step = Step::reply(Message::CloseAccept { nonce, signature: mine });
         if !ids.is_empty() {
+            self.note_cancelled(&ids);
             step.events.push(Event::PaymentsCancelled { ids });
         }
         Ok(step.with(Event::CloseReady { nonce, balances, signatures }))

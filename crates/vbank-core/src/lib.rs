@@ -10,7 +10,7 @@ mod waiver;
 
 pub use channel::{
     ChainDuties, Channel, ChannelParams, ChannelState, Event, Funding, LiquidationSheet, LockChange, LockPolicy,
-    MAX_LOCKS, Phase, Reveal, STATE_VERSION, Settlement, Step, exchange,
+    MAX_CANCELLED, MAX_LOCKS, PaymentsOutcome, Phase, Reveal, STATE_VERSION, Settlement, Step, exchange,
 };
 pub use error::{Error, Result, Severity};
 pub use message::{LockMove, MAX_ONION, Message, Onion};

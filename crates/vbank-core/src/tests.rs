@@ -1307,3 +1307,30 @@ fn a_routed_lock_carries_its_onion_to_the_receiver_until_it_is_settled() {
     assert!(p.ch[0].onion(&lock).is_none() && p.ch[1].onion(&lock).is_none());
     p.check_invariants();
 }
+
+#[test]
+fn payments_outcome_tells_acknowledged_from_cancelled_and_pending() {
+    let mut p = Pair::opened();
+    let first = p.ch[0].next_payment_id();
+    p.pay(0, 10).expect("pay");
+    p.pay(0, 10).expect("pay");
+    assert_eq!(p.ch[0].payments_outcome(first, 2), crate::PaymentsOutcome::Pending, "queued");
+    p.propose(0);
+    p.settle();
+    assert_eq!(p.ch[0].payments_outcome(first, 2), crate::PaymentsOutcome::Acked);
+    // A queued payment cancelled, then a later one acknowledged: the cancelled one stays cancelled
+    // although a later id was acknowledged after it.
+    let cancelled = p.pay(0, 5).expect("pay");
+    assert_eq!(p.ch[0].cancel_queued(cancelled, cancelled, 5), vec![cancelled]);
+    p.pay(0, 7).expect("pay");
+    p.propose(0);
+    p.settle();
+    assert_eq!(p.ch[0].payments_outcome(cancelled, 1), crate::PaymentsOutcome::Cancelled);
+    assert_eq!(p.ch[0].payments_outcome(cancelled + 1, 1), crate::PaymentsOutcome::Acked);
+    assert_eq!(p.ch[0].payments_outcome(first, 4), crate::PaymentsOutcome::Cancelled, "a range holding it");
+    // A refused proposal's payments are cancelled too.
+    let refused = p.pay(0, 3).expect("pay");
+    let m = p.ch[0].propose().expect("propose").expect("proposal");
+    assert!(!p.ch[0].withdraw_proposal_if(m.digest()).is_empty());
+    assert_eq!(p.ch[0].payments_outcome(refused, 1), crate::PaymentsOutcome::Cancelled);
+}

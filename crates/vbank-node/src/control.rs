@@ -64,6 +64,10 @@ pub enum Request {
         count: u64,
         /// Seconds to wait for the peer.
         timeout_secs: u64,
+        /// An id the client chose: the same id given again pays once (see
+        /// [`Service::pay_with_id`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     /// Agree a cooperative close (see [`Service::close`]).
     Close {
@@ -388,10 +392,12 @@ impl<S: Store + Send + 'static> Service<S> {
                 self.open(params, seed, secs(timeout_secs)).await?;
                 Reply::Done
             }
-            Request::Pay { channel, amount, count, timeout_secs } => {
+            Request::Pay { channel, amount, count, timeout_secs, id } => {
                 self.link_for(channel).await?;
-                let Paid { count, amount, nonce } =
-                    self.pay_until(channel, amount, count, secs(timeout_secs), stop).await?;
+                let Paid { count, amount, nonce } = match id {
+                    Some(pid) => self.pay_with_id(&pid, channel, amount, count, secs(timeout_secs), stop).await?,
+                    None => self.pay_until(channel, amount, count, secs(timeout_secs), stop).await?,
+                };
                 Reply::Paid { count, amount, nonce }
             }
             Request::Close { channel, timeout_secs } => {

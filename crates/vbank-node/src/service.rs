@@ -335,6 +335,7 @@ struct Inner<S: Store> {
 }
 
 mod router;
+pub(crate) use router::PaymentKey;
 pub use router::{ForwardFees, PayOptions, Payment, PaymentStatus};
 
 /// Channel locks: channels whose addresses fall on the same stripe share one (with random
@@ -421,6 +422,9 @@ impl<S: Store + Send + 'static> Service<S> {
                 routing: Mutex::new(()),
             }),
         };
+        // Payments with an id recorded in flight whose payments were never queued (a crash came
+        // between the record and the queue) are forgotten before anything else can be queued.
+        svc.forget_unqueued_id_payments();
         // Routed locks are handled from the start (in a runtime; a service made outside one
         // handles none until `start_routing`).
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -1269,6 +1273,20 @@ impl<S: Store + Send + 'static> Service<S> {
         timeout: Duration,
         stop: impl Future<Output = ()>,
     ) -> Result<Paid> {
+        self.pay_inner(id, amount, count, timeout, stop, None).await
+    }
+
+    /// [`Service::pay_until`]; with `record`, the record of a payment with a client-chosen id is
+    /// stored under the channel's lock just before its payments are queued (its first id known).
+    pub(crate) async fn pay_inner(
+        &self,
+        id: Address,
+        amount: Amount,
+        count: u64,
+        timeout: Duration,
+        stop: impl Future<Output = ()>,
+        record: Option<&PaymentKey>,
+    ) -> Result<Paid> {
         self.refresh_funding(id).await?;
         let mut stop = std::pin::pin!(stop);
         let stopped;
@@ -1276,9 +1294,23 @@ impl<S: Store + Send + 'static> Service<S> {
         let mut rx = self.subscribe();
         let (first, last) = {
             let _lock = self.lock_channel(id).await;
+            if let Some(key) = record {
+                let first =
+                    self.inner.node.lock().await.channel(id).ok_or(Error::UnknownChannel(id))?.next_payment_id();
+                self.record_in_flight(key, id, amount, count, first).await?;
+            }
             let mut poll_stop = || stop.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready();
-            let ((ids, peer, out), was_stopped) =
-                self.commit(|node| self.queue_payments(node, id, amount, count, &mut poll_stop)).await?;
+            let queued = self.commit(|node| self.queue_payments(node, id, amount, count, &mut poll_stop)).await;
+            let ((ids, peer, out), was_stopped) = match queued {
+                Ok(q) => q,
+                Err(e) => {
+                    // Nothing was queued: the id's record goes (a retry may pay).
+                    if let Some(key) = record {
+                        self.forget_id_payment(key).await?;
+                    }
+                    return Err(e);
+                }
+            };
             stopped = was_stopped;
             self.send(peer, out);
             ids

@@ -66,6 +66,8 @@ pub enum RecordKind {
     Payment = 3,
     /// Node announcements, by node address.
     Announcement = 4,
+    /// Channel payments made with an id the client chose (DESIGN §2 rule 11), by that id.
+    ChannelPayment = 5,
 }
 
 fn record_key(kind: RecordKind, key: &[u8]) -> Vec<u8> {

@@ -150,7 +150,7 @@ async fn the_control_socket_answers_and_refuses_bad_requests() {
         other => panic!("{other:?}"),
     }
     // A request on an unknown channel: an error reply, and the session goes on.
-    let pay = Request::Pay { channel: Address::repeat_byte(9), amount: 1, count: 1, timeout_secs: 1 };
+    let pay = Request::Pay { channel: Address::repeat_byte(9), amount: 1, count: 1, timeout_secs: 1, id: None };
     let e = c.request(&pay).await.expect_err("unknown channel");
     assert!(e.to_string().contains("unknown channel"), "{e}");
     // Not linked: refused before anything is stored.
@@ -219,7 +219,7 @@ async fn a_restarted_node_links_to_the_peers_it_remembers() {
 
     // A request on a restarted node links by itself (one-shot commands work this way).
     let alice = service(dir.path(), 1, None);
-    let pay = Request::Pay { channel: id, amount: 9, count: 1, timeout_secs: 30 };
+    let pay = Request::Pay { channel: id, amount: 9, count: 1, timeout_secs: 30, id: None };
     assert!(matches!(alice.control(pay).await, Reply::Paid { amount: 9, .. }));
     alice.shutdown().await;
     drop(alice);
@@ -339,4 +339,75 @@ async fn a_peer_may_have_at_most_four_channels_opening_at_once() {
         }
     }
     assert_eq!(bob.node().lock().await.channel_ids().len(), 4, "the fifth was not stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_id_given_twice_pays_once_and_a_failed_one_stays_failed() {
+    let never = std::future::pending::<()>;
+    let dir = tempfile::tempdir().expect("dir");
+    let alice = service(dir.path(), 1, None);
+    let bob = service(dir.path(), 2, Some(admission()));
+    let addr = listen(&bob).await;
+    alice.connect(&addr).await.expect("connect");
+    let id = params(3).contract;
+    alice.open(params(3), B256::repeat_byte(9), T).await.expect("open");
+    let balances = || async { alice.node().lock().await.channel(id).expect("ch").balances() };
+
+    // Paid once, whatever the number of retries (DESIGN §2 rule 11).
+    let first = alice.pay_with_id("order-1", id, 1_000, 2, T, never()).await.expect("paid");
+    let again = alice.pay_with_id("order-1", id, 1_000, 2, T, never()).await.expect("the stored outcome");
+    assert_eq!(again, first);
+    assert_eq!(balances().await, [998_000, 1_002_000]);
+    // The same id for another payment is refused.
+    let e = alice.pay_with_id("order-1", id, 5, 1, T, never()).await.expect_err("another payment");
+    assert!(e.to_string().contains("given to another payment"), "{e}");
+    // Refused before anything was queued (an overdraft): nothing recorded, the id can be used.
+    assert!(alice.pay_with_id("order-2", id, 10_000_000, 1, T, never()).await.is_err());
+    alice.pay_with_id("order-2", id, 10, 1, T, never()).await.expect("the id was free");
+    assert_eq!(balances().await, [997_990, 1_002_010]);
+
+    // Bob freezes the channel (closing): he refuses Alice's next proposal, so her payment fails,
+    // and it stays failed: asking again does not send it.
+    bob.settle_for(id, "closing").await.expect("freeze");
+    let e = alice.pay_with_id("order-3", id, 7, 1, T, never()).await.expect_err("refused");
+    let again = alice.pay_with_id("order-3", id, 7, 1, T, never()).await.expect_err("failed for good");
+    assert!(again.to_string().contains("failed for good"), "{e} / {again}");
+    assert_eq!(balances().await, [997_990, 1_002_010]);
+    assert_eq!(alice.node().lock().await.channel(id).expect("ch").queued(), 0, "nothing left to go out later");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_id_recorded_but_never_queued_before_a_crash_can_be_used_again() {
+    use vbank_node::{RecordKind, Store};
+    let dir = tempfile::tempdir().expect("dir");
+    let id = params(3).contract;
+    {
+        let alice = service(dir.path(), 1, None);
+        let bob = service(dir.path(), 2, Some(admission()));
+        let addr = listen(&bob).await;
+        alice.connect(&addr).await.expect("connect");
+        alice.open(params(3), B256::repeat_byte(9), T).await.expect("open");
+        // The crash came between the id's record and the queue: the record names the next
+        // payment id, which the channel never gave out.
+        let next = alice.node().lock().await.channel(id).expect("ch").next_payment_id();
+        let record = serde_json::json!({
+            "id": "order-9", "channel": id, "amount": 5, "count": 1, "first": next, "status": "in_flight"
+        });
+        let key = alloy_primitives::keccak256(b"order-9");
+        let node = alice.node().lock().await;
+        node.store()
+            .put_record(RecordKind::ChannelPayment, key.as_slice(), Some(&serde_json::to_vec(&record).expect("json")))
+            .expect("put");
+        drop(node);
+        alice.shutdown().await;
+        bob.shutdown().await;
+    }
+    // After the restart the record is gone (nothing of it went out): the id pays, once.
+    let alice = service(dir.path(), 1, None);
+    let bob = service(dir.path(), 2, Some(admission()));
+    let addr = listen(&bob).await;
+    alice.connect(&addr).await.expect("connect");
+    alice.pay_with_id("order-9", id, 5, 1, T, std::future::pending()).await.expect("paid");
+    alice.pay_with_id("order-9", id, 5, 1, T, std::future::pending()).await.expect("once");
+    assert_eq!(alice.node().lock().await.channel(id).expect("ch").balances(), [999_995, 1_000_005]);
 }

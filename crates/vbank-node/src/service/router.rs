@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use alloy_primitives::keccak256;
 use serde::{Deserialize, Serialize};
-use vbank_core::{HashLock, LockChange, LockMove, preimage_hash};
+use vbank_core::{HashLock, LockChange, LockMove, PaymentsOutcome, preimage_hash};
 use vbank_onion::{HopPayload, OnionPacket, secp256k1};
 
 use super::{Address, Amount, B256, Error, Event, Frame, Funding, Notice, Phase, Result, Service, Store, locked};
@@ -968,4 +968,152 @@ impl<S: Store + Send + 'static> Service<S> {
 enum Decision {
     Claim(B256, String),
     Forward { out: Address, amount: Amount, next_packet: Vec<u8> },
+}
+
+/// The record key of a channel payment with a client-chosen id.
+#[derive(Debug, Clone)]
+pub(crate) struct PaymentKey {
+    id: String,
+    key: Vec<u8>,
+}
+
+/// A channel payment made with a client-chosen id (DESIGN §2 rule 11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct IdPayment {
+    id: String,
+    channel: Address,
+    amount: Amount,
+    count: u64,
+    /// The core's id of its first payment (the others follow).
+    first: u64,
+    status: IdStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum IdStatus {
+    InFlight,
+    Acked { nonce: u64 },
+    Failed { reason: String },
+}
+
+/// The longest payment id taken.
+const MAX_PAYMENT_ID: usize = 256;
+
+impl<S: Store + Send + 'static> Service<S> {
+    /// Pays as [`Service::pay_until`], under a payment id the client chose: the same id given
+    /// again pays once (DESIGN §2 rule 11). An id acknowledged returns the stored result; one that
+    /// failed fails again; one in flight is reported in flight (its payments are never sent a
+    /// second time); an id given for another channel, amount or count is refused. An id whose
+    /// payments were never queued (refused at once, or a crash before the queue) may be used again.
+    pub async fn pay_with_id(
+        &self,
+        pid: &str,
+        channel: Address,
+        amount: Amount,
+        count: u64,
+        timeout: std::time::Duration,
+        stop: impl Future<Output = ()>,
+    ) -> Result<super::Paid> {
+        if pid.is_empty() || pid.len() > MAX_PAYMENT_ID {
+            return Err(Error::Payment(format!("a payment id has 1 to {MAX_PAYMENT_ID} bytes")));
+        }
+        let key = PaymentKey { id: pid.to_string(), key: keccak256(pid.as_bytes()).to_vec() };
+        let total = amount.saturating_mul(Amount::from(count));
+        if let Some(rec) = self.get::<IdPayment>(RecordKind::ChannelPayment, &key.key).await? {
+            if (rec.channel, rec.amount, rec.count) != (channel, amount, count) {
+                return Err(Error::Payment(format!(
+                    "payment id {pid} was given to another payment ({} × {} wei on channel {})",
+                    rec.count, rec.amount, rec.channel
+                )));
+            }
+            return match rec.status {
+                IdStatus::Acked { nonce } => Ok(super::Paid { count, amount: total, nonce }),
+                IdStatus::Failed { reason } => Err(Error::Payment(format!("payment {pid} failed for good: {reason}"))),
+                IdStatus::InFlight => match self.id_outcome(&rec).await {
+                    (PaymentsOutcome::Acked, nonce) => {
+                        self.save_id_payment(IdPayment { status: IdStatus::Acked { nonce }, ..rec }).await?;
+                        Ok(super::Paid { count, amount: total, nonce })
+                    }
+                    (PaymentsOutcome::Cancelled, _) => {
+                        let reason = "its payments were cancelled (refused, or the channel closed)".to_string();
+                        self.save_id_payment(IdPayment { status: IdStatus::Failed { reason: reason.clone() }, ..rec })
+                            .await?;
+                        Err(Error::Payment(format!("payment {pid} failed for good: {reason}")))
+                    }
+                    _ => Err(Error::Payment(format!(
+                        "payment {pid} is in flight: not acknowledged yet, and never sent twice; ask again later"
+                    ))),
+                },
+            };
+        }
+        let result = self.pay_inner(channel, amount, count, timeout, stop, Some(&key)).await;
+        let Some(rec) = self.get::<IdPayment>(RecordKind::ChannelPayment, &key.key).await? else {
+            return result; // nothing was queued
+        };
+        let status = match &result {
+            Ok(paid) => IdStatus::Acked { nonce: paid.nonce },
+            Err(e) => match self.id_outcome(&rec).await {
+                (PaymentsOutcome::Acked, nonce) => IdStatus::Acked { nonce },
+                (PaymentsOutcome::Cancelled, _) => IdStatus::Failed { reason: e.to_string() },
+                _ => IdStatus::InFlight,
+            },
+        };
+        let acked = match status {
+            IdStatus::Acked { nonce } => Some(nonce),
+            _ => None,
+        };
+        self.save_id_payment(IdPayment { status, ..rec }).await?;
+        match (result, acked) {
+            (Err(_), Some(nonce)) => Ok(super::Paid { count, amount: total, nonce }),
+            (r, _) => r,
+        }
+    }
+
+    /// What became of `rec`'s payments on its channel, and the channel's sheet now.
+    async fn id_outcome(&self, rec: &IdPayment) -> (PaymentsOutcome, u64) {
+        let node = self.inner.node.lock().await;
+        match node.channel(rec.channel) {
+            Some(ch) => (ch.payments_outcome(rec.first, rec.count), ch.nonce()),
+            None => (PaymentsOutcome::Unknown, 0),
+        }
+    }
+
+    async fn save_id_payment(&self, rec: IdPayment) -> Result<()> {
+        let key = keccak256(rec.id.as_bytes()).to_vec();
+        self.put(RecordKind::ChannelPayment, key, Some(json(&rec)?)).await
+    }
+
+    /// Records, under the channel's lock and before its payments are queued, a payment with an id.
+    pub(crate) async fn record_in_flight(
+        &self,
+        key: &PaymentKey,
+        channel: Address,
+        amount: Amount,
+        count: u64,
+        first: u64,
+    ) -> Result<()> {
+        let rec = IdPayment { id: key.id.clone(), channel, amount, count, first, status: IdStatus::InFlight };
+        self.put(RecordKind::ChannelPayment, key.key.clone(), Some(json(&rec)?)).await
+    }
+
+    /// Deletes a payment's record (nothing of it was queued).
+    pub(crate) async fn forget_id_payment(&self, key: &PaymentKey) -> Result<()> {
+        self.put(RecordKind::ChannelPayment, key.key.clone(), None).await
+    }
+
+    /// At start: a payment recorded in flight whose first id was never given out was never
+    /// queued (the crash came between its record and its queue): its record goes.
+    pub(crate) fn forget_unqueued_id_payments(&self) {
+        let Ok(node) = self.inner.node.try_lock() else { return };
+        let store = node.store();
+        let Ok(rows) = store.records(RecordKind::ChannelPayment) else { return };
+        for (k, v) in rows {
+            let Ok(rec) = serde_json::from_slice::<IdPayment>(&v) else { continue };
+            let queued = node.channel(rec.channel).is_some_and(|c| c.next_payment_id() > rec.first);
+            if rec.status == IdStatus::InFlight && !queued {
+                let _ = store.put_record(RecordKind::ChannelPayment, &k, None);
+            }
+        }
+    }
 }
