@@ -2,7 +2,7 @@
 # vbank's one test command: installs the pinned toolchain, then runs every check and test.
 #   contracts: forge fmt --check, forge test (unit, fuzz, invariant), gas snapshot check, slither,
 #              the EIP-1153 check on anvil (hardfork-check.sh: deployment refused on shanghai)
-#   rust:      cargo fmt --check, cargo clippy -D warnings, cargo test (unit, property, end-to-end)
+#   rust:      cargo fmt --check, cargo clippy -D warnings, cargo test (unit, property, end-to-end), the examples
 # Skip a half with VBANK_SKIP=contracts or VBANK_SKIP=rust (for local iteration only).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -34,4 +34,6 @@ if [[ ${VBANK_SKIP:-} != rust ]]; then
   cargo clippy --workspace --all-targets --locked -- -D warnings
   step "cargo test"
   cargo test --workspace --locked
+  step "examples (the library in a few lines, on a spawned anvil)"
+  cargo run --locked -q -p vbank --example open_pay_close
 fi

@@ -1,0 +1,282 @@
+//! A node an application embeds: one builder, then `open_channel`, `pay`, `close`, invoices and
+//! routed payments, with the chain followed by itself (issue #18, first part).
+
+use std::{path::PathBuf, time::Duration};
+
+use alloy::primitives::{Address, B256};
+use alloy::signers::local::PrivateKeySigner;
+use vbank_client::{Chain, Factory, OnChain, OnChainState, TxReport};
+use vbank_core::{Amount, ChannelParams, Funding, Settlement};
+use vbank_node::{ChannelStatus, ForwardFees, NodeUri, PayOptions, Payment, RedbStore, Service};
+
+use crate::{ChainClock, ChainDriver, ChainEvent, DriverConfig};
+
+/// Why a node could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The node (store, peer, protocol) refused or failed.
+    #[error(transparent)]
+    Node(#[from] vbank_node::Error),
+    /// The chain refused or failed.
+    #[error(transparent)]
+    Chain(#[from] vbank_client::Error),
+    /// This needs a chain endpoint ([`Builder::chain`]).
+    #[error("this node has no chain endpoint: give Builder::chain an RPC URL")]
+    NoChain,
+    /// Something took longer than allowed.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// A bad argument.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The result of a node's operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Builds a [`Node`]: its store and key, then what it should do.
+#[derive(Debug)]
+pub struct Builder {
+    store: PathBuf,
+    signer: PrivateKeySigner,
+    rpc_url: Option<String>,
+    listen: String,
+    accept: Option<(u64, u64)>,
+    forward: Option<ForwardFees>,
+    config: DriverConfig,
+    timeout: Duration,
+}
+
+impl Builder {
+    /// A node of `signer`'s party on the redb store at `store` (created if missing, 0600).
+    pub fn new(store: impl Into<PathBuf>, signer: PrivateKeySigner) -> Self {
+        Self {
+            store: store.into(),
+            signer,
+            rpc_url: None,
+            listen: "127.0.0.1:0".into(),
+            accept: None,
+            forward: None,
+            config: DriverConfig::default(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Follows this chain: watching and punishing (on by default once a chain is given),
+    /// deposits, the on-chain side of locks, the channel graph.
+    pub fn chain(mut self, rpc_url: impl Into<String>) -> Self {
+        self.rpc_url = Some(rpc_url.into());
+        self
+    }
+
+    /// Listens for peers here (default `127.0.0.1:0`, any free port).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = addr.into();
+        self
+    }
+
+    /// Joins channels peers open, once verified on chain, with a lock period in this range.
+    pub fn accept_channels(mut self, min_lock: u64, max_lock: u64) -> Self {
+        self.accept = Some((min_lock, max_lock));
+        self
+    }
+
+    /// Pays its deposit into channels it joined, up to this much.
+    pub fn auto_deposit(mut self, max: Amount) -> Self {
+        self.config.auto_deposit = Some(max);
+        self
+    }
+
+    /// Forwards payments for others for these fees.
+    pub fn forward(mut self, fees: ForwardFees) -> Self {
+        self.forward = Some(fees);
+        self
+    }
+
+    /// How often the chain is read (default 1 s).
+    pub fn poll(mut self, every: Duration) -> Self {
+        self.config.poll = every;
+        self
+    }
+
+    /// How long an operation waits for a peer or the chain (default 60 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Opens the store, connects to the chain, listens, and starts following the chain.
+    pub async fn start(self) -> Result<Node> {
+        let chain = match &self.rpc_url {
+            Some(url) => Some(Chain::connect(url, self.signer.clone(), None).await?),
+            None => None,
+        };
+        let clock = ChainClock::new();
+        if let Some(c) = &chain {
+            clock.observe(c.timestamp().await?);
+        }
+        if let Some((min, max)) = self.accept
+            && (min > max || chain.is_none())
+        {
+            return Err(Error::Invalid("accept_channels needs a chain and min_lock <= max_lock".into()));
+        }
+        let store = RedbStore::open(&self.store)?;
+        let node = vbank_node::Node::open(self.signer.clone(), store)?.with_clock(clock.clock());
+        let node = if chain.is_some() { node.follow_chain() } else { node };
+        let admission = match (self.accept, &chain) {
+            (Some((min, max)), Some(c)) => Some(crate::admission(c.clone(), min, max)),
+            _ => None,
+        };
+        let service = Service::new(node, self.signer.clone(), admission);
+        let listener = tokio::net::TcpListener::bind(&self.listen)
+            .await
+            .map_err(|e| Error::Invalid(format!("listening on {}: {e}", self.listen)))?;
+        service.listen(listener);
+        service.load_graph().await?;
+        service.relink().await?;
+        service.spawn_ticker(self.config.poll);
+        if let Some(fees) = self.forward {
+            service.set_forwarding(Some(fees)).await?;
+        }
+        let driver = chain.as_ref().map(|c| {
+            service.set_funding_check(crate::funding_check(c.clone()));
+            let mut d = ChainDriver::new(service.clone(), c.clone(), clock.clone(), self.config);
+            d.start();
+            d
+        });
+        Ok(Node { service, driver, chain, timeout: self.timeout })
+    }
+}
+
+/// A running node (see [`Builder`]). Dropping it stops following the chain; [`Node::stop`] also
+/// closes its links.
+#[derive(Debug)]
+pub struct Node {
+    service: Service<RedbStore>,
+    driver: Option<ChainDriver<RedbStore>>,
+    chain: Option<Chain>,
+    timeout: Duration,
+}
+
+impl Node {
+    /// The party's address.
+    pub fn address(&self) -> Address {
+        self.service.address()
+    }
+
+    /// Where peers reach this node.
+    pub fn uri(&self) -> Option<NodeUri> {
+        self.service.own_uri()
+    }
+
+    /// The service underneath, for what this API does not cover yet.
+    pub fn service(&self) -> &Service<RedbStore> {
+        &self.service
+    }
+
+    /// What the chain driver sees and does (watching, punishing, deposits, locks).
+    pub fn chain_events(&self) -> Option<tokio::sync::broadcast::Receiver<ChainEvent>> {
+        self.driver.as_ref().map(ChainDriver::subscribe)
+    }
+
+    fn chain(&self) -> Result<&Chain> {
+        self.chain.as_ref().ok_or(Error::NoChain)
+    }
+
+    /// Opens a channel with the node at `peer` as party 0: the factory (deployed if the chain has
+    /// none) opens the contract, sheet 0 is agreed with the peer's node, this party deposits,
+    /// and the call returns once the peer's deposit is in too (its node pays it with
+    /// `auto_deposit`). Returns the channel's address.
+    pub async fn open_channel(&self, peer: &NodeUri, deposits: [Amount; 2], lock_period: u64) -> Result<Address> {
+        let chain = self.chain()?;
+        if !self.service.connected().contains(&peer.address()) {
+            self.service.connect(peer).await?;
+        }
+        vbank_client::deploy_factory(chain).await?;
+        let mut params = ChannelParams {
+            chain_id: chain.chain_id(),
+            contract: Address::ZERO,
+            parties: [self.address(), peer.address()],
+            deposits,
+            lock_period,
+            token: Address::ZERO,
+            salt: B256::from(PrivateKeySigner::random().to_bytes()),
+        };
+        let (id, _) = Factory::new(chain.clone()).open(&params).await?;
+        params.contract = id;
+        let seed = B256::from(PrivateKeySigner::random().to_bytes());
+        self.service.open(params.clone(), seed, self.timeout).await?;
+        let onchain = OnChain::new(chain.clone(), id);
+        onchain.deposit_agreed(&params).await?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        while onchain.state().await? != OnChainState::Running {
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Timeout(format!("the peer's deposit into {id}")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.service.set_funding(id, Funding::Running).await?;
+        Ok(id)
+    }
+
+    /// Pays `amount` wei to the peer of `channel` and waits for the acknowledgement. Returns the
+    /// payment's id: [`Node::pay_with_id`] with it again pays nothing more.
+    pub async fn pay(&self, channel: Address, amount: Amount) -> Result<String> {
+        let id = format!("{:x}", B256::from(PrivateKeySigner::random().to_bytes()));
+        self.pay_with_id(&id, channel, amount).await?;
+        Ok(id)
+    }
+
+    /// Pays under an id the application chose (an order number): the same id pays once.
+    pub async fn pay_with_id(&self, id: &str, channel: Address, amount: Amount) -> Result<()> {
+        self.service.pay_with_id(id, channel, amount, 1, self.timeout, std::future::pending()).await?;
+        Ok(())
+    }
+
+    /// Issues an invoice for `amount` wei (payable for an hour).
+    pub async fn invoice(&self, amount: Amount, memo: &str) -> Result<vbank_node::network::Invoice> {
+        let chain_id = self.chain()?.chain_id();
+        Ok(self.service.invoice(chain_id, amount, Address::ZERO, memo, 3600).await?)
+    }
+
+    /// Pays an invoice along a route of channels.
+    pub async fn pay_invoice(&self, invoice: &str) -> Result<Payment> {
+        let invoice = vbank_node::network::Invoice::decode(invoice).map_err(|e| Error::Invalid(e.to_string()))?;
+        let opts = PayOptions { timeout: self.timeout, ..PayOptions::default() };
+        Ok(self.service.pay_invoice(&invoice, opts).await?)
+    }
+
+    /// Closes `channel`: cooperatively if the peer answers, else by liquidating with the sheet
+    /// the node chose under the channel's lock after freezing it (see
+    /// [`Service::settle`]). Returns the transaction.
+    pub async fn close(&self, channel: Address) -> Result<TxReport> {
+        let chain = self.chain()?;
+        let (settlement, _) = self.service.settle(channel, true, self.timeout).await?;
+        let onchain = OnChain::new(chain.clone(), channel);
+        Ok(match settlement {
+            Settlement::Cooperative { nonce, balances, signatures } => {
+                onchain.cooperative_close(nonce, balances, &signatures).await?
+            }
+            Settlement::Liquidate(sheet) => onchain.liquidate(&sheet).await?,
+            Settlement::Cancel => onchain.cancel().await?,
+        })
+    }
+
+    /// Every channel, as the node holds it.
+    pub async fn channels(&self) -> Vec<ChannelStatus> {
+        ChannelStatus::of(&*self.service.node().lock().await)
+    }
+
+    /// This party's balance in `channel` (its latest countersigned sheet).
+    pub async fn balance(&self, channel: Address) -> Result<Amount> {
+        let node = self.service.node().lock().await;
+        let ch = node.channel(channel).ok_or(vbank_node::Error::UnknownChannel(channel))?;
+        Ok(ch.balances()[ch.me()])
+    }
+
+    /// Stops the node: the chain is no longer followed, the links close. Everything is stored.
+    pub async fn stop(mut self) {
+        self.driver = None;
+        self.service.shutdown().await;
+    }
+}
