@@ -305,7 +305,8 @@ pub enum PaymentsOutcome {
 pub const MAX_LOCKS: usize = 256;
 
 /// Something the application should know after a step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Event {
     /// Both parties hold a countersigned sheet 0: the deposits can be paid.
     Opened,

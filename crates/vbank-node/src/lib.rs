@@ -20,6 +20,6 @@ pub use service::{
     Admission, CloseSignatures, ForwardFees, FundingCheck, Limits, Notice, Paid, PayOptions, Payment, PaymentStatus,
     Service,
 };
-pub use store::{GroupCommit, MemoryStore, RecordKind, RedbStore, Store, check_private};
+pub use store::{GroupCommit, MemoryStore, RecordKind, RedbStore, Store, check_private, journal_entry};
 pub use transport::{initiate, read_frame, respond, write_frame};
 pub use uri::{NodeUri, UriError, node_key};

@@ -30,6 +30,10 @@ pub struct Node<S: Store> {
     staging: Option<BTreeMap<Address, Option<ChannelState>>>,
     /// The time lock expiries are judged by.
     clock: Clock,
+    /// Whether events are journaled (stored with the states that produced them).
+    journal: bool,
+    /// The events of the steps staged so far, for the journal.
+    journaled: Vec<(Address, Event)>,
 }
 
 /// What [`Node::stage`] changed in memory and not yet stored: the channels' new states, to be
@@ -41,6 +45,7 @@ pub struct Node<S: Store> {
 pub struct Staged<T> {
     before: BTreeMap<Address, Option<ChannelState>>,
     states: Vec<(Address, ChannelState)>,
+    journal: Vec<(Address, Event)>,
     out: T,
 }
 
@@ -48,6 +53,11 @@ impl<T> Staged<T> {
     /// The states to store, by channel.
     pub fn take_states(&mut self) -> Vec<(Address, ChannelState)> {
         std::mem::take(&mut self.states)
+    }
+
+    /// The events to journal with them (see [`Node::with_journal`]).
+    pub fn take_journal(&mut self) -> Vec<(Address, Event)> {
+        std::mem::take(&mut self.journal)
     }
 }
 
@@ -73,6 +83,8 @@ impl<S: Store> Node<S> {
             follows_chain: false,
             staging: None,
             clock: system_clock(),
+            journal: false,
+            journaled: Vec::new(),
         })
     }
 
@@ -92,13 +104,15 @@ impl<S: Store> Node<S> {
             return Err(Error::Store("Node::stage called inside Node::stage".into()));
         }
         self.staging = Some(BTreeMap::new());
+        self.journaled.clear();
         let out = f(self);
         let before = self.staging.take().unwrap_or_default();
+        let journal = std::mem::take(&mut self.journaled);
         match out {
             Ok(out) => {
                 let states =
                     before.keys().filter_map(|id| self.channels.get(id).map(|c| (*id, c.state().clone()))).collect();
-                Ok(Staged { before, states, out })
+                Ok(Staged { before, states, journal, out })
             }
             Err(e) => {
                 self.undo(before);
@@ -132,6 +146,22 @@ impl<S: Store> Node<S> {
                     self.channels.remove(&id);
                 }
             }
+        }
+    }
+
+    /// Journals the events of staged steps: [`Staged::take_journal`] hands them out with the
+    /// states they came with, to be stored in the same transaction (see
+    /// [`crate::GroupCommit::save_with`]), so an application that reads them from the store sees
+    /// each one at least once, whatever crashes.
+    pub fn with_journal(mut self) -> Self {
+        self.journal = true;
+        self
+    }
+
+    /// Adds `events` of channel `id` to the journal of the staged step.
+    fn journal(&mut self, id: Address, events: &[Event]) {
+        if self.journal && self.staging.is_some() {
+            self.journaled.extend(events.iter().map(|e| (id, e.clone())));
         }
     }
 
@@ -393,7 +423,9 @@ impl<S: Store> Node<S> {
         if self.channels.get(&id).is_none_or(Channel::is_idle) {
             return Ok(Vec::new());
         }
-        self.transact(id, |ch| Ok(ch.withdraw_proposal_if(refused)))
+        let events = self.transact(id, |ch| Ok(ch.withdraw_proposal_if(refused)))?;
+        self.journal(id, &events);
+        Ok(events)
     }
 
     /// Freezes channel `id` durably and chooses how to settle it (DESIGN §2 rule 6, see
@@ -401,10 +433,12 @@ impl<S: Store> Node<S> {
     /// stored before it returns, so no update is signed after the choice. Returns the choice and
     /// the events (payments that will not be made).
     pub fn freeze(&mut self, id: Address, reason: &str, violation: bool) -> Result<(Settlement, Vec<Event>)> {
-        self.transact(id, |ch| {
+        let (settlement, events) = self.transact(id, |ch| {
             let (settlement, step) = ch.freeze(reason, violation);
             Ok((settlement, step.events))
-        })
+        })?;
+        self.journal(id, &events);
+        Ok((settlement, events))
     }
 
     /// Records what the chain shows of channel `id`'s contract (stored when it changes); a
@@ -414,7 +448,9 @@ impl<S: Store> Node<S> {
         if ch.funding() == funding {
             return Ok(Vec::new());
         }
-        self.transact(id, |ch| Ok(ch.set_funding(funding).events))
+        let events = self.transact(id, |ch| Ok(ch.set_funding(funding).events))?;
+        self.journal(id, &events);
+        Ok(events)
     }
 
     /// Handles a frame from the authenticated peer `from`. On success the channel's new state is
@@ -430,6 +466,7 @@ impl<S: Store> Node<S> {
         // Every accepted message is stored, whether or not it produced a reply or an event: the
         // core may have moved (a re-queued proposal, a recorded signature).
         let Step { reply, events } = self.transact(*channel, |ch| Ok(ch.handle(message)?))?;
+        self.journal(*channel, &events);
         Ok((reply.map(|message| Frame::channel(*channel, message)), events))
     }
 

@@ -456,7 +456,8 @@ impl<S: Store + Send + 'static> Service<S> {
     /// The caller holds the locks of the channels `f` changes, until it sent what `f` made.
     async fn commit<T>(&self, f: impl FnOnce(&mut Node<S>) -> Result<T>) -> Result<T> {
         let mut staged = self.inner.node.lock().await.stage(f)?;
-        let saved = self.inner.writer.save(staged.take_states()).await;
+        let journal = staged.take_journal();
+        let saved = self.inner.writer.save_with(staged.take_states(), journal).await;
         self.inner.node.lock().await.finish(staged, saved)
     }
 

@@ -11,7 +11,7 @@ use std::{
 
 use alloy_primitives::Address;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use vbank_core::ChannelState;
+use vbank_core::{ChannelState, Event};
 
 use crate::{Error, Result};
 
@@ -49,6 +49,21 @@ pub trait Store: Send + Sync {
         let _ = kind;
         Ok(Vec::new())
     }
+    /// Stores `states` and appends `journal` (events, numbered from the journal's next sequence
+    /// number) durably, all or none. The default stores the states, then the events one by one
+    /// (not atomic: a store that can should do both in one transaction).
+    fn save_journaled(&self, states: &[(Address, &ChannelState)], journal: &[(Address, Event)]) -> Result<()> {
+        self.save_all(states)?;
+        for (channel, event) in journal {
+            let seq = self.next_journal_seq()?;
+            self.put_record(RecordKind::Event, &seq.to_be_bytes(), Some(&journal_entry(*channel, event)?))?;
+        }
+        Ok(())
+    }
+    /// The sequence number the next journaled event gets (the default scans the journal).
+    fn next_journal_seq(&self) -> Result<u64> {
+        Ok(self.records(RecordKind::Event)?.iter().filter_map(|(k, _)| Some(u64::from_be_bytes(k.as_slice().try_into().ok()?) + 1)).max().unwrap_or(0))
+    }
     /// One record (the default reads them all).
     fn record(&self, kind: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.records(kind)?.into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
@@ -68,6 +83,14 @@ pub enum RecordKind {
     Announcement = 4,
     /// Channel payments made with an id the client chose (DESIGN §2 rule 11), by that id.
     ChannelPayment = 5,
+    /// Journaled events ([`crate::Node::with_journal`]), by sequence number (8 bytes, big-endian):
+    /// `{"channel": …, "event": …}`, kept until the application marks them handled.
+    Event = 6,
+}
+
+/// A journal entry's bytes.
+pub fn journal_entry(channel: Address, event: &Event) -> Result<Vec<u8>> {
+    serde_json::to_vec(&serde_json::json!({ "channel": channel, "event": event })).map_err(store_err)
 }
 
 fn record_key(kind: RecordKind, key: &[u8]) -> Vec<u8> {
@@ -91,6 +114,8 @@ fn store_err(e: impl std::fmt::Display) -> Error {
 pub struct RedbStore {
     db: Database,
     syncs: AtomicU64,
+    /// The next journal sequence number (read from the journal at open).
+    next_event: AtomicU64,
 }
 
 /// Refuses a file that group or others may read or write: a store holds the channels' waiver
@@ -131,7 +156,14 @@ impl RedbStore {
         tx.open_table(CHANNELS).map_err(store_err)?;
         tx.open_table(PEERS).map_err(store_err)?;
         tx.commit().map_err(store_err)?;
-        Ok(Self { db, syncs: AtomicU64::new(0) })
+        let store = Self { db, syncs: AtomicU64::new(0), next_event: AtomicU64::new(0) };
+        let next = store
+            .records(RecordKind::Event)?
+            .last()
+            .and_then(|(k, _)| Some(u64::from_be_bytes(k.as_slice().try_into().ok()?) + 1))
+            .unwrap_or(0);
+        store.next_event.store(next, Ordering::SeqCst);
+        Ok(store)
     }
 
     /// Durable commits (one disk sync each) made since the store was opened.
@@ -225,6 +257,31 @@ impl Store for RedbStore {
         })
     }
 
+    fn save_journaled(&self, states: &[(Address, &ChannelState)], journal: &[(Address, Event)]) -> Result<()> {
+        let bytes = states.iter().map(|(c, s)| Ok((c, s.to_bytes()?))).collect::<Result<Vec<_>>>()?;
+        let entries = journal.iter().map(|(c, e)| journal_entry(*c, e)).collect::<Result<Vec<_>>>()?;
+        let first = self.next_event.load(Ordering::SeqCst);
+        self.durably(|tx| {
+            let mut t = tx.open_table(CHANNELS).map_err(store_err)?;
+            for (channel, bytes) in &bytes {
+                t.insert(&channel.0.0, bytes.as_slice()).map_err(store_err)?;
+            }
+            let mut r = tx.open_table(RECORDS).map_err(store_err)?;
+            for (i, entry) in entries.iter().enumerate() {
+                let key = record_key(RecordKind::Event, &(first + i as u64).to_be_bytes());
+                r.insert(key.as_slice(), entry.as_slice()).map_err(store_err)?;
+            }
+            Ok(())
+        })?;
+        // Only the writer thread journals: the numbers advance once the batch is durable.
+        self.next_event.store(first + entries.len() as u64, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn next_journal_seq(&self) -> Result<u64> {
+        Ok(self.next_event.load(Ordering::SeqCst))
+    }
+
     fn record(&self, kind: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let tx = self.db.begin_read().map_err(store_err)?;
         let t = match tx.open_table(RECORDS) {
@@ -311,6 +368,7 @@ const MAX_BATCH: usize = 4096;
 
 struct Job {
     states: Vec<(Address, ChannelState)>,
+    journal: Vec<(Address, Event)>,
     done: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
@@ -355,7 +413,9 @@ impl GroupCommit {
                 }
                 let all: Vec<(Address, &ChannelState)> =
                     jobs.iter().flat_map(|j| j.states.iter().map(|(c, s)| (*c, s))).collect();
-                let outcome = store.save_all(&all);
+                let journal: Vec<(Address, Event)> = jobs.iter().flat_map(|j| j.journal.iter().cloned()).collect();
+                let outcome =
+                    if journal.is_empty() { store.save_all(&all) } else { store.save_journaled(&all, &journal) };
                 b.fetch_add(1, Ordering::Relaxed);
                 n.fetch_add(all.len() as u64, Ordering::Relaxed);
                 for job in jobs {
@@ -372,12 +432,17 @@ impl GroupCommit {
     /// Stores `states` durably, with whatever other channels hand over meanwhile; returns once
     /// they are on disk (or the batch failed).
     pub async fn save(&self, states: Vec<(Address, ChannelState)>) -> Result<()> {
-        if states.is_empty() {
+        self.save_with(states, Vec::new()).await
+    }
+
+    /// As [`GroupCommit::save`], journaling `journal` in the same transaction.
+    pub async fn save_with(&self, states: Vec<(Address, ChannelState)>, journal: Vec<(Address, Event)>) -> Result<()> {
+        if states.is_empty() && journal.is_empty() {
             return Ok(());
         }
         let gone = || Error::Store("the store's writer thread stopped".into());
         let (done, wait) = tokio::sync::oneshot::channel();
-        self.tx.as_ref().ok_or_else(gone)?.send(Job { states, done }).map_err(|_| gone())?;
+        self.tx.as_ref().ok_or_else(gone)?.send(Job { states, journal, done }).map_err(|_| gone())?;
         wait.await.map_err(|_| gone())?
     }
 
