@@ -277,11 +277,21 @@ pub struct LockPolicy {
     /// A lock to this party is expired by the peer only once its expiry plus this grace has
     /// passed on this party's clock.
     pub grace: u64,
+    /// The peer's claim (fulfil) of a lock from this party is taken off-chain only this long
+    /// before the lock's expiry, unless this party already knows the preimage: later, this party
+    /// could not learn the preimage in time to claim the lock it forwarded (one expiry per route,
+    /// rule 8), so the peer must reveal it on the registry instead, where it counts for every hop.
+    #[serde(default = "default_claim_margin")]
+    pub claim_margin: u64,
+}
+
+fn default_claim_margin() -> u64 {
+    300
 }
 
 impl Default for LockPolicy {
     fn default() -> Self {
-        Self { min_window: 600, max_window: 14 * 24 * 3600, grace: 120 }
+        Self { min_window: 600, max_window: 14 * 24 * 3600, grace: 120, claim_margin: default_claim_margin() }
     }
 }
 
@@ -773,6 +783,16 @@ impl Channel {
                     if !lock.opens(preimage) {
                         return bad(format!("the preimage does not open lock {}", lock.hash));
                     }
+                    if checking && !self.state.preimages.contains_key(&lock.hash) {
+                        let now = self.now()?;
+                        if now.saturating_add(self.state.policy.claim_margin) > lock.expiry {
+                            return bad(format!(
+                                "the claim of lock {} comes too late (expiry {}, now {now}, margin {} s): reveal the \
+                                 preimage on the registry",
+                                lock.hash, lock.expiry, self.state.policy.claim_margin
+                            ));
+                        }
+                    }
                     take(&mut locks, lock, proposer)?;
                     credit(&mut balances, proposer, lock.amount)?;
                 }
@@ -1169,7 +1189,54 @@ impl Channel {
                 ));
             }
         }
+        // A claim this party committed whose revocation the peer withholds: the peer's previous
+        // sheet still holds the lock and cannot be punished, so the preimage must be on the
+        // registry by the expiry (then `unlock` pays the lock to this party whichever sheet is
+        // liquidated), and a channel stuck that way past the expiry is settled.
+        if let Flight::Committed { moves, .. } = &self.state.flight {
+            for m in moves {
+                let LockMove::Fulfil { lock: l, preimage } = m else { continue };
+                if now <= l.expiry && (ended || now.saturating_add(reveal_window) >= l.expiry) {
+                    duties.reveal.push(Reveal { hash: l.hash, preimage: *preimage, expiry: l.expiry });
+                }
+                if now > l.expiry.saturating_add(grace)
+                    && duties.liquidate.is_none()
+                    && !ended
+                    && self.state.frozen.is_none()
+                {
+                    duties.liquidate = Some(format!(
+                        "the peer withholds its revocation of the sheet before this party's claim of lock {}",
+                        l.hash
+                    ));
+                }
+            }
+        }
         duties
+    }
+
+    /// Whether a lock on `hash` from this party to the peer is still pending anywhere: queued,
+    /// proposed, in the latest sheet or in an update in flight.
+    pub fn lock_pending(&self, hash: &B256) -> bool {
+        let peer = self.peer() as u8;
+        let adds = |moves: &[LockMove]| moves.iter().any(|m| matches!(m, LockMove::Add(l) if l.hash == *hash));
+        let in_flight = match &self.state.flight {
+            Flight::Proposed { moves, locks, .. } => adds(moves) || locks.iter().any(|l| l.hash == *hash),
+            Flight::Committed { moves, .. } => adds(moves),
+            Flight::Countersigned { locks, .. } => locks.iter().any(|l| l.hash == *hash && l.receiver == peer),
+            Flight::Idle => false,
+        };
+        in_flight || adds(&self.state.lock_queue) || self.locks().iter().any(|l| l.hash == *hash && l.receiver == peer)
+    }
+
+    /// The lock lists of the sheets the peer may liquidate with besides this party's latest: an
+    /// update in flight's (for `unlock`, which needs the list whose root was liquidated).
+    pub fn lock_lists(&self) -> Vec<Vec<HashLock>> {
+        let mut lists = vec![self.locks().to_vec()];
+        match &self.state.flight {
+            Flight::Proposed { locks, .. } | Flight::Countersigned { locks, .. } => lists.push(locks.clone()),
+            _ => {}
+        }
+        lists
     }
 
     /// Why the channel is frozen, if it is.

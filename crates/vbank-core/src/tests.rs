@@ -1334,3 +1334,61 @@ fn payments_outcome_tells_acknowledged_from_cancelled_and_pending() {
     assert!(!p.ch[0].withdraw_proposal_if(m.digest()).is_empty());
     assert_eq!(p.ch[0].payments_outcome(refused, 1), crate::PaymentsOutcome::Cancelled);
 }
+
+#[test]
+fn a_claim_too_close_to_the_expiry_is_refused_unless_the_preimage_is_known() {
+    // The review's attack: Bob (an intermediary) forwarded a lock; the next hop sits on the
+    // preimage and claims only when Bob could no longer claim upstream in time. Alice plays that
+    // hop's sender here: Alice locks to Bob, Bob claims late.
+    let mut p = Pair::opened();
+    let lock = p.ch[0].add_lock(100, preimage_hash(&secret(6)), p.now + HOUR).expect("add");
+    p.paid[0] += 100;
+    p.settle();
+    let margin = p.ch[0].state().policy.claim_margin;
+    p.run(&Action::Tick(HOUR - margin + 1));
+    p.ch[1].fulfil(secret(6)).expect("fulfil");
+    let late = p.ch[1].propose().expect("propose").expect("proposal");
+    let e = p.ch[0].handle(&late).expect_err("too late");
+    assert!(e.to_string().contains("too late"), "{e}");
+    assert_eq!(p.ch[0].locks(), [lock], "nothing changed");
+    // Once Alice knows the preimage (from the registry, where Bob revealed it), she takes it.
+    p.ch[0].learn_preimage(secret(6));
+    p.ch[0].handle(&late).expect("countersigned");
+}
+
+#[test]
+fn a_claim_whose_revocation_is_withheld_is_revealed_on_chain_and_settled() {
+    let mut p = Pair::opened();
+    let lock = lock_to_bob(&mut p, 100, 7, HOUR);
+    // Bob claims; Alice countersigns and Bob commits, but Alice never revokes: her previous
+    // sheet still holds the lock and cannot be punished.
+    p.ch[1].fulfil(secret(7)).expect("fulfil");
+    let m = p.ch[1].propose().expect("propose").expect("proposal");
+    let cs = p.ch[0].handle(&m).expect("countersign").reply.expect("reply");
+    let commit = p.ch[1].handle(&cs).expect("commit").reply.expect("reply");
+    assert!(matches!(commit, Message::Commit { .. }));
+    assert!(p.ch[1].locks().is_empty(), "Bob's latest sheet no longer holds the lock");
+    let window = 300;
+    let d = p.ch[1].chain_duties(lock.expiry - window, window);
+    assert_eq!(d.reveal, [Reveal { hash: lock.hash, preimage: secret(7), expiry: lock.expiry }]);
+    let grace = p.ch[1].state().policy.grace;
+    assert!(p.ch[1].chain_duties(lock.expiry + grace + 1, window).liquidate.is_some());
+}
+
+#[test]
+fn lock_pending_sees_a_lock_queued_proposed_or_in_the_sheet() {
+    let mut p = Pair::opened();
+    let hash = preimage_hash(&secret(8));
+    assert!(!p.ch[0].lock_pending(&hash));
+    p.ch[0].add_lock(10, hash, p.now + HOUR).expect("add");
+    assert!(p.ch[0].lock_pending(&hash), "queued");
+    p.propose(0);
+    assert!(p.ch[0].lock_pending(&hash), "proposed, not countersigned");
+    p.paid[0] += 10;
+    p.settle();
+    assert!(p.ch[0].lock_pending(&hash), "in the sheet");
+    p.ch[1].release(hash).expect("release");
+    p.propose(1);
+    p.settle();
+    assert!(!p.ch[0].lock_pending(&hash), "back");
+}

@@ -390,8 +390,11 @@ impl<S: Store> Node<S> {
             return Ok(None);
         }
         let msg = self.transact(id, |ch| {
-            for p in unclaimed {
-                ch.fulfil(p)?;
+            // One claim per preimage; a claim that cannot be made now (two identical locks, the
+            // second busy) does not hold up the others or the expiries.
+            let mut seen = std::collections::HashSet::new();
+            for p in unclaimed.into_iter().filter(|p| seen.insert(*p)) {
+                let _ = ch.fulfil(p);
             }
             ch.expire_due()?;
             Ok(ch.propose()?)

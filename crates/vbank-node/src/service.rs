@@ -1313,6 +1313,12 @@ impl<S: Store + Send + 'static> Service<S> {
                 }
             };
             stopped = was_stopped;
+            if let Some(key) = record
+                && was_stopped
+            {
+                // Cut short: the record holds what was queued (ids after it go to other payments).
+                self.record_queued(key, ids.1 - ids.0 + 1).await?;
+            }
             self.send(peer, out);
             ids
         };

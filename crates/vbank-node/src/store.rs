@@ -62,7 +62,12 @@ pub trait Store: Send + Sync {
     }
     /// The sequence number the next journaled event gets (the default scans the journal).
     fn next_journal_seq(&self) -> Result<u64> {
-        Ok(self.records(RecordKind::Event)?.iter().filter_map(|(k, _)| Some(u64::from_be_bytes(k.as_slice().try_into().ok()?) + 1)).max().unwrap_or(0))
+        Ok(self
+            .records(RecordKind::Event)?
+            .iter()
+            .filter_map(|(k, _)| Some(u64::from_be_bytes(k.as_slice().try_into().ok()?) + 1))
+            .max()
+            .unwrap_or(0))
     }
     /// One record (the default reads them all).
     fn record(&self, kind: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>> {

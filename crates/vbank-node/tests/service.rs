@@ -411,3 +411,23 @@ async fn a_payment_id_recorded_but_never_queued_before_a_crash_can_be_used_again
     alice.pay_with_id("order-9", id, 5, 1, T, std::future::pending()).await.expect("once");
     assert_eq!(alice.node().lock().await.channel(id).expect("ch").balances(), [999_995, 1_000_005]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_requests_with_the_same_payment_id_at_once_pay_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let alice = service(dir.path(), 1, None);
+    let bob = service(dir.path(), 2, Some(admission()));
+    let addr = listen(&bob).await;
+    alice.connect(&addr).await.expect("connect");
+    let id = params(3).contract;
+    alice.open(params(3), B256::repeat_byte(9), T).await.expect("open");
+    // A client retrying while its first request still runs.
+    let (a, b) = tokio::join!(
+        alice.pay_with_id("order-5", id, 100, 50, T, std::future::pending()),
+        alice.pay_with_id("order-5", id, 100, 50, T, std::future::pending())
+    );
+    assert!(a.is_ok() || b.is_ok(), "{a:?} {b:?}");
+    let again = alice.pay_with_id("order-5", id, 100, 50, T, std::future::pending()).await.expect("stored");
+    assert_eq!(again.amount, 5_000);
+    assert_eq!(alice.node().lock().await.channel(id).expect("ch").balances(), [995_000, 1_005_000], "paid once");
+}

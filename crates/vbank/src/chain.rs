@@ -210,6 +210,11 @@ impl<S: Store + Send + Sync + 'static> Inner<S> {
         }
     }
 
+    /// Whether the last settlement submitted for `channel` failed (and is to be retried).
+    fn failed_submit(&self, channel: Address) -> bool {
+        self.noted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(&(channel, "settle"))
+    }
+
     fn clear_note(&self, channel: Address, subject: &'static str) {
         self.noted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(channel, subject));
     }
@@ -285,8 +290,11 @@ impl<S: Store + Send + Sync + 'static> Inner<S> {
             Settlement::Cancel => onchain.cancel().await.map(|r| (format!("cancelled ({why})"), r)),
         };
         match result {
-            Ok((what, report)) => self.emit(ChainEvent::Settled { channel: id, what, report }),
-            Err(e) => self.note(id, "settle", format!("settling on chain failed: {e}; run `vbank close`")),
+            Ok((what, report)) => {
+                self.clear_note(id, "settle");
+                self.emit(ChainEvent::Settled { channel: id, what, report });
+            }
+            Err(e) => self.note(id, "settle", format!("settling on chain failed, retrying: {e}")),
         }
     }
 
@@ -364,45 +372,64 @@ impl<S: Store + Send + Sync + 'static> Inner<S> {
     }
 
     async fn channel_round(&self, id: Address, now: u64) -> Result<(), String> {
-        let (outgoing, ended, candidates) = {
+        let (outgoing, ended, candidates, frozen_running) = {
             let node = self.service.node().lock().await;
             let Some(ch) = node.channel(id) else { return Ok(()) };
-            if ch.locks().is_empty() {
+            if ch.locks().is_empty() && !(ch.frozen().is_some() && self.failed_submit(id)) {
                 return Ok(());
             }
             let peer = 1 - ch.me() as u8;
             let outgoing: Vec<HashLock> =
                 ch.locks().iter().filter(|l| l.receiver == peer && ch.preimage(&l.hash).is_none()).copied().collect();
-            let mut candidates = vec![ch.locks().to_vec()];
+            let mut candidates = ch.lock_lists();
             if let Settlement::Liquidate(sheet) = ch.settlement() {
                 candidates.push(sheet.locks);
             }
-            (outgoing, ch.funding() == Funding::Ended, candidates)
+            let frozen_running = ch.frozen().is_some() && ch.funding() == Funding::Running;
+            (outgoing, ch.funding() == Funding::Ended, candidates, frozen_running)
         };
         let registry = Registry::new(&self.chain);
+        // Preimages of this party's locks revealed on chain by others first: learnt, they claim
+        // upstream (a forwarding node) and stop any expiry of a lock on them. Each duty's failure
+        // is reported on its own and does not hold up the others.
+        for l in outgoing {
+            let learnt = async {
+                let at = registry.revealed_at(l.hash).await.map_err(|e| e.to_string())?;
+                if at != 0
+                    && at <= l.expiry
+                    && let Some(p) = registry.preimage_of(l.hash).await.map_err(|e| e.to_string())?
+                {
+                    self.service.learn_preimage(id, p).await.map_err(|e| e.to_string())?;
+                    self.emit(ChainEvent::PreimageFound { channel: id, hash: l.hash });
+                }
+                Ok::<(), String>(())
+            };
+            if let Err(e) = learnt.await {
+                self.note(id, "learn", format!("reading the registry for lock {}: {e}", l.hash));
+            }
+        }
         // Rule 9: the node decides from its stored state; this only carries it out.
         let duties = self.service.chain_duties(id, now, self.config.reveal_window).await.map_err(|e| e.to_string())?;
         for r in duties.reveal {
-            if registry.revealed_at(r.hash).await.map_err(|e| e.to_string())? == 0 {
-                let report = registry.reveal(r.preimage).await.map_err(|e| format!("revealing {}: {e}", r.hash))?;
-                self.emit(ChainEvent::Revealed { channel: id, hash: r.hash, report });
+            let revealed = async {
+                if registry.revealed_at(r.hash).await.map_err(|e| e.to_string())? == 0 {
+                    let report = registry.reveal(r.preimage).await.map_err(|e| format!("revealing {}: {e}", r.hash))?;
+                    self.emit(ChainEvent::Revealed { channel: id, hash: r.hash, report });
+                }
+                Ok::<(), String>(())
+            };
+            if let Err(e) = revealed.await {
+                self.note(id, "reveal", e);
             }
         }
         if let Some(reason) = duties.liquidate {
             let settlement = self.service.settle_for(id, &reason).await.map_err(|e| e.to_string())?;
             self.submit(id, settlement, &reason).await;
-        }
-        // Preimages of this party's locks revealed on chain by others: learn them (a forwarding
-        // node claims upstream with them; a lock on them is never expired).
-        for l in outgoing {
-            let at = registry.revealed_at(l.hash).await.map_err(|e| e.to_string())?;
-            if at != 0
-                && at <= l.expiry
-                && let Some(p) = registry.preimage_of(l.hash).await.map_err(|e| e.to_string())?
-            {
-                self.service.learn_preimage(id, p).await.map_err(|e| e.to_string())?;
-                self.emit(ChainEvent::PreimageFound { channel: id, hash: l.hash });
-            }
+        } else if frozen_running && self.failed_submit(id) {
+            // A settlement submitted earlier failed (the channel is frozen, the contract still
+            // runs): submit the stored choice again.
+            let settlement = self.service.settle_for(id, "settling again").await.map_err(|e| e.to_string())?;
+            self.submit(id, settlement, "a retry").await;
         }
         if ended {
             self.unlock_when_due(id, now, &candidates, &registry).await?;

@@ -476,13 +476,8 @@ impl<S: Store + Send + 'static> Service<S> {
                 let node = self.inner.node.lock().await;
                 let ids = node.channel_ids();
                 let known = ids.iter().find_map(|id| node.channel(*id)?.preimage(&p.hash));
-                let mine = |id: &Address| {
-                    node.channel(*id).is_some_and(|c| {
-                        let peer = 1 - c.me() as u8;
-                        c.locks().iter().any(|l| l.hash == p.hash && l.receiver == peer)
-                            || c.queued_lock_moves().iter().any(|m| matches!(m, LockMove::Add(l) if l.hash == p.hash))
-                    })
-                };
+                // Queued, proposed, in the sheet or in an update in flight: it may still go out.
+                let mine = |id: &Address| node.channel(*id).is_some_and(|c| c.lock_pending(&p.hash));
                 (known, ids.iter().any(mine))
             };
             let status = match (known, pending) {
@@ -706,10 +701,13 @@ impl<S: Store + Send + 'static> Service<S> {
                     None => (None, false),
                 }
             };
-            match preimage {
-                Some(p) => self.on_preimage(out, out_lock.hash, p).await?,
-                None if !pending => self.on_returned(out, out_lock).await?,
-                None => {}
+            let done = match preimage {
+                Some(p) => self.on_preimage(out, out_lock.hash, p).await,
+                None if !pending => self.on_returned(out, out_lock).await,
+                None => Ok(()),
+            };
+            if let Err(e) = done {
+                self.notify(Notice::Warning(format!("reconciling lock {} on {out}: {e}", out_lock.hash)));
             }
         }
         // Routed locks received and never handled (a crash right after they arrived).
@@ -730,7 +728,9 @@ impl<S: Store + Send + 'static> Service<S> {
                 .collect()
         };
         for (id, lock) in unhandled {
-            self.on_incoming(id, lock).await?;
+            if let Err(e) = self.on_incoming(id, lock).await {
+                self.notify(Notice::Warning(format!("handling lock {} on {id}: {e}", lock.hash)));
+            }
         }
         Ok(())
     }
@@ -790,10 +790,12 @@ impl<S: Store + Send + 'static> Service<S> {
         };
         match self.decide(channel, &lock, &packet, token).await {
             Ok(Decision::Claim(preimage, note)) => {
+                // The preimage is stored on the channel first (then the claim goes on every tick
+                // and on chain): a crash before the record is written only handles the lock again.
+                self.learn_preimage(channel, preimage).await?;
                 record.state = ForwardState::Claimed;
                 record.note = note;
                 self.save_forward(&record).await?;
-                self.learn_preimage(channel, preimage).await?;
             }
             Ok(Decision::Forward { out, amount, next_packet }) => {
                 let out_lock = {
@@ -899,13 +901,15 @@ impl<S: Store + Send + 'static> Service<S> {
                 let next = Address::from(next);
                 self.refresh_pending(|c| c.peer_address() == next).await;
                 let node = self.inner.node.lock().await;
+                let chain_id = node.channel(channel).map(|c| c.params().chain_id);
                 let out = node
                     .channel_ids()
                     .into_iter()
                     .filter(|id| *id != channel)
                     .filter_map(|id| node.channel(id))
                     .filter(|c| {
-                        c.peer_address() == next
+                        Some(c.params().chain_id) == chain_id
+                            && c.peer_address() == next
                             && *c.phase() == Phase::Open
                             && c.frozen().is_none()
                             && matches!(c.funding(), Funding::Running | Funding::Unchecked)
@@ -929,9 +933,11 @@ impl<S: Store + Send + 'static> Service<S> {
                 && r.out_channel == Some(channel)
                 && r.out_lock.is_some_and(|l| l.hash == hash)
             {
+                // Learnt on the incoming channel before the record says so (a crash in between
+                // leaves the record pending, and `reconcile` learns it again).
+                self.learn_preimage(r.in_channel, preimage).await?;
                 r.state = ForwardState::Claimed;
                 self.save_forward(&r).await?;
-                self.learn_preimage(r.in_channel, preimage).await?;
             }
         }
         Ok(())
@@ -1019,6 +1025,27 @@ impl<S: Store + Send + 'static> Service<S> {
             return Err(Error::Payment(format!("a payment id has 1 to {MAX_PAYMENT_ID} bytes")));
         }
         let key = PaymentKey { id: pid.to_string(), key: keccak256(pid.as_bytes()).to_vec() };
+        // One request per id at a time: a second one (a client retrying while the first runs)
+        // is told so, and never queues anything.
+        let guard = keccak256([b"payment id:".as_slice(), pid.as_bytes()].concat());
+        if !locked(&self.inner.paying).insert(guard) {
+            return Err(Error::Payment(format!("payment {pid} is being made by another request: ask again later")));
+        }
+        let result = self.pay_with_id_once(&key, channel, amount, count, timeout, stop).await;
+        locked(&self.inner.paying).remove(&guard);
+        result
+    }
+
+    async fn pay_with_id_once(
+        &self,
+        key: &PaymentKey,
+        channel: Address,
+        amount: Amount,
+        count: u64,
+        timeout: std::time::Duration,
+        stop: impl Future<Output = ()>,
+    ) -> Result<super::Paid> {
+        let pid = key.id.as_str();
         let total = amount.saturating_mul(Amount::from(count));
         if let Some(rec) = self.get::<IdPayment>(RecordKind::ChannelPayment, &key.key).await? {
             if (rec.channel, rec.amount, rec.count) != (channel, amount, count) {
@@ -1047,7 +1074,7 @@ impl<S: Store + Send + 'static> Service<S> {
                 },
             };
         }
-        let result = self.pay_inner(channel, amount, count, timeout, stop, Some(&key)).await;
+        let result = self.pay_inner(channel, amount, count, timeout, stop, Some(key)).await;
         let Some(rec) = self.get::<IdPayment>(RecordKind::ChannelPayment, &key.key).await? else {
             return result; // nothing was queued
         };
@@ -1095,6 +1122,17 @@ impl<S: Store + Send + 'static> Service<S> {
     ) -> Result<()> {
         let rec = IdPayment { id: key.id.clone(), channel, amount, count, first, status: IdStatus::InFlight };
         self.put(RecordKind::ChannelPayment, key.key.clone(), Some(json(&rec)?)).await
+    }
+
+    /// Rewrites the record of a payment whose queueing an interrupt cut short: only `count`
+    /// payments were queued.
+    pub(crate) async fn record_queued(&self, key: &PaymentKey, count: u64) -> Result<()> {
+        if let Some(rec) = self.get::<IdPayment>(RecordKind::ChannelPayment, &key.key).await?
+            && rec.count != count
+        {
+            self.save_id_payment(IdPayment { count, ..rec }).await?;
+        }
+        Ok(())
     }
 
     /// Deletes a payment's record (nothing of it was queued).
