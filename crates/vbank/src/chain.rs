@@ -151,6 +151,8 @@ struct Inner<S: Store> {
     events: broadcast::Sender<ChainEvent>,
     /// The last note per channel and subject, so a failure retried every poll is reported once.
     noted: std::sync::Mutex<HashMap<(Address, &'static str), String>>,
+    /// The tasks it started besides the main ones (watchers, deposits, settlements).
+    spawned: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl<S: Store + Send + Sync + 'static> ChainDriver<S> {
@@ -159,7 +161,8 @@ impl<S: Store + Send + Sync + 'static> ChainDriver<S> {
     pub fn new(service: Service<S>, chain: Chain, clock: ChainClock, config: DriverConfig) -> Self {
         let (events, _) = broadcast::channel(1024);
         let noted = std::sync::Mutex::new(HashMap::new());
-        Self { inner: Arc::new(Inner { service, chain, clock, config, events, noted }), tasks: Vec::new() }
+        let spawned = std::sync::Mutex::new(Vec::new());
+        Self { inner: Arc::new(Inner { service, chain, clock, config, events, noted, spawned }), tasks: Vec::new() }
     }
 
     /// What the driver sees and does, from now on.
@@ -188,15 +191,40 @@ impl<S: Store + Send + Sync + 'static> ChainDriver<S> {
     }
 }
 
+impl<S: Store> ChainDriver<S> {
+    /// Stops following the chain and waits until every task the driver started is gone (they
+    /// hold the service, and so the store).
+    pub async fn shutdown(mut self) {
+        let mut all: Vec<JoinHandle<()>> = std::mem::take(&mut self.tasks);
+        all.extend(self.inner.spawned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..));
+        for t in &all {
+            t.abort();
+        }
+        for t in all {
+            let _ = t.await;
+        }
+    }
+}
+
 impl<S: Store> Drop for ChainDriver<S> {
     fn drop(&mut self) {
         for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.inner.spawned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
             t.abort();
         }
     }
 }
 
 impl<S: Store + Send + Sync + 'static> Inner<S> {
+    /// Starts a task the driver stops with itself.
+    fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut spawned = self.spawned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        spawned.retain(|t| !t.is_finished());
+        spawned.push(tokio::spawn(f));
+    }
+
     fn emit(&self, e: ChainEvent) {
         let _ = self.events.send(e);
     }
@@ -233,7 +261,7 @@ impl<S: Store + Send + Sync + 'static> Inner<S> {
                     if watched.insert(id) {
                         let me = Arc::clone(&self);
                         let handle = watch(&self.service, &self.chain, id, self.config.poll);
-                        tokio::spawn(async move { me.relay_watch(id, handle).await });
+                        self.spawn(async move { me.relay_watch(id, handle).await });
                     }
                     let joined_open =
                         node.channel(id).is_some_and(|c| c.me() == 1 && *c.phase() != vbank_core::Phase::Opening);
@@ -243,7 +271,7 @@ impl<S: Store + Send + Sync + 'static> Inner<S> {
                         && let Some(params) = node.channel(id).map(|c| c.params().clone())
                     {
                         let me = Arc::clone(&self);
-                        tokio::spawn(async move { me.auto_deposit(params, max).await });
+                        self.spawn(async move { me.auto_deposit(params, max).await });
                     }
                 }
             }
@@ -258,7 +286,7 @@ impl<S: Store + Send + Sync + 'static> Inner<S> {
             // DESIGN §2 rule 5: the node froze the channel and chose the sheet; settle it on chain.
             if let Notice::Event { channel, event: Event::Frozen { settlement, violation: true, reason } } = &n {
                 let (me, id, settlement, reason) = (Arc::clone(&self), *channel, settlement.clone(), reason.clone());
-                tokio::spawn(async move { me.submit(id, settlement, &reason).await });
+                self.spawn(async move { me.submit(id, settlement, &reason).await });
             }
             sweep = matches!(n, Notice::Admitted { .. } | Notice::Event { event: Event::Opened, .. });
         }

@@ -121,7 +121,9 @@ impl Builder {
             return Err(Error::Invalid("accept_channels needs a chain and min_lock <= max_lock".into()));
         }
         let store = RedbStore::open(&self.store)?;
-        let node = vbank_node::Node::open(self.signer.clone(), store)?.with_clock(clock.clock());
+        // Events are journaled with the states that produce them, until the application marks
+        // them handled (`Node::next_event`, `Node::mark_handled`).
+        let node = vbank_node::Node::open(self.signer.clone(), store)?.with_clock(clock.clock()).with_journal();
         let node = if chain.is_some() { node.follow_chain() } else { node };
         let admission = match (self.accept, &chain) {
             (Some((min, max)), Some(c)) => Some(crate::admission(c.clone(), min, max)),
@@ -146,6 +148,20 @@ impl Builder {
         });
         Ok(Node { service, driver, chain, timeout: self.timeout })
     }
+}
+
+/// An event the node journaled (stored with the state change that produced it), delivered until
+/// the application marks it handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Its place in the journal: events are numbered in the order they happened.
+    pub seq: u64,
+    /// The channel.
+    pub channel: Address,
+    /// What happened: `Received` (a payment to this party, settled), `PaymentsAcked` (this
+    /// party's payments acknowledged), `Opened`, `Frozen` (closing, a violation, or the channel
+    /// ended on chain: a liquidation seen), `CloseReady`, `Lock` changes, `PreimageLearned`…
+    pub event: vbank_core::Event,
 }
 
 /// A running node (see [`Builder`]). Dropping it stops following the chain; [`Node::stop`] also
@@ -274,9 +290,65 @@ impl Node {
         Ok(ch.balances()[ch.me()])
     }
 
+    /// The journaled events not yet marked handled, oldest first.
+    pub async fn events(&self) -> Result<Vec<StoredEvent>> {
+        let store = std::sync::Arc::clone(self.service.node().lock().await.store());
+        let rows = tokio::task::spawn_blocking(move || {
+            use vbank_node::Store;
+            store.records(vbank_node::RecordKind::Event)
+        })
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))??;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let seq = u64::from_be_bytes(k.as_slice().try_into().ok()?);
+                let entry: serde_json::Value = serde_json::from_slice(&v).ok()?;
+                let channel = serde_json::from_value(entry.get("channel")?.clone()).ok()?;
+                let event = serde_json::from_value(entry.get("event")?.clone()).ok()?;
+                Some(StoredEvent { seq, channel, event })
+            })
+            .collect())
+    }
+
+    /// The oldest event not yet handled, waiting at most `timeout` for one. Delivered again
+    /// (after a restart too) until [`Node::mark_handled`].
+    pub async fn next_event(&self, timeout: Duration) -> Result<Option<StoredEvent>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut notices = self.service.subscribe();
+        loop {
+            if let Some(e) = self.events().await?.into_iter().next() {
+                return Ok(Some(e));
+            }
+            // Woken by the node's next event, or by a poll (a notice may be missed).
+            let wait = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(200)),
+                notices.recv(),
+            );
+            let _ = wait.await;
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Marks event `seq` handled: it is not delivered again.
+    pub async fn mark_handled(&self, seq: u64) -> Result<()> {
+        let store = std::sync::Arc::clone(self.service.node().lock().await.store());
+        tokio::task::spawn_blocking(move || {
+            use vbank_node::Store;
+            store.put_record(vbank_node::RecordKind::Event, &seq.to_be_bytes(), None)
+        })
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))??;
+        Ok(())
+    }
+
     /// Stops the node: the chain is no longer followed, the links close. Everything is stored.
     pub async fn stop(mut self) {
-        self.driver = None;
+        if let Some(d) = self.driver.take() {
+            d.shutdown().await;
+        }
         self.service.shutdown().await;
     }
 }
