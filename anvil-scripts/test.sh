@@ -35,5 +35,7 @@ if [[ ${VBANK_SKIP:-} != rust ]]; then
   step "cargo test"
   cargo test --workspace --locked
   step "examples (the library in a few lines, on a spawned anvil)"
-  cargo run --locked -q -p vbank --example open_pay_close
+  for example in open_pay_close pay_per_call watch; do
+    cargo run --locked -q -p vbank --example "$example"
+  done
 fi
