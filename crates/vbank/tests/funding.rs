@@ -114,11 +114,7 @@ async fn a_wrong_revocation_gets_the_channel_liquidated_on_chain() {
     // Alice accepts inbound links (an admission that takes no channel) so that Bob can dial her.
     let refuse_all: vbank_node::Admission =
         std::sync::Arc::new(|_c, _p, _params| Box::pin(async { Err("no channels here".to_string()) }));
-    let mut alice = Party::start(dir.path(), "alice", alice_chain.clone(), false).await;
     let alice_service = {
-        // Party::start made a service without admission: make Alice's with one, same store.
-        alice.go_silent().await;
-        drop(alice);
         let clock = vbank::ChainClock::new();
         let store = vbank_node::RedbStore::open(&dir.path().join("alice.redb")).expect("store");
         let node =
