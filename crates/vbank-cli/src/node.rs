@@ -3,13 +3,13 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use vbank::ChainEvent;
-use vbank_client::{Chain, OnChain, WatchEvent, WatcherHandle};
+use vbank_client::{Chain, WatchEvent, WatcherHandle};
 use vbank_core::Event;
 use vbank_node::{Admission, Node, Notice, RedbStore, Service};
 
@@ -273,25 +273,6 @@ pub(crate) fn open_service(
     open_service_with(store, signer, admission, follow_chain, vbank_node::Limits::default())
 }
 
-/// As [`open_service`], judging lock expiries by `clock` (the chain's, see [`vbank::ChainClock`]).
-pub(crate) fn open_service_clocked(
-    store: &std::path::Path,
-    signer: PrivateKeySigner,
-    admission: Option<Admission>,
-    follow_chain: bool,
-    clock: Option<vbank_node::Clock>,
-) -> Result<Service<RedbStore>> {
-    check_store(store, true)?;
-    let db = RedbStore::open(store).map_err(|e| store_error(store, e))?;
-    let node = Node::open(signer.clone(), db).context("loading channels")?;
-    let node = if follow_chain { node.follow_chain() } else { node };
-    let node = match clock {
-        Some(c) => node.with_clock(c),
-        None => node,
-    };
-    Ok(Service::with_limits(node, signer, admission, vbank_node::Limits::default()))
-}
-
 /// As [`open_service`], with the given limits (a command's --timeout bounds its handshakes).
 pub(crate) fn open_service_with(
     store: &std::path::Path,
@@ -346,17 +327,7 @@ pub(crate) fn load_key(key: &KeyArgs) -> Result<PrivateKeySigner> {
 
 pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
     let signer = load_key(&args.key)?;
-    let chain = match &args.rpc_url {
-        Some(url) => Some(
-            Chain::connect(url, signer.clone(), args.chain_id).await.with_context(|| format!("connecting to {url}"))?,
-        ),
-        None => None,
-    };
     let auto_deposit_max = args.auto_deposit.as_deref().map(parse_amount).transpose().context("--auto-deposit")?;
-    let admit = match (&chain, args.accept_channels) {
-        (Some(c), true) => Some(admission(c.clone(), args.min_lock, args.max_lock)),
-        _ => None,
-    };
     if args.max_lock > CONTRACT_MAX_LOCK || args.min_lock > args.max_lock {
         bail!(
             "--min-lock {} and --max-lock {} must satisfy min <= max <= {CONTRACT_MAX_LOCK}",
@@ -364,67 +335,66 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             args.max_lock
         );
     }
-    // Lock expiries are judged by the chain's time when there is a chain.
-    let clock = vbank::ChainClock::new();
-    if let Some(c) = &chain {
-        clock.observe(c.timestamp().await.context("reading the chain's time")?);
-    }
-    let service = open_service_clocked(&args.store, signer.clone(), admit, chain.is_some(), Some(clock.clock()))?;
-    if let Some(c) = &chain {
-        service.set_funding_check(funding_check(c.clone()));
-    }
-    // What a peer opening a channel learns before it spends gas (`vbank open` asks).
-    service.set_terms(vbank_node::Terms {
-        version: vbank_node::Terms::VERSION,
-        accepts_channels: args.accept_channels && chain.is_some(),
-        min_lock: args.min_lock,
-        max_lock: args.max_lock,
-        auto_deposit: auto_deposit_max,
-    });
-    if let (Some(contract), Some(peer), Some(deposits)) = (args.channel, args.peer, &args.deposits) {
-        let mut node = service.node().lock().await;
-        if node.channel(contract).is_none() {
-            let deposits = parse_pair(deposits).context("--deposits")?;
-            let parties = match args.index {
-                0 => [signer.address(), peer],
-                1 => [peer, signer.address()],
-                _ => bail!("--index must be 0 or 1"),
-            };
-            let chain_id = args.chain_id.or(chain.as_ref().map(Chain::chain_id)).unwrap_or(31337);
-            let mut params = args.terms.params(chain_id, contract, parties, deposits);
-            // With a chain, the lock period and token are the contract's own (its address commits
-            // to them and to the salt, checked below).
-            if let Some(c) = &chain {
-                let info = OnChain::new(c.clone(), contract).info().await.context("reading the channel")?;
-                params.lock_period = info.lock_period;
-                params.token = info.token;
-            }
-            // A channel added by hand is checked like an admitted one: genuine code, exactly
-            // these parties and deposits on this chain. Without a chain nothing can be checked
-            // (off-chain use: nothing is deposited by this node then).
-            match &chain {
-                Some(c) => {
-                    OnChain::new(c.clone(), contract)
-                        .verify_params(&params)
-                        .await
-                        .context("checking the channel on chain before adding it")?;
-                }
-                None => eprintln!("warning: channel {contract} added without --rpc-url: its contract is not verified"),
-            }
-            let seed: B256 = PrivateKeySigner::random().to_bytes();
-            node.add_channel(params, seed).context("adding the channel")?;
+    let fees = if args.forward {
+        Some(vbank_node::ForwardFees { base: parse_amount(&args.fee_base).context("--fee-base")?, ppm: args.fee_ppm })
+    } else {
+        None
+    };
+    check_store(&args.store, true)?;
+    // The node is the library's (vbank::Builder): the store, the chain (watching, punishing,
+    // deposits, violations, locks, the graph), admission, forwarding. No event journal: nobody
+    // reads one from the CLI's node; its log is this command's output.
+    let mut builder = vbank::Builder::new(&args.store, signer.clone())
+        .listen(args.listen.clone())
+        .poll(Duration::from_millis(args.poll_ms))
+        .reveal_window(args.reveal_window)
+        .chain_id(args.chain_id)
+        .journal(false);
+    if let Some(url) = &args.rpc_url {
+        builder = builder.chain(url.clone());
+        if args.accept_channels {
+            builder = builder.accept_channels(args.min_lock, args.max_lock);
+        }
+        if let Some(max) = auto_deposit_max {
+            builder = builder.auto_deposit(max);
         }
     }
-    let listener =
-        tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
-    let local = listener.local_addr()?;
+    if let Some(f) = fees {
+        builder = builder.forward(f);
+    }
+    let node = builder.start().await.map_err(|e| match e {
+        vbank::Error::Node(e @ vbank_node::Error::Store(_)) => store_error(&args.store, e),
+        vbank::Error::Chain(e) => {
+            anyhow::Error::new(e).context(format!("connecting to {}", args.rpc_url.as_deref().unwrap_or_default()))
+        }
+        e => anyhow::Error::new(e).context("starting the node"),
+    })?;
+    if let (Some(contract), Some(peer), Some(deposits)) = (args.channel, args.peer, &args.deposits) {
+        let deposits = parse_pair(deposits).context("--deposits")?;
+        let parties = match args.index {
+            0 => [signer.address(), peer],
+            1 => [peer, signer.address()],
+            _ => bail!("--index must be 0 or 1"),
+        };
+        let chain_id = args.chain_id.or(node.chain_id()).unwrap_or(31337);
+        let params = args.terms.params(chain_id, contract, parties, deposits);
+        // Checked like an admitted channel (genuine code, exactly these parties and deposits on
+        // this chain); without a chain nothing can be checked.
+        let verified = node.add_channel(params).await.context("checking the channel on chain before adding it")?;
+        if !verified {
+            eprintln!("warning: channel {contract} added without --rpc-url: its contract is not verified");
+        }
+    }
+    let service = node.service().clone();
+    let uri = node.uri().context("the node's address")?;
     let ids = service.node().lock().await.channel_ids();
     let control_at = vbank_node::control_path(&args.store).display().to_string();
+    let local = uri.socket_addr();
     // The URI peers dial: this node's key and where it listens (an unspecified address such as
     // 0.0.0.0 must be replaced by one the peers reach).
-    let uri = service.uri(local);
+    let unspecified = uri.host().parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified());
     if json_mode {
-        say(json!({ "listening": local.to_string(), "uri": uri, "address": signer.address(), "channels": ids,
+        say(json!({ "listening": local, "uri": uri, "address": signer.address(), "channels": ids,
                     "control": control_at })
         .to_string());
     } else {
@@ -432,25 +402,10 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             "listening on {local} as {} with {} channel(s); node URI {uri}; control socket {control_at}{}",
             signer.address(),
             ids.len(),
-            if local.ip().is_unspecified() {
-                "; peers dial this URI with the host they reach this machine at"
-            } else {
-                ""
-            }
+            if unspecified { "; peers dial this URI with the host they reach this machine at" } else { "" }
         ));
     }
     let mut notices = service.subscribe();
-    service.listen(listener);
-    service.load_graph().await.context("loading the announcements stored")?;
-    if args.forward {
-        let base = parse_amount(&args.fee_base).context("--fee-base")?;
-        service
-            .set_forwarding(Some(vbank_node::ForwardFees { base, ppm: args.fee_ppm }))
-            .await
-            .context("announcing the forwarding fees")?;
-    }
-    // Back to the peers this node reached before (their addresses are in the store).
-    service.relink().await.context("reading the peers' addresses")?;
     let control = vbank_node::control_path(&args.store);
     service.serve_control(&control).await.context("the control socket")?;
     // Ctrl-C (or SIGTERM from a supervisor): stop serving and remove the control socket. The
@@ -465,22 +420,7 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             std::process::exit(0);
         });
     }
-    let poll = Duration::from_millis(args.poll_ms);
-    // Claims again what a refused fulfil left, takes back expired locks, proposes what waits.
-    service.spawn_ticker(poll);
-    // The chain side (watching, punishing, deposits, violations, locks) is the library's driver.
-    let mut driver = chain.as_ref().map(|c| {
-        let config = vbank::DriverConfig { poll, reveal_window: args.reveal_window, auto_deposit: auto_deposit_max };
-        vbank::ChainDriver::new(service.clone(), c.clone(), clock.clone(), config)
-    });
-    let mut chain_events = match driver.as_mut() {
-        Some(d) => {
-            let rx = d.subscribe();
-            d.start();
-            Some(rx)
-        }
-        None => None,
-    };
+    let mut chain_events = node.chain_events();
     loop {
         let chain_event = async {
             match chain_events.as_mut() {

@@ -4,4 +4,4 @@ mod chain;
 mod node;
 
 pub use chain::{ChainClock, ChainDriver, ChainEvent, DriverConfig, admission, funding_check, funding_of, watch};
-pub use node::{Builder, Error, Node, Result, StoredEvent};
+pub use node::{Builder, DEFAULT_MAX_LOCK, DEFAULT_MIN_LOCK, Error, Node, Result, StoredEvent};

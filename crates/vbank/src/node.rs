@@ -34,12 +34,19 @@ pub enum Error {
 /// The result of a node's operations.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The shortest lock period a node states it accepts unless told otherwise: one hour.
+pub const DEFAULT_MIN_LOCK: u64 = 3600;
+/// The longest: 30 days.
+pub const DEFAULT_MAX_LOCK: u64 = 30 * 24 * 3600;
+
 /// Builds a [`Node`]: its store and key, then what it should do.
 #[derive(Debug)]
 pub struct Builder {
     store: PathBuf,
     signer: PrivateKeySigner,
     rpc_url: Option<String>,
+    chain_id: Option<u64>,
+    journal: bool,
     listen: String,
     accept: Option<(u64, u64)>,
     forward: Option<ForwardFees>,
@@ -54,6 +61,8 @@ impl Builder {
             store: store.into(),
             signer,
             rpc_url: None,
+            chain_id: None,
+            journal: true,
             listen: "127.0.0.1:0".into(),
             accept: None,
             forward: None,
@@ -66,6 +75,26 @@ impl Builder {
     /// deposits, the on-chain side of locks, the channel graph.
     pub fn chain(mut self, rpc_url: impl Into<String>) -> Self {
         self.rpc_url = Some(rpc_url.into());
+        self
+    }
+
+    /// Refuses to start unless the chain endpoint serves this chain id.
+    pub fn chain_id(mut self, chain_id: Option<u64>) -> Self {
+        self.chain_id = chain_id;
+        self
+    }
+
+    /// Journals events for [`Node::next_event`] (on by default; a node nobody reads events from,
+    /// such as the CLI's, turns it off so the journal does not grow).
+    pub fn journal(mut self, on: bool) -> Self {
+        self.journal = on;
+        self
+    }
+
+    /// Reveals a preimage on the registry this long before a lock's expiry when the peer has not
+    /// countersigned the claim (default 300 s).
+    pub fn reveal_window(mut self, secs: u64) -> Self {
+        self.config.reveal_window = secs;
         self
     }
 
@@ -108,7 +137,7 @@ impl Builder {
     /// Opens the store, connects to the chain, listens, and starts following the chain.
     pub async fn start(self) -> Result<Node> {
         let chain = match &self.rpc_url {
-            Some(url) => Some(Chain::connect(url, self.signer.clone(), None).await?),
+            Some(url) => Some(Chain::connect(url, self.signer.clone(), self.chain_id).await?),
             None => None,
         };
         let clock = ChainClock::new();
@@ -123,13 +152,23 @@ impl Builder {
         let store = RedbStore::open(&self.store)?;
         // Events are journaled with the states that produce them, until the application marks
         // them handled (`Node::next_event`, `Node::mark_handled`).
-        let node = vbank_node::Node::open(self.signer.clone(), store)?.with_clock(clock.clock()).with_journal();
+        let node = vbank_node::Node::open(self.signer.clone(), store)?.with_clock(clock.clock());
+        let node = if self.journal { node.with_journal() } else { node };
         let node = if chain.is_some() { node.follow_chain() } else { node };
         let admission = match (self.accept, &chain) {
             (Some((min, max)), Some(c)) => Some(crate::admission(c.clone(), min, max)),
             _ => None,
         };
         let service = Service::new(node, self.signer.clone(), admission);
+        // What a peer opening a channel learns before it spends gas (`vbank open` asks).
+        let (min_lock, max_lock) = self.accept.unwrap_or((DEFAULT_MIN_LOCK, DEFAULT_MAX_LOCK));
+        service.set_terms(vbank_node::Terms {
+            version: vbank_node::Terms::VERSION,
+            accepts_channels: self.accept.is_some() && chain.is_some(),
+            min_lock,
+            max_lock,
+            auto_deposit: self.config.auto_deposit,
+        });
         let listener = tokio::net::TcpListener::bind(&self.listen)
             .await
             .map_err(|e| Error::Invalid(format!("listening on {}: {e}", self.listen)))?;
@@ -185,6 +224,11 @@ impl Node {
         self.service.own_uri()
     }
 
+    /// The chain's id, if the node follows one.
+    pub fn chain_id(&self) -> Option<u64> {
+        self.chain.as_ref().map(Chain::chain_id)
+    }
+
     /// The service underneath, for what this API does not cover yet.
     pub fn service(&self) -> &Service<RedbStore> {
         &self.service
@@ -233,6 +277,31 @@ impl Node {
         }
         self.service.set_funding(id, Funding::Running).await?;
         Ok(id)
+    }
+
+    /// Adds a channel agreed elsewhere (not opened here nor by a peer's node), checked on chain
+    /// first like an admitted one: the lock period and token are the contract's, and its code,
+    /// parties, deposits and chain must be exactly these. Without a chain nothing can be checked:
+    /// returns false then (the channel is added unverified, for off-chain use). Nothing happens if
+    /// the node has the channel already.
+    pub async fn add_channel(&self, mut params: ChannelParams) -> Result<bool> {
+        if self.service.node().lock().await.channel(params.contract).is_some() {
+            return Ok(true);
+        }
+        let verified = match &self.chain {
+            Some(c) => {
+                let onchain = OnChain::new(c.clone(), params.contract);
+                let info = onchain.info().await?;
+                params.lock_period = info.lock_period;
+                params.token = info.token;
+                onchain.verify_params(&params).await?;
+                true
+            }
+            None => false,
+        };
+        let seed = B256::from(PrivateKeySigner::random().to_bytes());
+        self.service.node().lock().await.add_channel(params, seed)?;
+        Ok(verified)
     }
 
     /// Pays `amount` wei to the peer of `channel` and waits for the acknowledgement. Returns the
