@@ -23,34 +23,19 @@ pub(crate) struct KeyArgs {
     password_env: String,
 }
 
-fn parse_key(text: &str, origin: &str) -> Result<PrivateKeySigner> {
-    let t = text.trim();
-    t.parse::<PrivateKeySigner>().with_context(|| format!("{origin} does not hold a valid hex private key"))
-}
-
 impl KeyArgs {
-    /// The key, if any source is set.
+    /// The key, if any source is set (loaded by the library: `vbank::keys`).
     pub(crate) fn load(&self) -> Result<Option<PrivateKeySigner>> {
         if let Some(path) = &self.keystore {
-            vbank_node::check_private(path, "keystore")?;
             let password = std::env::var(&self.password_env).with_context(|| {
                 format!("the keystore's password is read from ${}, which is not set", self.password_env)
             })?;
-            let signer = PrivateKeySigner::decrypt_keystore(path, password)
-                .with_context(|| format!("cannot decrypt keystore {}", path.display()))?;
-            return Ok(Some(signer));
+            return Ok(Some(vbank::keys::from_keystore(path, &password)?));
         }
         if let Some(path) = &self.key_file {
-            vbank_node::check_private(path, "key file")?;
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
-            return Ok(Some(parse_key(&text, &format!("key file {}", path.display()))?));
+            return Ok(Some(vbank::keys::from_file(path)?));
         }
-        match std::env::var(&self.private_key_env) {
-            Ok(v) if !v.trim().is_empty() => Ok(Some(parse_key(&v, &format!("${}", self.private_key_env))?)),
-            Ok(_) => bail!("${} is empty", self.private_key_env),
-            Err(_) => Ok(None),
-        }
+        Ok(vbank::keys::from_env(&self.private_key_env)?)
     }
 
     /// The key, which the command needs (it signs): the error names where it was looked for.

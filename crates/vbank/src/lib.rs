@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod chain;
+pub mod keys;
 mod node;
 
 pub use chain::{ChainClock, ChainDriver, ChainEvent, DriverConfig, admission, funding_check, funding_of, watch};
