@@ -229,6 +229,21 @@ impl Network {
         }
     }
 
+    /// Alice – Bob (forwarding for 10 wei) – Carol, Alice knowing the route; and every node's
+    /// total before anything is paid.
+    fn line_of_three() -> (Self, Vec<u128>) {
+        let mut net = Self::new();
+        net.start(0, None);
+        net.start(1, Some(("10wei", "0")));
+        net.start(2, None);
+        net.open(0, 1);
+        net.open(1, 2);
+        net.wait_known(0, &[1]);
+        net.wait_channels(0, 2);
+        let before = (0..3).map(|i| net.total(i)).collect();
+        (net, before)
+    }
+
     fn invoice(&self, i: usize, amount: &str) -> String {
         let v = ok(KEYS[i], &["invoice", "--store", &self.store(i), "--amount", amount, "--memo", "test"]);
         v["invoice"].as_str().expect("invoice").to_string()
@@ -298,15 +313,7 @@ fn payments_cross_a_line_and_a_diamond_of_node_processes() {
 #[test]
 fn an_intermediary_killed_after_forwarding_is_paid_after_its_restart() {
     let (alice, bob, carol) = (0, 1, 2);
-    let mut net = Network::new();
-    net.start(alice, None);
-    net.start(bob, Some(("10wei", "0")));
-    net.start(carol, None);
-    net.open(alice, bob);
-    net.open(bob, carol);
-    net.wait_known(alice, &[bob]);
-    net.wait_channels(alice, 2);
-    let before: Vec<u128> = (0..3).map(|i| net.total(i)).collect();
+    let (mut net, before) = Network::line_of_three();
     let invoice = net.invoice(carol, "2000wei");
     // Carol's node is stopped (SIGSTOP): Bob forwards the lock, and is killed before Carol
     // claims it, so the claim can only reach him after his restart.
@@ -347,15 +354,7 @@ fn an_intermediary_killed_after_forwarding_is_paid_after_its_restart() {
 #[test]
 fn a_payee_that_never_answers_leaves_every_hop_its_lock_back_after_the_expiry() {
     let (alice, bob, carol) = (0, 1, 2);
-    let mut net = Network::new();
-    net.start(alice, None);
-    net.start(bob, Some(("10wei", "0")));
-    net.start(carol, None);
-    net.open(alice, bob);
-    net.open(bob, carol);
-    net.wait_known(alice, &[bob]);
-    net.wait_channels(alice, 2);
-    let before: Vec<u128> = (0..3).map(|i| net.total(i)).collect();
+    let (net, before) = Network::line_of_three();
     let invoice = net.invoice(carol, "3000wei");
     // Carol's node stops answering (SIGSTOP) before the payment reaches her.
     let carol_pid = net.nodes[&carol].0.0.id().to_string();
