@@ -1395,6 +1395,17 @@ impl Channel {
         if let Some(reason) = &self.state.frozen
             && !matches!(msg, Message::Revoke { .. })
         {
+            // A Commit still carries the peer's revocation of its previous sheet: kept (it lets
+            // this party punish that sheet), while the new sheet is not taken (the settlement was
+            // chosen at the freeze). A revocation that does not check out is refused as ever.
+            if let Message::Commit { nonce, revocation: Some(secret), .. } = msg
+                && let Some(previous) = nonce.checked_sub(1)
+                && self.state.peer_unrevoked.contains_key(&previous)
+            {
+                self.check_revocation(previous, *secret)?;
+                self.apply_revocation(previous, *secret)?;
+                return Ok(Step::default());
+            }
             return Err(Error::Frozen(reason.clone()));
         }
         match msg {

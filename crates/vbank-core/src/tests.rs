@@ -1392,3 +1392,27 @@ fn lock_pending_sees_a_lock_queued_proposed_or_in_the_sheet() {
     p.settle();
     assert!(!p.ch[0].lock_pending(&hash), "back");
 }
+
+#[test]
+fn a_frozen_channel_keeps_the_revocation_a_late_commit_carries() {
+    let mut p = Pair::opened();
+    p.pay(0, 10).expect("pay");
+    p.propose(0);
+    let settled_nonce = p.ch[1].nonce();
+    // Alice proposes, Bob countersigns, then Bob freezes (closing) before Alice's Commit arrives.
+    let propose = p.ch[0].propose().expect("propose");
+    let propose = match propose {
+        Some(m) => m,
+        None => p.ch[0].retransmit().expect("retransmit").into_iter().last().expect("the proposal"),
+    };
+    let cs = p.ch[1].handle(&propose).expect("countersign").reply.expect("reply");
+    let (settlement, _) = p.ch[1].freeze("closing", false);
+    let commit = p.ch[0].handle(&cs).expect("commit").reply.expect("reply");
+    let Message::Commit { nonce, .. } = commit else { panic!("{commit:?}") };
+    assert!(!p.ch[1].is_revoked_by_peer(nonce - 1));
+    let step = p.ch[1].handle(&commit).expect("the revocation is taken");
+    assert_eq!(step, crate::Step::default(), "no reply, no event");
+    assert!(p.ch[1].is_revoked_by_peer(nonce - 1), "Bob can punish Alice's previous sheet now");
+    assert_eq!(p.ch[1].nonce(), settled_nonce, "the new sheet was not taken");
+    assert_eq!(p.ch[1].settlement(), settlement, "the settlement chosen at the freeze stands");
+}
