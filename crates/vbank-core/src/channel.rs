@@ -264,6 +264,9 @@ pub struct ChannelState {
     /// [`MAX_CANCELLED`]: tells a cancelled payment from an acknowledged one.
     #[serde(default)]
     cancelled: std::collections::VecDeque<(u64, u64)>,
+    /// Queued lock moves a proposal dropped (they no longer applied), to be reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    dropped: Vec<LockMove>,
 }
 
 /// What a party accepts of the peer's lock moves (DESIGN §2 rule 3 b and e).
@@ -494,6 +497,7 @@ impl Channel {
             policy: LockPolicy::default(),
             onions: Vec::new(),
             cancelled: std::collections::VecDeque::new(),
+            dropped: Vec::new(),
         };
         Self::restore(state, signer)
     }
@@ -620,6 +624,12 @@ impl Channel {
             Some(&(f, _)) if self.state.cancelled.len() == MAX_CANCELLED && first < f => PaymentsOutcome::Unknown,
             _ => PaymentsOutcome::Acked,
         }
+    }
+
+    /// The queued lock moves proposals dropped since the last call (the peer settled the lock
+    /// first), as [`Event::LockMoveCancelled`]: whoever waits on them hears they will not be made.
+    pub fn take_dropped(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.state.dropped).into_iter().map(|mv| Event::LockMoveCancelled { mv }).collect()
     }
 
     /// The id the next payment queued on this channel gets (ids are consecutive).
@@ -1052,12 +1062,17 @@ impl Channel {
         // Queued moves that no longer apply (the peer settled the lock first) are dropped.
         let (mut balances, mut locks) = (latest.balances, latest.locks.clone());
         let mut moves = Vec::new();
+        let mut dropped = Vec::new();
         for m in &self.state.lock_queue {
-            if let Ok((b, l)) = self.apply_moves(me, std::slice::from_ref(m), balances, locks.clone(), false) {
-                (balances, locks) = (b, l);
-                moves.push(m.clone());
+            match self.apply_moves(me, std::slice::from_ref(m), balances, locks.clone(), false) {
+                Ok((b, l)) => {
+                    (balances, locks) = (b, l);
+                    moves.push(m.clone());
+                }
+                Err(_) => dropped.push(m.clone()),
             }
         }
+        self.state.dropped.extend(dropped);
         if moves.is_empty() && payments.count == 0 {
             self.state.lock_queue.clear();
             return Ok(None);

@@ -1416,3 +1416,21 @@ fn a_frozen_channel_keeps_the_revocation_a_late_commit_carries() {
     assert_eq!(p.ch[1].nonce(), settled_nonce, "the new sheet was not taken");
     assert_eq!(p.ch[1].settlement(), settlement, "the settlement chosen at the freeze stands");
 }
+
+#[test]
+fn a_queued_lock_move_the_peer_overtook_is_reported_cancelled() {
+    let mut p = Pair::opened();
+    let lock = p.ch[0].add_lock(100, preimage_hash(&secret(9)), p.now + HOUR).expect("add");
+    p.paid[0] += 100;
+    p.settle();
+    p.run(&Action::Tick(HOUR + 241));
+    // Bob queues a release while Alice's expiry of the same lock goes through first.
+    p.ch[1].release(lock.hash).expect("release queued");
+    p.ch[0].expire_due().expect("expire");
+    p.propose(0);
+    p.settle();
+    assert!(p.ch[1].locks().is_empty());
+    assert_eq!(p.ch[1].propose().expect("propose"), None, "nothing left to propose");
+    assert_eq!(p.ch[1].take_dropped(), [Event::LockMoveCancelled { mv: LockMove::Release(lock) }]);
+    assert!(p.ch[1].take_dropped().is_empty(), "reported once");
+}

@@ -34,6 +34,8 @@ pub struct Node<S: Store> {
     journal: bool,
     /// The events of the steps staged so far, for the journal.
     journaled: Vec<(Address, Event)>,
+    /// Lock moves proposals dropped, to be announced ([`Node::take_dropped`]).
+    dropped: Vec<(Address, Event)>,
 }
 
 /// What [`Node::stage`] changed in memory and not yet stored: the channels' new states, to be
@@ -85,6 +87,7 @@ impl<S: Store> Node<S> {
             clock: system_clock(),
             journal: false,
             journaled: Vec::new(),
+            dropped: Vec::new(),
         })
     }
 
@@ -165,6 +168,13 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// The lock moves proposals dropped since the last call (see
+    /// [`vbank_core::Channel::take_dropped`]), by channel. With [`Node::stage`], take them only
+    /// after [`Node::finish`] succeeded.
+    pub fn take_dropped(&mut self) -> Vec<(Address, Event)> {
+        std::mem::take(&mut self.dropped)
+    }
+
     /// Judges lock expiries by `clock` (for instance the chain's time when it lags the system's,
     /// or a test's clock).
     pub fn with_clock(mut self, clock: Clock) -> Self {
@@ -217,20 +227,26 @@ impl<S: Store> Node<S> {
         let ch = self.channels.get_mut(&id).ok_or(Error::UnknownChannel(id))?;
         ch.set_now((self.clock)());
         let before = ch.state().clone();
-        let outcome = match step(ch) {
-            Ok(out) => match &mut self.staging {
-                Some(staging) => {
-                    staging.entry(id).or_insert(Some(before));
-                    return Ok(out);
-                }
-                None => self.store.save(id, ch.state()).map(|()| out),
-            },
-            Err(e) => Err(e),
+        let out = match step(ch) {
+            Ok(out) => out,
+            Err(e) => {
+                ch.reset(before);
+                return Err(e);
+            }
         };
-        if outcome.is_err() {
+        // Queued lock moves a proposal had to drop are announced once stored.
+        let dropped = ch.take_dropped();
+        if let Some(staging) = &mut self.staging {
+            staging.entry(id).or_insert(Some(before));
+        } else if let Err(e) = self.store.save(id, ch.state()) {
             ch.reset(before);
+            return Err(e);
         }
-        outcome
+        if !dropped.is_empty() {
+            self.journal(id, &dropped);
+            self.dropped.extend(dropped.into_iter().map(|e| (id, e)));
+        }
+        Ok(out)
     }
 
     /// Adds a new channel (stored before it is used); returns the opening message for party 0.

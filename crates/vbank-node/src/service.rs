@@ -458,7 +458,17 @@ impl<S: Store + Send + 'static> Service<S> {
         let mut staged = self.inner.node.lock().await.stage(f)?;
         let journal = staged.take_journal();
         let saved = self.inner.writer.save_with(staged.take_states(), journal).await;
-        self.inner.node.lock().await.finish(staged, saved)
+        let (out, dropped) = {
+            let mut node = self.inner.node.lock().await;
+            let out = node.finish(staged, saved);
+            // Dropped lock moves of a step undone are not announced (they are queued again).
+            let dropped = node.take_dropped();
+            (out?, dropped)
+        };
+        for (channel, event) in dropped {
+            self.notify(Notice::Event { channel, event });
+        }
+        Ok(out)
     }
 
     /// The group commit's counters: batches (disk syncs) and states stored through it.
