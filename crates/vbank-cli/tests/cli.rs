@@ -108,7 +108,12 @@ fn deploy_to_an_rpc_url_served_by_the_anvil_script() {
     std::fs::create_dir_all(&dir).expect("dir");
     let key_file = dir.join("key");
     std::fs::write(&key_file, format!("{KEY0}\n")).expect("write key");
-    // A key file others can read is refused, with the fix in the message.
+    // A key file others can read is refused, with the fix in the message. (The mode is set: a
+    // file left by an earlier run under the same process id keeps its own.)
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
     let refused =
         vbank(&["deploy", "--rpc-url", "http://127.0.0.1:1", "--key-file", key_file.to_str().expect("utf8")], &[]);
     assert!(!refused.status.success());
