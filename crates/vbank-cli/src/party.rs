@@ -671,16 +671,23 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
                 Reply::Settle { settlement, .. } => settlement,
                 other => bail!("unexpected reply {other:?}"),
             };
+            let label = match &settlement {
+                Settlement::Cooperative { .. } => "closing",
+                Settlement::Liquidate(_) => "liquidating",
+                Settlement::Cancel => bail!(
+                    "the channel runs on chain but this party holds no countersigned sheet: only the peer can close it"
+                ),
+            };
+            // Submitted as the library does (the node chose it; nothing is chosen here).
+            let r = waiting(label, vbank::settle_on_chain(&chain, args.channel, &settlement))
+                .await
+                .with_context(|| format!("submitting: {}", vbank::describe_settlement(&settlement)))?;
             match settlement {
-                Settlement::Cooperative { nonce, balances, signatures } => {
-                    let r = waiting("closing", onchain.cooperative_close(nonce, balances, &signatures))
-                        .await
-                        .context("submitting cooperativeClose")?;
+                Settlement::Cooperative { balances, .. } => {
                     let [b0, b1] = balances.map(format_eth);
                     ("cooperative", r, format!("both paid at once: party 0 {b0}, party 1 {b1}"))
                 }
                 Settlement::Liquidate(sheet) => {
-                    let r = waiting("liquidating", onchain.liquidate(&sheet)).await.context("liquidating")?;
                     let unlock = onchain.info().await?.liquidation.map_or(0, |l| l.unlock_time);
                     let d = format!(
                         "liquidated with sheet {}; the frozen balance unlocks at {} (in {}): then `vbank close` \
@@ -691,9 +698,8 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
                     );
                     ("unilateral", r, d)
                 }
-                Settlement::Cancel => bail!(
-                    "the channel runs on chain but this party holds no countersigned sheet: only the peer can close it"
-                ),
+                // (refused above: a running channel is never settled with a cancel)
+                Settlement::Cancel => ("cancel", r, "cancelled".to_string()),
             }
         }
         OnChainState::Liquidating => {

@@ -306,19 +306,9 @@ impl<S: Store + Send + Sync + 'static> Inner<S> {
 
     /// Submits the settlement the node chose (under its lock, from its stored state).
     async fn submit(&self, id: Address, settlement: Settlement, why: &str) {
-        let onchain = OnChain::new(self.chain.clone(), id);
-        let result = match settlement {
-            Settlement::Liquidate(sheet) => {
-                onchain.liquidate(&sheet).await.map(|r| (format!("liquidated with sheet {} ({why})", sheet.nonce), r))
-            }
-            Settlement::Cooperative { nonce, balances, signatures } => onchain
-                .cooperative_close(nonce, balances, &signatures)
-                .await
-                .map(|r| (format!("closed at sheet {nonce} ({why})"), r)),
-            Settlement::Cancel => onchain.cancel().await.map(|r| (format!("cancelled ({why})"), r)),
-        };
-        match result {
-            Ok((what, report)) => {
+        match settle_on_chain(&self.chain, id, &settlement).await {
+            Ok(report) => {
+                let what = format!("{} ({why})", describe_settlement(&settlement));
                 self.clear_note(id, "settle");
                 self.emit(ChainEvent::Settled { channel: id, what, report });
             }
@@ -590,4 +580,26 @@ pub fn funding_check(chain: Chain) -> vbank_node::FundingCheck {
         let onchain = OnChain::new(chain.clone(), id);
         Box::pin(async move { Some(funding_of(onchain.state().await.ok()?)) })
     })
+}
+
+/// Submits the settlement the node chose for channel `id` (see [`Service::settle`]): the
+/// cooperative close, the liquidation with the chosen sheet, or the cancel.
+pub async fn settle_on_chain(chain: &Chain, id: Address, settlement: &Settlement) -> vbank_client::Result<TxReport> {
+    let onchain = OnChain::new(chain.clone(), id);
+    match settlement {
+        Settlement::Liquidate(sheet) => onchain.liquidate(sheet).await,
+        Settlement::Cooperative { nonce, balances, signatures } => {
+            onchain.cooperative_close(*nonce, *balances, signatures).await
+        }
+        Settlement::Cancel => onchain.cancel().await,
+    }
+}
+
+/// A settlement in words.
+pub fn describe_settlement(settlement: &Settlement) -> String {
+    match settlement {
+        Settlement::Liquidate(sheet) => format!("liquidated with sheet {}", sheet.nonce),
+        Settlement::Cooperative { nonce, .. } => format!("closed at sheet {nonce}"),
+        Settlement::Cancel => "cancelled".to_string(),
+    }
 }

@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use vbank_client::{Chain, Factory, OnChain, OnChainState, TxReport};
-use vbank_core::{Amount, ChannelParams, Funding, Settlement};
+use vbank_core::{Amount, ChannelParams, Funding};
 use vbank_node::{ChannelStatus, ForwardFees, NodeUri, PayOptions, Payment, RedbStore, Service};
 
 use crate::{ChainClock, ChainDriver, ChainEvent, DriverConfig};
@@ -337,14 +337,7 @@ impl Node {
     pub async fn close(&self, channel: Address) -> Result<TxReport> {
         let chain = self.chain()?;
         let (settlement, _) = self.service.settle(channel, true, self.timeout).await?;
-        let onchain = OnChain::new(chain.clone(), channel);
-        Ok(match settlement {
-            Settlement::Cooperative { nonce, balances, signatures } => {
-                onchain.cooperative_close(nonce, balances, &signatures).await?
-            }
-            Settlement::Liquidate(sheet) => onchain.liquidate(&sheet).await?,
-            Settlement::Cancel => onchain.cancel().await?,
-        })
+        Ok(crate::settle_on_chain(chain, channel, &settlement).await?)
     }
 
     /// Every channel, as the node holds it.
