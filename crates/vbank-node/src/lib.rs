@@ -14,7 +14,7 @@ mod uri;
 pub use control::{ChannelStatus, ControlClient, Reply, Request, control_path};
 pub use error::{Error, Result};
 pub use frame::{Frame, MAX_FRAME, Terms};
-pub use node::{Clock, Node, Staged, serve, system_clock};
+pub use node::{Clock, Node, Staged, serve, system_clock, unix_now};
 pub use noise::{NoiseError, Session, address_of};
 pub use service::{
     Admission, CloseSignatures, ForwardFees, FundingCheck, Limits, Notice, Paid, PayOptions, Payment, PaymentStatus,

@@ -10,11 +10,14 @@ use vbank_core::{Channel, ChannelParams, ChannelState, Event, Funding, HashLock,
 /// The time lock expiries are judged by, in unix seconds.
 pub type Clock = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
 
+/// The system clock's time now, in unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// The system clock.
 pub fn system_clock() -> Clock {
-    std::sync::Arc::new(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-    })
+    std::sync::Arc::new(unix_now)
 }
 
 use crate::{Error, Frame, Result, Store};
@@ -334,11 +337,7 @@ impl<S: Store> Node<S> {
         hash: B256,
         expiry: u64,
     ) -> Result<(HashLock, Option<Frame>)> {
-        let (lock, msg) = self.transact(id, |ch| {
-            let lock = ch.add_lock(amount, hash, expiry)?;
-            Ok((lock, ch.propose()?))
-        })?;
-        Ok((lock, msg.map(|message| Frame::channel(id, message))))
+        self.lock_step(id, |ch| ch.add_lock(amount, hash, expiry))
     }
 
     /// As [`Node::add_lock`], with routing instructions for the peer's node (an onion packet).
@@ -350,8 +349,18 @@ impl<S: Store> Node<S> {
         expiry: u64,
         packet: alloy_primitives::Bytes,
     ) -> Result<(HashLock, Option<Frame>)> {
+        self.lock_step(id, |ch| ch.add_routed_lock(amount, hash, expiry, packet))
+    }
+
+    /// Queues a lock move on channel `id` with `queue` and proposes if the channel is idle (stored
+    /// before the frame is returned).
+    fn lock_step(
+        &mut self,
+        id: Address,
+        queue: impl FnOnce(&mut Channel) -> vbank_core::Result<HashLock>,
+    ) -> Result<(HashLock, Option<Frame>)> {
         let (lock, msg) = self.transact(id, |ch| {
-            let lock = ch.add_routed_lock(amount, hash, expiry, packet)?;
+            let lock = queue(ch)?;
             Ok((lock, ch.propose()?))
         })?;
         Ok((lock, msg.map(|message| Frame::channel(id, message))))
@@ -364,20 +373,12 @@ impl<S: Store> Node<S> {
 
     /// Claims the peer's lock on channel `id` that `preimage` opens.
     pub fn fulfil(&mut self, id: Address, preimage: B256) -> Result<(HashLock, Option<Frame>)> {
-        let (lock, msg) = self.transact(id, |ch| {
-            let lock = ch.fulfil(preimage)?;
-            Ok((lock, ch.propose()?))
-        })?;
-        Ok((lock, msg.map(|message| Frame::channel(id, message))))
+        self.lock_step(id, |ch| ch.fulfil(preimage))
     }
 
     /// Gives up the peer's lock on channel `id` on `hash` (back to the peer).
     pub fn release(&mut self, id: Address, hash: B256) -> Result<(HashLock, Option<Frame>)> {
-        let (lock, msg) = self.transact(id, |ch| {
-            let lock = ch.release(hash)?;
-            Ok((lock, ch.propose()?))
-        })?;
-        Ok((lock, msg.map(|message| Frame::channel(id, message))))
+        self.lock_step(id, |ch| ch.release(hash))
     }
 
     /// Takes back this party's locks on channel `id` that expired unclaimed.

@@ -1497,6 +1497,19 @@ impl<S: Store + Send + 'static> Service<S> {
         Ok(())
     }
 
+    /// Runs `f` on channel `id` under its lock ([`Service::commit`]) and sends the frame it made;
+    /// returns what else it made.
+    pub(crate) async fn commit_and_send<T>(
+        &self,
+        id: Address,
+        f: impl FnOnce(&mut Node<S>) -> Result<(T, Option<Frame>)>,
+    ) -> Result<T> {
+        let _channel = self.lock_channel(id).await;
+        let (out, frame) = self.commit(f).await?;
+        self.send_for(id, frame).await?;
+        Ok(out)
+    }
+
     /// Waits until `lock` of channel `id` changes as `done` wants, the peer refuses, or the
     /// move is cancelled.
     async fn wait_lock(
@@ -1538,12 +1551,7 @@ impl<S: Store + Send + 'static> Service<S> {
         let peer = self.inner.node.lock().await.channel(id).ok_or(Error::UnknownChannel(id))?.peer_address();
         self.require_link(peer)?;
         let mut rx = self.subscribe();
-        let (lock, ()) = {
-            let _channel = self.lock_channel(id).await;
-            let (lock, frame) = self.commit(|node| node.add_lock(id, amount, hash, expiry)).await?;
-            self.send_for(id, frame).await?;
-            (lock, ())
-        };
+        let lock = self.commit_and_send(id, |node| node.add_lock(id, amount, hash, expiry)).await?;
         let nonce = self
             .wait_lock(&mut rx, id, lock, timeout, "the peer did not take the lock", |c| {
                 *c == vbank_core::LockChange::Added
@@ -1556,12 +1564,7 @@ impl<S: Store + Send + 'static> Service<S> {
     /// is settled off-chain.
     pub async fn fulfil(&self, id: Address, preimage: B256, timeout: Duration) -> Result<(vbank_core::HashLock, u64)> {
         let mut rx = self.subscribe();
-        let (lock, ()) = {
-            let _channel = self.lock_channel(id).await;
-            let (lock, frame) = self.commit(|node| node.fulfil(id, preimage)).await?;
-            self.send_for(id, frame).await?;
-            (lock, ())
-        };
+        let lock = self.commit_and_send(id, |node| node.fulfil(id, preimage)).await?;
         let nonce = self
             .wait_lock(&mut rx, id, lock, timeout, "the peer did not countersign the fulfil", |c| {
                 matches!(c, vbank_core::LockChange::Fulfilled { .. })
@@ -1574,12 +1577,7 @@ impl<S: Store + Send + 'static> Service<S> {
     /// peer.
     pub async fn release(&self, id: Address, hash: B256, timeout: Duration) -> Result<(vbank_core::HashLock, u64)> {
         let mut rx = self.subscribe();
-        let (lock, ()) = {
-            let _channel = self.lock_channel(id).await;
-            let (lock, frame) = self.commit(|node| node.release(id, hash)).await?;
-            self.send_for(id, frame).await?;
-            (lock, ())
-        };
+        let lock = self.commit_and_send(id, |node| node.release(id, hash)).await?;
         let nonce = self
             .wait_lock(&mut rx, id, lock, timeout, "the peer did not countersign the release", |c| {
                 *c == vbank_core::LockChange::Released
@@ -1597,11 +1595,15 @@ impl<S: Store + Send + 'static> Service<S> {
         let new = {
             let _channel = self.lock_channel(id).await;
             let known = self.inner.node.lock().await.channel(id).ok_or(Error::UnknownChannel(id))?.preimage(&hash);
-            self.commit(|node| node.learn_preimage(id, preimage)).await?;
-            // Claims at once a lock already here (a closed or frozen channel claims nothing).
-            if let Ok(frame) = self.commit(|node| node.tick(id)).await {
-                self.send_for(id, frame).await?;
-            }
+            // Stored and, in the same commit, a lock already here claimed at once (a closed or
+            // frozen channel claims nothing: its tick fails alone, the preimage stays learnt).
+            let frame = self
+                .commit(|node| {
+                    node.learn_preimage(id, preimage)?;
+                    Ok(node.tick(id).ok().flatten())
+                })
+                .await?;
+            self.send_for(id, frame).await?;
             known.is_none()
         };
         if new {

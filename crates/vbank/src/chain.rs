@@ -36,8 +36,7 @@ impl ChainClock {
 
     /// The time now: the later of the chain's last seen block time and the system clock.
     pub fn now(&self) -> u64 {
-        let system = (vbank_node::system_clock())();
-        self.0.load(Ordering::SeqCst).max(system)
+        self.0.load(Ordering::SeqCst).max(vbank_node::unix_now())
     }
 
     /// The clock for [`vbank_node::Node::with_clock`].

@@ -564,15 +564,12 @@ impl<S: Store + Send + 'static> Service<S> {
         let packet = self.build_onion(route, payee, hash, expiry, final_payload).map_err(|e| e.to_string())?;
         let first = route.hops.first().ok_or("an empty route")?;
         let mut rx = self.subscribe();
-        let lock = {
-            let _channel = self.lock_channel(first.channel).await;
-            let (lock, frame) = self
-                .commit(|node| node.add_routed_lock(first.channel, first.amount, hash, expiry, packet.into()))
-                .await
-                .map_err(|e| e.to_string())?;
-            self.send_for(first.channel, frame).await.map_err(|e| e.to_string())?;
-            lock
-        };
+        let lock = self
+            .commit_and_send(first.channel, |node| {
+                node.add_routed_lock(first.channel, first.amount, hash, expiry, packet.into())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
         loop {
             let n = match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Err(_) => return Ok(None),
@@ -809,17 +806,12 @@ impl<S: Store + Send + 'static> Service<S> {
                 record.note = format!("forwarded {amount} wei on {out}, fee {} wei", lock.amount - amount);
                 // Rule 7: the link is durable before the outgoing lock is proposed.
                 self.save_forward(&record).await?;
-                let added = {
-                    let _channel = self.lock_channel(out).await;
-                    match self
-                        .commit(|node| node.add_routed_lock(out, amount, lock.hash, lock.expiry, next_packet.into()))
-                        .await
-                    {
-                        Ok((_, frame)) => self.send_for(out, frame).await.map(|()| None),
-                        Err(e) => Ok(Some(e.to_string())),
-                    }
-                };
-                match added? {
+                let added = self
+                    .commit_and_send(out, |node| {
+                        node.add_routed_lock(out, amount, lock.hash, lock.expiry, next_packet.into())
+                    })
+                    .await;
+                match added.err().map(|e| e.to_string()) {
                     None => self.notify(Notice::Forwarded { incoming: channel, outgoing: out, lock }),
                     Some(why) => {
                         record.state = ForwardState::Released;
@@ -964,10 +956,7 @@ impl<S: Store + Send + 'static> Service<S> {
     /// Releases the peer's lock on `hash` without waiting for the countersignature (the tick and
     /// retransmissions finish it). A lock already gone is fine.
     async fn release_now(&self, channel: Address, hash: B256) {
-        let _channel = self.lock_channel(channel).await;
-        if let Ok((_, frame)) = self.commit(|node| node.release(channel, hash)).await {
-            let _ = self.send_for(channel, frame).await;
-        }
+        let _ = self.commit_and_send(channel, |node| node.release(channel, hash)).await;
     }
 }
 
