@@ -1355,12 +1355,17 @@ impl<S: Store + Send + 'static> Service<S> {
                     Some(Notice::Event { channel, event: Event::Frozen { reason, .. } }) if *channel == id => {
                         Some(Err(Error::Protocol(vbank_core::Error::Frozen(reason.clone()))))
                     }
-                    // Notices were missed: the channel's state says whether they are settled.
+                    // Notices were missed (or the outcome came before the wait): the channel's
+                    // state says whether they were acknowledged or cancelled.
                     None => {
                         let ch = node.channel(id)?;
-                        (ch.unsettled_from() > last).then(|| {
-                            if *ch.phase() == Phase::Open { all(ch.nonce()) } else { Err(Error::Cancelled(id)) }
-                        })
+                        match ch.payments_outcome(first, last - first + 1) {
+                            vbank_core::PaymentsOutcome::Acked if *ch.phase() == Phase::Open => Some(all(ch.nonce())),
+                            vbank_core::PaymentsOutcome::Acked | vbank_core::PaymentsOutcome::Cancelled => {
+                                Some(Err(Error::Cancelled(id)))
+                            }
+                            vbank_core::PaymentsOutcome::Pending | vbank_core::PaymentsOutcome::Unknown => None,
+                        }
                     }
                     other => refusal(node, other, id).map(Err),
                 })
