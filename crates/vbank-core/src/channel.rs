@@ -157,6 +157,17 @@ enum Flight {
         payments: Payments,
         #[serde(default)]
         moves: Vec<LockMove>,
+        /// A signed proposal: the peer's waiver address of the peer sheet I signed. Never
+        /// withdrawn: the peer may hold my signature.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signed: Option<Address>,
+    },
+    /// I countersigned the peer's signed proposal `nonce` and revoked my sheet `nonce - 1`;
+    /// waiting for the peer's revocation of its sheet `nonce - 1`.
+    Accepted {
+        nonce: u64,
+        /// What the update pays me.
+        paid: Amount,
     },
     /// I countersigned the peer's proposal and committed mine; waiting for the peer's revocation.
     Committed {
@@ -187,6 +198,7 @@ impl Flight {
             Self::Proposed { .. } => "waiting for a countersignature",
             Self::Committed { .. } => "waiting for a revocation",
             Self::Countersigned { .. } => "waiting for a commit",
+            Self::Accepted { .. } => "waiting for the proposer's revocation",
         }
     }
 }
@@ -267,6 +279,14 @@ pub struct ChannelState {
     /// Queued lock moves a proposal dropped (they no longer applied), to be reported.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     dropped: Vec<LockMove>,
+    /// The peer's waiver address for its sheet at this nonce (the one after the latest), from its
+    /// last `Countersign`: what a signed proposal needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peer_next: Option<(u64, Address)>,
+    /// The party that proposed the latest sheet: only it sends signed proposals, so two
+    /// proposals made at once are never both signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    proposer: Option<u8>,
 }
 
 /// What a party accepts of the peer's lock moves (DESIGN §2 rule 3 b and e).
@@ -498,6 +518,8 @@ impl Channel {
             onions: Vec::new(),
             cancelled: std::collections::VecDeque::new(),
             dropped: Vec::new(),
+            peer_next: None,
+            proposer: None,
         };
         Self::restore(state, signer)
     }
@@ -882,8 +904,17 @@ impl Channel {
             locks: Vec::new(),
             payments: Payments::default(),
             moves: Vec::new(),
+            signed: None,
         };
-        Ok(Message::Propose { nonce: 0, balances, waiver, locks: Vec::new(), moves: Vec::new(), onions: Vec::new() })
+        Ok(Message::Propose {
+            nonce: 0,
+            balances,
+            waiver,
+            locks: Vec::new(),
+            moves: Vec::new(),
+            onions: Vec::new(),
+            signature: None,
+        })
     }
 
     /// Queues a hash-time lock of `amount` wei to the peer on `hash`, expiring at `expiry` (unix
@@ -946,7 +977,7 @@ impl Channel {
             Flight::Proposed { moves, .. } | Flight::Countersigned { moves, .. } | Flight::Committed { moves, .. } => {
                 moves
             }
-            Flight::Idle => &[],
+            Flight::Idle | Flight::Accepted { .. } => &[],
         };
         let latest = self.state.latest.as_ref().map_or(&[][..], |l| l.locks.as_slice());
         let keep: Vec<HashLock> = latest
@@ -1083,11 +1114,21 @@ impl Channel {
             .ok_or(Error::InsufficientBalance { available: balances[me], requested: amount })?;
         balances[peer] += amount;
         let waiver = self.my_waiver(nonce)?;
+        // Signed (three messages instead of four) when this party proposed the latest sheet too
+        // (so the peer's proposal, if it makes one at once, is unsigned and gives way), knows the
+        // peer's waiver address for the new sheet, and only pays: a signed proposal cannot be
+        // withdrawn, and lock moves may be refused for reasons of the peer's (its clock).
+        let signed = match self.state.peer_next {
+            Some((n, w)) if n == nonce && moves.is_empty() && self.state.proposer == Some(self.state.me) => Some(w),
+            _ => None,
+        };
+        let signature = signed.map(|w| self.sign_sheet(nonce, balances, &locks, w)).transpose()?;
         self.state.queue = Payments::default();
         self.state.lock_queue.clear();
         let onions = self.onions_for(&moves);
-        self.state.flight = Flight::Proposed { nonce, balances, locks: locks.clone(), payments, moves: moves.clone() };
-        Ok(Some(Message::Propose { nonce, balances, waiver, locks, moves, onions }))
+        self.state.flight =
+            Flight::Proposed { nonce, balances, locks: locks.clone(), payments, moves: moves.clone(), signed };
+        Ok(Some(Message::Propose { nonce, balances, waiver, locks, moves, onions, signature }))
     }
 
     /// Cancels the queued (not yet proposed) payments among ids `first..=last`, each of
@@ -1145,7 +1186,9 @@ impl Channel {
     /// Abandons the proposal in flight (nonce > 0): its payment ids and lock moves.
     fn withdraw(&mut self) -> (Vec<u64>, Vec<LockMove>) {
         match &self.state.flight {
-            Flight::Proposed { nonce, payments, moves, .. } if *nonce > 0 => {
+            // A signed proposal is never withdrawn: the peer may hold the signature, so no other
+            // sheet with its nonce may be signed, and its payments may still be made.
+            Flight::Proposed { nonce, payments, moves, signed: None, .. } if *nonce > 0 => {
                 let out = (payments.ids(), moves.clone());
                 self.state.flight = Flight::Idle;
                 self.note_cancelled(&out.0);
@@ -1238,7 +1281,7 @@ impl Channel {
             Flight::Proposed { moves, locks, .. } => adds(moves) || locks.iter().any(|l| l.hash == *hash),
             Flight::Committed { moves, .. } => adds(moves),
             Flight::Countersigned { locks, .. } => locks.iter().any(|l| l.hash == *hash && l.receiver == peer),
-            Flight::Idle => false,
+            Flight::Idle | Flight::Accepted { .. } => false,
         };
         in_flight || adds(&self.state.lock_queue) || self.locks().iter().any(|l| l.hash == *hash && l.receiver == peer)
     }
@@ -1288,7 +1331,9 @@ impl Channel {
             self.state.frozen = Some(reason.to_string());
             let mut ids = std::mem::take(&mut self.state.queue).ids();
             let mut moves = std::mem::take(&mut self.state.lock_queue);
-            if let Flight::Proposed { payments, moves: proposed, .. } = &self.state.flight {
+            // A signed proposal stays as it is: the peer may liquidate with the sheet it signed, so
+            // its payments are neither acknowledged nor cancelled (the chain will tell).
+            if let Flight::Proposed { payments, moves: proposed, signed: None, .. } = &self.state.flight {
                 // The proposal's sheet will never be countersigned here: its payments are not made.
                 ids.splice(0..0, payments.ids());
                 moves.splice(0..0, proposed.iter().cloned());
@@ -1348,7 +1393,9 @@ impl Channel {
         // The last revocation may have been lost whether the channel is open, closing or frozen:
         // it reveals only the secret of a sheet already replaced by a stored, countersigned one.
         let opened = self.state.phase != Phase::Opening;
-        if opened && self.nonce() > 0 && !matches!(self.state.flight, Flight::Committed { .. }) {
+        // (An accepted signed proposal's Countersign carries this party's last revocation itself.)
+        let carried = matches!(self.state.flight, Flight::Committed { .. } | Flight::Accepted { .. });
+        if opened && self.nonce() > 0 && !carried {
             let nonce = self.nonce() - 1;
             out.push(Message::Revoke { nonce, secret: self.state.chain.secret(nonce)? });
         }
@@ -1368,15 +1415,18 @@ impl Channel {
                     out.push(Message::CloseRequest { nonce: *nonce, balances: *balances, signature: *mine });
                 }
             }
-            Flight::Proposed { nonce, balances, locks, moves, .. } => out.push(Message::Propose {
+            Flight::Proposed { nonce, balances, locks, moves, signed, .. } => out.push(Message::Propose {
                 nonce: *nonce,
                 balances: *balances,
                 waiver: self.my_waiver(*nonce)?,
                 locks: locks.clone(),
                 moves: moves.clone(),
                 onions: self.onions_for(moves),
+                // Signing is deterministic (RFC 6979): the same signature as first sent.
+                signature: signed.map(|w| self.sign_sheet(*nonce, *balances, locks, w)).transpose()?,
             }),
             Flight::Countersigned { nonce, .. } => out.push(self.countersign_message(*nonce)?),
+            Flight::Accepted { nonce, .. } => out.push(self.accept_message(*nonce)?),
             Flight::Committed { nonce, .. } => out.push(self.commit_message(*nonce)?),
         }
         Ok(out)
@@ -1390,6 +1440,23 @@ impl Channel {
             nonce,
             signature: self.sign_sheet(nonce, *balances, locks, *peer_waiver)?,
             waiver: self.my_waiver(nonce)?,
+            revocation: None,
+            next: Some(self.my_waiver(nonce + 1)?),
+        })
+    }
+
+    /// The answer to the peer's signed proposal `nonce`, which this party accepted: its
+    /// countersignature, the revocation of its sheet `nonce - 1` and its next waiver address.
+    fn accept_message(&self, nonce: u64) -> Result<Message> {
+        let latest = self.state.latest.as_ref().ok_or(Error::NotOpen("opening"))?;
+        let peer_waiver = *self.state.peer_unrevoked.get(&nonce).ok_or(Error::NotOpen("no peer sheet"))?;
+        let previous = nonce.checked_sub(1).ok_or(Error::NotOpen("opening"))?;
+        Ok(Message::Countersign {
+            nonce,
+            signature: self.sign_sheet(nonce, latest.balances, &latest.locks, peer_waiver)?,
+            waiver: latest.waiver,
+            revocation: Some(self.state.chain.secret(previous)?),
+            next: Some(self.my_waiver(nonce + 1)?),
         })
     }
 
@@ -1413,7 +1480,8 @@ impl Channel {
             // A Commit still carries the peer's revocation of its previous sheet: kept (it lets
             // this party punish that sheet), while the new sheet is not taken (the settlement was
             // chosen at the freeze). A revocation that does not check out is refused as ever.
-            if let Message::Commit { nonce, revocation: Some(secret), .. } = msg
+            if let Message::Commit { nonce, revocation: Some(secret), .. }
+            | Message::Countersign { nonce, revocation: Some(secret), .. } = msg
                 && let Some(previous) = nonce.checked_sub(1)
                 && self.state.peer_unrevoked.contains_key(&previous)
             {
@@ -1424,10 +1492,12 @@ impl Channel {
             return Err(Error::Frozen(reason.clone()));
         }
         match msg {
-            Message::Propose { nonce, balances, waiver, locks, moves, onions } => {
-                self.on_propose(msg, *nonce, *balances, *waiver, locks, moves, onions)
+            Message::Propose { nonce, balances, waiver, locks, moves, onions, signature } => {
+                self.on_propose(msg, *nonce, *balances, *waiver, locks, moves, onions, signature.as_ref())
             }
-            Message::Countersign { nonce, signature, waiver } => self.on_countersign(msg, *nonce, signature, *waiver),
+            Message::Countersign { nonce, signature, waiver, revocation, next } => {
+                self.on_countersign(msg, *nonce, signature, *waiver, *revocation, *next)
+            }
             Message::Commit { nonce, signature, revocation } => self.on_commit(msg, *nonce, signature, *revocation),
             Message::Revoke { nonce, secret } => self.on_revoke(msg, *nonce, *secret),
             Message::CloseRequest { nonce, balances, signature } => {
@@ -1447,6 +1517,7 @@ impl Channel {
         locks: &[HashLock],
         moves: &[LockMove],
         onions: &[Onion],
+        signature: Option<&Sig>,
     ) -> Result<Step> {
         // A duplicate of the proposal already countersigned: countersign again (same bytes).
         if let Flight::Countersigned { nonce: n, balances: b, locks: l, peer_waiver, .. } = &self.state.flight
@@ -1454,8 +1525,18 @@ impl Channel {
             && *b == balances
             && l == locks
             && *peer_waiver == waiver
+            && signature.is_none()
         {
             return Ok(Step::reply(self.countersign_message(nonce)?));
+        }
+        if let (Flight::Accepted { nonce: n, .. }, Some(latest), Some(sig)) =
+            (&self.state.flight, &self.state.latest, signature)
+            && *n == nonce
+            && latest.balances == balances
+            && latest.peer_signature == *sig
+            && self.state.peer_unrevoked.get(&nonce) == Some(&waiver)
+        {
+            return Ok(Step::reply(self.accept_message(nonce)?));
         }
         let opening = self.state.phase == Phase::Opening;
         if opening {
@@ -1475,10 +1556,15 @@ impl Channel {
         let mut requeue = None;
         match &self.state.flight {
             Flight::Idle => {}
-            Flight::Proposed { nonce: n, payments, moves: mine, .. } if *n == nonce => {
-                // Both proposed at once: party 0's proposal goes first, party 1 queues its own again.
-                if self.me() == 0 {
-                    return Err(Error::Conflict(nonce));
+            Flight::Proposed { nonce: n, payments, moves: mine, signed, .. } if *n == nonce => {
+                // Both proposed at once. A signed proposal goes first (only the proposer of the latest
+                // sheet signs, so at most one of the two is); of two unsigned ones, party 0's. The
+                // other party queues its own again (unsigned: nothing of it can be used).
+                match (signature.is_some(), signed.is_some()) {
+                    (true, true) => return Err(self.unexpected(msg)),
+                    (false, true) => return Err(Error::Conflict(nonce)),
+                    (false, false) if self.me() == 0 => return Err(Error::Conflict(nonce)),
+                    _ => {}
                 }
                 requeue = Some((*payments, mine.clone()));
             }
@@ -1520,8 +1606,28 @@ impl Channel {
                 )));
             }
         }
-        let signature = self.sign_sheet(nonce, balances, locks, waiver)?;
+        // A signed proposal: the proposer signed this party's sheet, which this party can then
+        // liquidate with, so it revokes its previous sheet in its answer (three messages).
         let my_waiver = self.my_waiver(nonce)?;
+        let accepted = match signature {
+            None => None,
+            Some(sig) => {
+                if opening || self.state.proposer != Some(self.peer() as u8) {
+                    return Err(Error::Unexpected {
+                        message: "signed proposal",
+                        state: "the peer did not propose the latest sheet",
+                    });
+                }
+                if !moves.is_empty() {
+                    return Err(Error::BadLock("a signed proposal carries payments only".into()));
+                }
+                let mine = self.my_sheet(nonce, balances, locks)?;
+                self.peer_key.verify(sig, &mine, &self.domain, self.peer_address())?;
+                Some((*sig, self.state.chain.secret(nonce - 1)?))
+            }
+        };
+        let signature = self.sign_sheet(nonce, balances, locks, waiver)?;
+        let next = self.my_waiver(nonce + 1)?;
         // -- checks done; apply
         for o in onions {
             if self.onion(&o.lock).is_none() {
@@ -1544,6 +1650,23 @@ impl Channel {
                 step.events.push(Event::PreimageLearned { hash: lock.hash, preimage: *preimage });
             }
         }
+        if let Some((peer_signature, revocation)) = accepted {
+            // Rule 1: the revocation goes out once the sheet it replaces is stored (the node sends
+            // the reply after storing the state).
+            self.state.latest =
+                Some(LiquidationSheet { nonce, balances, waiver: my_waiver, locks: locks.to_vec(), peer_signature });
+            self.state.peer_unrevoked.insert(nonce, waiver);
+            self.state.proposer = Some(self.peer() as u8);
+            self.state.flight = Flight::Accepted { nonce, paid };
+            step.reply = Some(Message::Countersign {
+                nonce,
+                signature,
+                waiver: my_waiver,
+                revocation: Some(revocation),
+                next: Some(next),
+            });
+            return Ok(step);
+        }
         self.state.flight = Flight::Countersigned {
             nonce,
             balances,
@@ -1552,19 +1675,41 @@ impl Channel {
             paid,
             moves: moves.to_vec(),
         };
-        step.reply = Some(Message::Countersign { nonce, signature, waiver: my_waiver });
+        step.reply =
+            Some(Message::Countersign { nonce, signature, waiver: my_waiver, revocation: None, next: Some(next) });
         Ok(step)
     }
 
-    fn on_countersign(&mut self, msg: &Message, nonce: u64, signature: &Sig, waiver: Address) -> Result<Step> {
+    fn on_countersign(
+        &mut self,
+        msg: &Message,
+        nonce: u64,
+        signature: &Sig,
+        waiver: Address,
+        revocation: Option<B256>,
+        next: Option<Address>,
+    ) -> Result<Step> {
         // A duplicate after we committed: commit again.
         if let Flight::Committed { nonce: n, .. } = self.state.flight
             && n == nonce
             && self.state.peer_unrevoked.get(&nonce) == Some(&waiver)
+            && revocation.is_none()
         {
             return Ok(Step::reply(self.commit_message(nonce)?));
         }
-        let Flight::Proposed { nonce: n, balances, locks, payments, moves } = self.state.flight.clone() else {
+        // A duplicate of the answer to a signed proposal already taken: revoke again.
+        if let (Flight::Idle, Some(latest), Some(previous)) =
+            (&self.state.flight, &self.state.latest, nonce.checked_sub(1))
+            && latest.nonce == nonce
+            && latest.peer_signature == *signature
+            && revocation.is_some()
+        {
+            return Ok(Step::reply(Message::Revoke { nonce: previous, secret: self.state.chain.secret(previous)? }));
+        }
+        if next == Some(Address::ZERO) {
+            return Err(Error::ZeroWaiver);
+        }
+        let Flight::Proposed { nonce: n, balances, locks, payments, moves, signed } = self.state.flight.clone() else {
             if nonce < self.nonce() || (nonce == self.nonce() && self.state.latest.is_some()) {
                 return Err(Error::WrongNonce { expected: self.nonce() + 1, got: nonce });
             }
@@ -1577,6 +1722,41 @@ impl Channel {
             return Err(Error::ZeroWaiver);
         }
         let mine = self.my_sheet(nonce, balances, &locks)?;
+        if let Some(peer_waiver) = signed {
+            // The answer to a signed proposal: the countersignature and the peer's revocation.
+            let (Some(secret), Some(previous)) = (revocation, nonce.checked_sub(1)) else {
+                return Err(self.unexpected(msg));
+            };
+            if waiver != peer_waiver {
+                return Err(Error::Unexpected { message: "countersign", state: "a waiver other than the one signed" });
+            }
+            self.peer_key.verify(signature, &mine, &self.domain, self.peer_address())?;
+            self.check_revocation(previous, secret)?;
+            let my_secret = self.state.chain.secret(previous)?;
+            // -- checks done; apply
+            self.apply_revocation(previous, secret)?;
+            self.state.latest =
+                Some(LiquidationSheet { nonce, balances, waiver: mine.waiver, locks, peer_signature: *signature });
+            self.state.peer_unrevoked.insert(nonce, waiver);
+            self.state.proposer = Some(self.state.me);
+            self.state.peer_next = next.map(|a| (nonce + 1, a));
+            self.state.flight = Flight::Idle;
+            self.prune_onions();
+            // Settled here (rule 2): this sheet is stored with the peer's revocation of the one before.
+            let mut step = Step::reply(Message::Revoke { nonce: previous, secret: my_secret });
+            if payments.count > 0 {
+                step.events.push(Event::PaymentsAcked {
+                    first: payments.first,
+                    count: payments.count,
+                    amount: payments.amount,
+                    nonce,
+                });
+            }
+            return Ok(step);
+        }
+        if revocation.is_some() {
+            return Err(self.unexpected(msg));
+        }
         self.peer_key.verify(signature, &mine, &self.domain, self.peer_address())?;
         let my_signature = self.sign_sheet(nonce, balances, &locks, waiver)?;
         let revocation = if nonce == 0 { None } else { Some(self.state.chain.secret(nonce - 1)?) };
@@ -1584,6 +1764,8 @@ impl Channel {
         self.state.latest =
             Some(LiquidationSheet { nonce, balances, waiver: mine.waiver, locks, peer_signature: *signature });
         self.state.peer_unrevoked.insert(nonce, waiver);
+        self.state.proposer = Some(self.state.me);
+        self.state.peer_next = next.map(|a| (nonce + 1, a));
         let reply = Message::Commit { nonce, signature: my_signature, revocation };
         if nonce == 0 {
             self.state.flight = Flight::Idle;
@@ -1651,6 +1833,7 @@ impl Channel {
         self.state.latest =
             Some(LiquidationSheet { nonce, balances, waiver: mine.waiver, locks, peer_signature: *signature });
         self.state.peer_unrevoked.insert(nonce, peer_waiver);
+        self.state.proposer = Some(self.peer() as u8);
         self.state.flight = Flight::Idle;
         self.prune_onions();
         if nonce == 0 {
@@ -1668,6 +1851,18 @@ impl Channel {
     }
 
     fn on_revoke(&mut self, msg: &Message, nonce: u64, secret: B256) -> Result<Step> {
+        if let Flight::Accepted { nonce: n, paid } = self.state.flight {
+            // The proposer of a signed proposal revokes its previous sheet: the update is settled.
+            if nonce.checked_add(1) != Some(n) {
+                return Err(Error::WrongNonce { expected: n - 1, got: nonce });
+            }
+            self.check_revocation(nonce, secret)?;
+            // -- checks done; apply
+            self.apply_revocation(nonce, secret)?;
+            self.state.flight = Flight::Idle;
+            self.prune_onions();
+            return Ok(Step::default().with(Event::Received { amount: paid, nonce: n }));
+        }
         let Flight::Committed { nonce: n, payments, moves } = self.state.flight.clone() else {
             return match self.state.revocations.secret(nonce) {
                 // a revocation received before: nothing to do
@@ -1730,7 +1925,7 @@ impl Channel {
         let cancelled = match &self.state.flight {
             Flight::Idle => None,
             // The peer closes before seeing my proposal: the proposal will not be made.
-            Flight::Proposed { payments, .. } => Some(*payments),
+            Flight::Proposed { payments, signed: None, .. } => Some(*payments),
             _ => return Err(self.unexpected(msg)),
         };
         self.peer_key.verify(sig, &close, &self.domain, self.peer_address())?;

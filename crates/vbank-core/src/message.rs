@@ -51,6 +51,12 @@ pub const MAX_ONION: usize = 4096;
 /// One protocol message. An update from nonce `n` to `n + 1`, proposed by the payer P to the
 /// receiver R, takes four: `Propose` (P→R), `Countersign` (R→P), `Commit` (P→R), `Revoke` (R→P).
 /// Opening is the same flow at nonce 0, proposed by party 0, with nothing to revoke.
+///
+/// A *signed* proposal takes three: P, which proposed the latest sheet too, signs R's sheet
+/// `n + 1` in its `Propose` (it learnt R's waiver address for it from R's last `Countersign`,
+/// field `next`); R countersigns and revokes its sheet `n` in one `Countersign`; P answers with
+/// the `Revoke` of its sheet `n`, which a node sends in the same frame as P's next proposal. A
+/// signed proposal carries payments only and is never withdrawn (see `PROTOCOL.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Message {
@@ -73,6 +79,10 @@ pub enum Message {
         /// Routing instructions for some of the added locks (at most one per lock).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         onions: Vec<Onion>,
+        /// P's signature over R's sheet `nonce` (a signed proposal: R answers with its
+        /// countersignature and its revocation together).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<Sig>,
     },
     /// R countersigns P's sheet `nonce` and names its own waiver address for its sheet `nonce`.
     Countersign {
@@ -82,6 +92,14 @@ pub enum Message {
         signature: Sig,
         /// R's waiver address for its own sheet `nonce`.
         waiver: Address,
+        /// R's waiver secret for its sheet `nonce - 1`, when answering a signed proposal (R holds
+        /// P's signature over its sheet `nonce`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revocation: Option<B256>,
+        /// R's waiver address for its sheet `nonce + 1`: what P needs to sign R's next sheet in a
+        /// signed proposal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<Address>,
     },
     /// P countersigns R's sheet `nonce` and reveals the waiver secret of its sheet `nonce - 1`.
     Commit {
@@ -92,7 +110,8 @@ pub enum Message {
         /// P's waiver secret for sheet `nonce - 1` (none when opening).
         revocation: Option<B256>,
     },
-    /// R reveals the waiver secret of its sheet `nonce` (the one before the new sheet).
+    /// R reveals the waiver secret of its sheet `nonce` (the one before the new sheet); after a
+    /// signed proposal, P does.
     Revoke {
         /// The revoked nonce.
         nonce: u64,

@@ -93,6 +93,15 @@ impl Pair {
         p
     }
 
+    /// Opened, then Bob paid once: Bob proposed the latest sheet, so Alice's next proposal is an
+    /// unsigned one (the four-message update).
+    fn opened_unsigned() -> Self {
+        let mut p = Self::opened();
+        p.pay(1, 1).expect("pay");
+        p.settle();
+        p
+    }
+
     /// Records what `from` signs or reveals in `m`, and queues it for the other party.
     fn send(&mut self, from: usize, m: Message) {
         match &m {
@@ -103,6 +112,11 @@ impl Pair {
                 }
             }
             Message::Revoke { nonce, .. } => self.revealed[from].push(*nonce),
+            // A signed proposal signs the peer's sheet; the answer to one revokes the sheet before.
+            Message::Propose { nonce, balances, locks, signature: Some(_), .. } => {
+                self.signed[from].push((*nonce, *balances, locks.clone()))
+            }
+            Message::Countersign { nonce, revocation: Some(_), .. } => self.revealed[from].push(nonce - 1),
             _ => {}
         }
         self.history.push(m.clone());
@@ -406,6 +420,7 @@ fn bad_proposals_are_refused_without_change() {
         &mut p,
         1,
         &Message::Propose {
+            signature: None,
             nonce: 2,
             balances: [a0 - 5, a1 + 5],
             waiver: w,
@@ -420,6 +435,7 @@ fn bad_proposals_are_refused_without_change() {
         &mut p,
         1,
         &Message::Propose {
+            signature: None,
             nonce: 1,
             balances: [a0 - 5, a1 + 6],
             waiver: w,
@@ -433,6 +449,7 @@ fn bad_proposals_are_refused_without_change() {
         &mut p,
         1,
         &Message::Propose {
+            signature: None,
             nonce: 1,
             balances: [u128::MAX, 1],
             waiver: w,
@@ -447,6 +464,7 @@ fn bad_proposals_are_refused_without_change() {
         &mut p,
         1,
         &Message::Propose {
+            signature: None,
             nonce: 1,
             balances: [a0 + 5, a1 - 5],
             waiver: w,
@@ -459,13 +477,22 @@ fn bad_proposals_are_refused_without_change() {
     assert_refused(
         &mut p,
         1,
-        &Message::Propose { nonce: 1, balances: [a0, a1], waiver: w, locks: vec![], moves: vec![], onions: vec![] },
+        &Message::Propose {
+            signature: None,
+            nonce: 1,
+            balances: [a0, a1],
+            waiver: w,
+            locks: vec![],
+            moves: vec![],
+            onions: vec![],
+        },
         |e| matches!(e, Error::WrongDirection { .. }),
     );
     assert_refused(
         &mut p,
         1,
         &Message::Propose {
+            signature: None,
             nonce: 1,
             balances: [a0 - 5, a1 + 5],
             waiver: Address::ZERO,
@@ -479,7 +506,15 @@ fn bad_proposals_are_refused_without_change() {
     let e = assert_refused(
         &mut p,
         1,
-        &Message::Propose { nonce: 0, balances: DEPOSITS, waiver: w, locks: vec![], moves: vec![], onions: vec![] },
+        &Message::Propose {
+            signature: None,
+            nonce: 0,
+            balances: DEPOSITS,
+            waiver: w,
+            locks: vec![],
+            moves: vec![],
+            onions: vec![],
+        },
         |e| matches!(e, Error::WrongNonce { .. }),
     );
     assert_eq!(e.severity(), Severity::Ignore);
@@ -487,27 +522,28 @@ fn bad_proposals_are_refused_without_change() {
 
 #[test]
 fn bad_signatures_and_secrets_are_refused_without_change() {
-    let mut p = Pair::opened();
+    let mut p = Pair::opened_unsigned();
     p.pay(0, 40).expect("pay");
     p.propose(0);
     p.deliver(1).expect("propose").expect("ok"); // b countersigns
     // corrupt b's countersignature before a sees it
-    let Some(Message::Countersign { nonce, mut signature, waiver }) = p.inbox[0].pop_front() else {
+    let Some(Message::Countersign { nonce, mut signature, waiver, .. }) = p.inbox[0].pop_front() else {
         panic!("countersign expected")
     };
     let good = signature;
     signature.0[10] ^= 1;
-    assert_refused(&mut p, 0, &Message::Countersign { nonce, signature, waiver }, |e| {
+    assert_refused(&mut p, 0, &Message::Countersign { next: None, revocation: None, nonce, signature, waiver }, |e| {
         matches!(e, Error::BadSignature { .. })
     });
-    p.apply(0, &Message::Countersign { nonce, signature: good, waiver }).expect("good one");
+    p.apply(0, &Message::Countersign { next: None, revocation: None, nonce, signature: good, waiver })
+        .expect("good one");
     // a commit revealing a wrong secret: protocol violation, close
     let Some(Message::Commit { nonce, signature, revocation }) = p.inbox[1].pop_front() else {
         panic!("commit expected")
     };
     let e =
         assert_refused(&mut p, 1, &Message::Commit { nonce, signature, revocation: Some(B256::repeat_byte(3)) }, |e| {
-            matches!(e, Error::WrongSecret { nonce: 0, .. })
+            matches!(e, Error::WrongSecret { nonce: 1, .. })
         });
     assert_eq!(e.severity(), Severity::Close);
     assert_refused(&mut p, 1, &Message::Commit { nonce, signature, revocation: None }, |e| {
@@ -623,18 +659,18 @@ fn freeze_settles_with_the_sheet_stored_at_the_freeze_not_one_read_before() {
 
 #[test]
 fn freeze_while_proposing_cancels_the_proposal_and_keeps_the_older_sheet() {
-    let mut p = Pair::opened();
+    let mut p = Pair::opened_unsigned();
     let id = p.pay(0, 40).expect("pay");
     p.propose(0);
     p.pay(0, 2).expect("queued");
     p.deliver(1).expect("propose").expect("countersigned");
     let (settlement, step) = p.ch[0].freeze("closing", false);
-    assert_eq!(settlement, Settlement::Liquidate(p.ch[0].latest().cloned().expect("sheet 0")));
-    assert_eq!(p.ch[0].nonce(), 0);
+    assert_eq!(settlement, Settlement::Liquidate(p.ch[0].latest().cloned().expect("sheet 1")));
+    assert_eq!(p.ch[0].nonce(), 1);
     assert!(matches!(&step.events[0], Event::PaymentsCancelled { ids } if ids == &vec![id, id + 1]));
     // Bob's countersignature now comes too late: refused, nothing revealed.
     assert!(matches!(p.deliver(0), Some(Err(Error::Frozen(_)))));
-    assert!(p.revealed[0].is_empty());
+    assert!(!p.revealed[0].contains(&1), "{:?}", p.revealed[0]);
     // Before any countersigned sheet, the settlement is a cancel.
     let mut fresh = Pair::new();
     assert_eq!(fresh.ch[1].freeze("never opened", false).0, Settlement::Cancel);
@@ -642,13 +678,20 @@ fn freeze_while_proposing_cancels_the_proposal_and_keeps_the_older_sheet() {
 
 #[test]
 fn a_revoke_with_the_largest_nonce_is_refused_not_a_panic() {
-    let mut p = Pair::opened();
+    let revoke = Message::Revoke { nonce: u64::MAX, secret: B256::repeat_byte(7) };
+    // Alice committed an unsigned proposal and waits for Bob's revocation.
+    let mut p = Pair::opened_unsigned();
     p.pay(0, 5).expect("pay");
     p.propose(0);
     p.deliver(1).expect("propose").expect("ok");
     p.deliver(0).expect("countersign").expect("ok");
-    let revoke = Message::Revoke { nonce: u64::MAX, secret: B256::repeat_byte(7) };
     assert!(matches!(p.ch[0].handle(&revoke), Err(Error::WrongNonce { .. })));
+    // Bob accepted a signed proposal and waits for Alice's revocation.
+    let mut p = Pair::opened();
+    p.pay(0, 5).expect("pay");
+    p.propose(0);
+    p.deliver(1).expect("propose").expect("ok");
+    assert!(matches!(p.ch[1].handle(&revoke), Err(Error::WrongNonce { .. })));
 }
 
 #[test]
@@ -766,6 +809,7 @@ fn a_lock_expires_only_after_its_expiry_and_grace_and_only_if_the_receiver_lacks
     assert!(p.ch[0].expire_due().expect("expire").is_empty());
     let (b, l) = (p.ch[0].balances(), p.ch[0].locks().to_vec());
     let early = Message::Propose {
+        signature: None,
         nonce: p.ch[0].nonce() + 1,
         balances: [b[0] + 400, b[1]],
         waiver: Address::repeat_byte(5),
@@ -787,6 +831,7 @@ fn a_lock_expires_only_after_its_expiry_and_grace_and_only_if_the_receiver_lacks
     p.run(&Action::Tick(HOUR + 241));
     let (b, _) = (p.ch[0].balances(), ());
     let expire = Message::Propose {
+        signature: None,
         nonce: p.ch[0].nonce() + 1,
         balances: [b[0] + 50, b[1]],
         waiver: Address::repeat_byte(5),
@@ -805,6 +850,7 @@ fn bad_lock_moves_are_refused_without_change() {
     let n = p.ch[0].nonce() + 1;
     let lock = |receiver: u8, expiry: u64| HashLock { receiver, amount: 10, expiry, hash: B256::repeat_byte(1) };
     let propose = |balances: [u128; 2], locks: Vec<HashLock>, moves: Vec<LockMove>| Message::Propose {
+        signature: None,
         nonce: n,
         balances,
         waiver: Address::repeat_byte(5),
@@ -968,6 +1014,7 @@ impl Pair {
                 let mut bal = b;
                 bal[to] += extra;
                 Message::Propose {
+                    signature: None,
                     nonce: c.nonce() + 1,
                     balances: bal,
                     waiver: Address::repeat_byte(5),
@@ -982,6 +1029,7 @@ impl Pair {
                 bal[to] -= x;
                 bal[from] += x;
                 Message::Propose {
+                    signature: None,
                     nonce: c.nonce() + 1,
                     balances: bal,
                     waiver: Address::repeat_byte(5),
@@ -1286,6 +1334,7 @@ fn a_routed_lock_carries_its_onion_to_the_receiver_until_it_is_settled() {
     let Message::Propose { nonce, balances, waiver, locks, moves, .. } = m.clone() else { unreachable!() };
     let stray = HashLock { amount: 1, ..lock };
     let bad = Message::Propose {
+        signature: None,
         nonce,
         balances,
         waiver,
@@ -1328,9 +1377,21 @@ fn payments_outcome_tells_acknowledged_from_cancelled_and_pending() {
     assert_eq!(p.ch[0].payments_outcome(cancelled, 1), crate::PaymentsOutcome::Cancelled);
     assert_eq!(p.ch[0].payments_outcome(cancelled + 1, 1), crate::PaymentsOutcome::Acked);
     assert_eq!(p.ch[0].payments_outcome(first, 4), crate::PaymentsOutcome::Cancelled, "a range holding it");
-    // A refused proposal's payments are cancelled too.
+    // A signed proposal is never withdrawn, refused or not: Bob may hold Alice's signature.
+    let signed = p.pay(0, 3).expect("pay");
+    let m = p.ch[0].propose().expect("propose").expect("proposal");
+    assert!(matches!(m, Message::Propose { signature: Some(_), .. }), "{m:?}");
+    assert!(p.ch[0].withdraw_proposal_if(m.digest()).is_empty());
+    assert_eq!(p.ch[0].payments_outcome(signed, 1), crate::PaymentsOutcome::Pending);
+    p.send(0, m);
+    p.settle();
+    assert_eq!(p.ch[0].payments_outcome(signed, 1), crate::PaymentsOutcome::Acked);
+    // A refused unsigned proposal's payments are cancelled.
+    p.pay(1, 1).expect("Bob pays: Alice's next proposal is unsigned");
+    p.settle();
     let refused = p.pay(0, 3).expect("pay");
     let m = p.ch[0].propose().expect("propose").expect("proposal");
+    assert!(matches!(m, Message::Propose { signature: None, .. }), "{m:?}");
     assert!(!p.ch[0].withdraw_proposal_if(m.digest()).is_empty());
     assert_eq!(p.ch[0].payments_outcome(refused, 1), crate::PaymentsOutcome::Cancelled);
 }
@@ -1395,7 +1456,7 @@ fn lock_pending_sees_a_lock_queued_proposed_or_in_the_sheet() {
 
 #[test]
 fn a_frozen_channel_keeps_the_revocation_a_late_commit_carries() {
-    let mut p = Pair::opened();
+    let mut p = Pair::opened_unsigned();
     p.pay(0, 10).expect("pay");
     p.propose(0);
     let settled_nonce = p.ch[1].nonce();
@@ -1433,4 +1494,163 @@ fn a_queued_lock_move_the_peer_overtook_is_reported_cancelled() {
     assert_eq!(p.ch[1].propose().expect("propose"), None, "nothing left to propose");
     assert_eq!(p.ch[1].take_dropped(), [Event::LockMoveCancelled { mv: LockMove::Release(lock) }]);
     assert!(p.ch[1].take_dropped().is_empty(), "reported once");
+}
+
+// ---------------------------------------------------------------------- signed proposals (issue #17)
+
+/// Takes the next message for `to` out of its inbox.
+fn take(p: &mut Pair, to: usize) -> Message {
+    p.inbox[to].pop_front().expect("a message")
+}
+
+#[test]
+fn a_signed_update_takes_three_messages() {
+    let mut p = Pair::opened();
+    let id = p.pay(0, 40).expect("pay");
+    p.propose(0);
+    let propose = take(&mut p, 1);
+    assert!(matches!(propose, Message::Propose { nonce: 1, signature: Some(_), .. }), "{propose:?}");
+    // Bob holds Alice's signature over his sheet 1: he countersigns hers and revokes his sheet 0.
+    assert_eq!(p.apply(1, &propose).expect("accepted"), vec![]);
+    assert_eq!(p.ch[1].nonce(), 1, "Bob's latest is sheet 1, countersigned by Alice");
+    let countersign = take(&mut p, 0);
+    let Message::Countersign { revocation: Some(_), next: Some(next), .. } = &countersign else {
+        panic!("{countersign:?}")
+    };
+    assert_ne!(*next, Address::ZERO);
+    assert!(!p.ch[0].is_idle() && !p.ch[1].is_idle());
+    let events = p.apply(0, &countersign).expect("countersigned");
+    assert_eq!(events, vec![Event::PaymentsAcked { first: id, count: 1, amount: 40, nonce: 1 }]);
+    assert!(p.ch[0].is_revoked_by_peer(0), "acknowledged with Bob's revocation stored (rule 2)");
+    let revoke = take(&mut p, 1);
+    assert!(matches!(revoke, Message::Revoke { nonce: 0, .. }), "{revoke:?}");
+    assert_eq!(p.apply(1, &revoke).expect("revoked"), vec![Event::Received { amount: 40, nonce: 1 }]);
+    assert!(p.ch[0].is_idle() && p.ch[1].is_idle() && p.inbox.iter().all(VecDeque::is_empty));
+    assert_eq!(p.history.len(), 3 + 3, "opening (3) and one update (3)");
+    p.check_invariants();
+    // The next one is signed again, with the waiver address Bob named.
+    p.pay(0, 1).expect("pay");
+    p.propose(0);
+    assert!(matches!(p.inbox[1].front(), Some(Message::Propose { nonce: 2, signature: Some(_), .. })));
+    p.settle();
+    p.check_invariants();
+}
+
+#[test]
+fn bad_signed_proposals_and_answers_are_refused_without_change() {
+    let mut p = Pair::opened();
+    p.pay(0, 40).expect("pay");
+    p.propose(0);
+    let Message::Propose { nonce, balances, waiver, locks, moves, onions, signature: Some(good) } = take(&mut p, 1)
+    else {
+        panic!("signed proposal expected")
+    };
+    let propose = |signature| Message::Propose {
+        nonce,
+        balances,
+        waiver,
+        locks: locks.clone(),
+        moves: moves.clone(),
+        onions: onions.clone(),
+        signature: Some(signature),
+    };
+    let mut bad = good;
+    bad.0[10] ^= 1;
+    assert_refused(&mut p, 1, &propose(bad), |e| matches!(e, Error::BadSignature { .. }));
+    // A signed proposal may only come from the party that proposed the latest sheet.
+    let mut q = Pair::opened_unsigned();
+    q.pay(0, 40).expect("pay");
+    let unsigned = q.ch[0].propose().expect("propose").expect("proposal");
+    let Message::Propose { nonce, balances, waiver, locks, .. } = unsigned else { panic!() };
+    let forged = Message::Propose { nonce, balances, waiver, locks, moves: vec![], onions: vec![], signature: Some(good) };
+    assert_refused(&mut q, 1, &forged, |e| matches!(e, Error::Unexpected { .. }));
+    // Bob accepts the good one; his answer with a wrong revocation is a protocol violation.
+    p.apply(1, &propose(good)).expect("accepted");
+    let Message::Countersign { nonce, signature, waiver, revocation, next } = take(&mut p, 0) else { panic!() };
+    let answer = |revocation| Message::Countersign { nonce, signature, waiver, revocation, next };
+    let e = assert_refused(&mut p, 0, &answer(Some(B256::repeat_byte(3))), |e| {
+        matches!(e, Error::WrongSecret { nonce: 0, .. })
+    });
+    assert_eq!(e.severity(), Severity::Close);
+    assert_refused(&mut p, 0, &answer(None), |e| matches!(e, Error::Unexpected { .. }));
+    let mut forged = signature;
+    forged.0[3] ^= 1;
+    assert_refused(
+        &mut p,
+        0,
+        &Message::Countersign { nonce, signature: forged, waiver, revocation, next },
+        |e| matches!(e, Error::BadSignature { .. }),
+    );
+    p.apply(0, &answer(revocation)).expect("good answer");
+    // Alice's revocation, wrong, then right.
+    let Message::Revoke { nonce, secret } = take(&mut p, 1) else { panic!() };
+    let e = assert_refused(&mut p, 1, &Message::Revoke { nonce, secret: B256::repeat_byte(4) }, |e| {
+        matches!(e, Error::WrongSecret { .. })
+    });
+    assert_eq!(e.severity(), Severity::Close);
+    p.apply(1, &Message::Revoke { nonce, secret }).expect("good revoke");
+    p.check_invariants();
+}
+
+#[test]
+fn a_signed_proposal_with_lock_moves_is_refused() {
+    // Alice never signs one (lock moves may be refused, a signed proposal is never withdrawn); a
+    // peer that does is refused.
+    let mut p = Pair::opened();
+    p.pay(0, 1).expect("pay");
+    p.settle();
+    p.ch[0].add_lock(100, preimage_hash(&secret(1)), p.now + HOUR).expect("add");
+    let m = p.ch[0].propose().expect("propose").expect("proposal");
+    let Message::Propose { nonce, balances, waiver, locks, moves, onions, signature: None } = m else {
+        panic!("a proposal with a lock move is unsigned: {m:?}")
+    };
+    // A signature over Bob's sheet with those balances, as a hostile proposer would add it (the
+    // moves are refused before any signature is looked at).
+    let sheet = BalanceSheet::with_locks(nonce, balances, &locks, Address::repeat_byte(9));
+    let signature = crate::sign(&key(1), &sheet, &params().domain()).expect("sign");
+    let hostile = Message::Propose { nonce, balances, waiver, locks, moves, onions, signature: Some(signature) };
+    assert_refused(&mut p, 1, &hostile, |e| matches!(e, Error::BadLock(_)));
+}
+
+#[test]
+fn two_proposals_at_once_the_signed_one_goes_first() {
+    let mut p = Pair::opened();
+    let a = p.pay(0, 10).expect("Alice pays");
+    let b = p.pay(1, 3).expect("Bob pays");
+    p.propose(0);
+    p.propose(1);
+    assert!(matches!(p.inbox[1].front(), Some(Message::Propose { signature: Some(_), .. })));
+    assert!(matches!(p.inbox[0].front(), Some(Message::Propose { signature: None, .. })));
+    // Alice's (signed) wins; Bob's goes back to his queue.
+    assert!(matches!(p.deliver(0), Some(Err(Error::Conflict(1)))));
+    p.deliver(1).expect("Alice's proposal").expect("accepted by Bob");
+    assert_eq!(p.ch[1].queued(), 1, "Bob's payment is queued again");
+    p.settle();
+    assert_eq!(p.ch[0].payments_outcome(a, 1), crate::PaymentsOutcome::Acked);
+    assert_eq!(p.ch[1].payments_outcome(b, 1), crate::PaymentsOutcome::Acked);
+    assert_eq!(p.ch[0].balances(), [DEPOSITS[0] - 10 + 3, DEPOSITS[1] + 10 - 3]);
+    p.check_invariants();
+}
+
+#[test]
+fn a_frozen_proposer_keeps_its_signed_payments_pending_and_the_revocation_it_gets() {
+    let mut p = Pair::opened();
+    let id = p.pay(0, 40).expect("pay");
+    p.propose(0);
+    p.deliver(1).expect("propose").expect("accepted");
+    let (settlement, step) = p.ch[0].freeze("closing", false);
+    // Alice liquidates with sheet 0, which she never revoked; Bob may liquidate with his sheet 1
+    // (Alice signed it): the payment is neither acknowledged nor cancelled until the chain tells.
+    assert_eq!(settlement, Settlement::Liquidate(p.ch[0].latest().cloned().expect("sheet 0")));
+    assert!(!step.events.iter().any(|e| matches!(e, Event::PaymentsCancelled { .. })), "{:?}", step.events);
+    assert_eq!(p.ch[0].payments_outcome(id, 1), crate::PaymentsOutcome::Pending);
+    assert!(p.ch[0].withdraw_proposal_if(B256::ZERO).is_empty());
+    // Bob's answer arrives late: its revocation is kept (Alice can punish Bob's sheet 0), its
+    // sheet is not taken, and Alice reveals nothing.
+    let answer = take(&mut p, 0);
+    assert_eq!(p.ch[0].handle(&answer).expect("revocation kept"), crate::Step::default());
+    assert!(p.ch[0].is_revoked_by_peer(0));
+    assert_eq!(p.ch[0].settlement(), settlement);
+    assert!(p.revealed[0].is_empty());
+    p.check_invariants();
 }
