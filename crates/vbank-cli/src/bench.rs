@@ -376,6 +376,7 @@ fn update_frames() -> Vec<Frame> {
     let big = u128::MAX / 8;
     [
         Message::Propose {
+            signature: None,
             nonce: 123_456,
             balances: [big - 123_456, big + 123_456],
             waiver,
@@ -383,7 +384,7 @@ fn update_frames() -> Vec<Frame> {
             moves: vec![],
             onions: vec![],
         },
-        Message::Countersign { nonce: 123_456, signature: sig, waiver },
+        Message::Countersign { next: None, revocation: None, nonce: 123_456, signature: sig, waiver },
         Message::Commit { nonce: 123_456, signature: sig, revocation: Some(secret) },
         Message::Revoke { nonce: 123_455, secret },
     ]

@@ -1562,7 +1562,8 @@ fn bad_signed_proposals_and_answers_are_refused_without_change() {
     q.pay(0, 40).expect("pay");
     let unsigned = q.ch[0].propose().expect("propose").expect("proposal");
     let Message::Propose { nonce, balances, waiver, locks, .. } = unsigned else { panic!() };
-    let forged = Message::Propose { nonce, balances, waiver, locks, moves: vec![], onions: vec![], signature: Some(good) };
+    let forged =
+        Message::Propose { nonce, balances, waiver, locks, moves: vec![], onions: vec![], signature: Some(good) };
     assert_refused(&mut q, 1, &forged, |e| matches!(e, Error::Unexpected { .. }));
     // Bob accepts the good one; his answer with a wrong revocation is a protocol violation.
     p.apply(1, &propose(good)).expect("accepted");
@@ -1575,12 +1576,9 @@ fn bad_signed_proposals_and_answers_are_refused_without_change() {
     assert_refused(&mut p, 0, &answer(None), |e| matches!(e, Error::Unexpected { .. }));
     let mut forged = signature;
     forged.0[3] ^= 1;
-    assert_refused(
-        &mut p,
-        0,
-        &Message::Countersign { nonce, signature: forged, waiver, revocation, next },
-        |e| matches!(e, Error::BadSignature { .. }),
-    );
+    assert_refused(&mut p, 0, &Message::Countersign { nonce, signature: forged, waiver, revocation, next }, |e| {
+        matches!(e, Error::BadSignature { .. })
+    });
     p.apply(0, &answer(revocation)).expect("good answer");
     // Alice's revocation, wrong, then right.
     let Message::Revoke { nonce, secret } = take(&mut p, 1) else { panic!() };

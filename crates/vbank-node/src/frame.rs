@@ -46,6 +46,11 @@ pub enum Frame {
         /// (Boxed: every other frame is small.)
         #[serde(default, skip_serializing_if = "Option::is_none")]
         params: Option<Box<ChannelParams>>,
+        /// More messages for the same channel, handled after `message`, in order, and stored
+        /// with it in one step (at most [`MAX_MORE`]): a proposer's revocation and its next
+        /// proposal travel together, so the peer stores once for both.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        more: Vec<Message>,
     },
     /// A node's announcement (its fees and address, signed by its key), relayed between linked
     /// nodes (DESIGN §3).
@@ -100,15 +105,45 @@ impl Terms {
 impl Frame {
     /// A protocol message for channel `channel`, without parameters.
     pub fn channel(channel: Address, message: Message) -> Self {
-        Self::Channel { channel, message, params: None }
+        Self::Channel { channel, message, params: None, more: Vec::new() }
     }
 
     /// A protocol message for the channel of `params`, carrying them if it is the opening
     /// proposal (nonce 0).
     pub fn for_channel(params: &ChannelParams, message: Message) -> Self {
         let opening = matches!(message, Message::Propose { nonce: 0, .. });
-        Self::Channel { channel: params.contract, message, params: opening.then(|| Box::new(params.clone())) }
+        Self::Channel {
+            channel: params.contract,
+            message,
+            params: opening.then(|| Box::new(params.clone())),
+            more: Vec::new(),
+        }
     }
+}
+
+/// The most messages a [`Frame::Channel`] carries besides its first.
+pub const MAX_MORE: usize = 4;
+
+/// Joins consecutive channel frames for the same channel (without parameters) into one, up to
+/// [`MAX_MORE`] extra messages each: what one step produced for a channel is stored by the peer
+/// in one step too.
+pub fn coalesce(frames: Vec<Frame>) -> Vec<Frame> {
+    let mut out: Vec<Frame> = Vec::with_capacity(frames.len());
+    for f in frames {
+        let f = match (out.last_mut(), f) {
+            (
+                Some(Frame::Channel { channel: c, params: None, more, .. }),
+                Frame::Channel { channel, message, params: None, more: tail },
+            ) if *c == channel && more.len() + 1 + tail.len() <= MAX_MORE => {
+                more.push(message);
+                more.extend(tail);
+                continue;
+            }
+            (_, f) => f,
+        };
+        out.push(f);
+    }
+    out
 }
 
 /// The payload of a frame; a frame over [`MAX_FRAME`] bytes is an error.
@@ -148,6 +183,7 @@ mod tests {
                     salt: B256::repeat_byte(5),
                 },
                 Message::Propose {
+                    signature: None,
                     nonce: 0,
                     balances: [5, 0],
                     waiver: Address::repeat_byte(6),
@@ -190,6 +226,7 @@ mod tests {
             salt: B256::ZERO,
         };
         let later = Message::Propose {
+            signature: None,
             nonce: 1,
             balances: [1, 1],
             waiver: Address::repeat_byte(6),
@@ -201,6 +238,7 @@ mod tests {
         assert!(matches!(&f, Frame::Channel { params: None, .. }));
         assert!(!String::from_utf8(encode(&f).expect("encode")).expect("utf8").contains("params"));
         let opening = Message::Propose {
+            signature: None,
             nonce: 0,
             balances: [1, 1],
             waiver: Address::repeat_byte(6),

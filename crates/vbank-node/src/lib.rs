@@ -13,7 +13,7 @@ mod uri;
 
 pub use control::{ChannelStatus, ControlClient, Reply, Request, control_path};
 pub use error::{Error, Result};
-pub use frame::{Frame, MAX_FRAME, Terms};
+pub use frame::{Frame, MAX_FRAME, MAX_MORE, Terms, coalesce};
 pub use node::{Clock, Node, Staged, serve, system_clock, unix_now};
 pub use noise::{NoiseError, Session, address_of};
 pub use service::{

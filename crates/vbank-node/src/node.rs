@@ -473,53 +473,80 @@ impl<S: Store> Node<S> {
         Ok(events)
     }
 
-    /// Handles a frame from the authenticated peer `from`. On success the channel's new state is
+    /// Handles a frame from the authenticated peer `from`: its first message (see
+    /// [`Node::respond`] for a frame carrying more). On success the channel's new state is
     /// stored before this returns the reply and the events; on error nothing changed.
     pub fn handle(&mut self, from: Address, frame: &Frame) -> Result<(Option<Frame>, Vec<Event>)> {
         let Frame::Channel { channel, message, .. } = frame else {
             return Ok((None, Vec::new()));
         };
-        let ch = self.channels.get(channel).ok_or(Error::UnknownChannel(*channel))?;
+        self.handle_message(from, *channel, message)
+    }
+
+    fn handle_message(
+        &mut self,
+        from: Address,
+        channel: Address,
+        message: &Message,
+    ) -> Result<(Option<Frame>, Vec<Event>)> {
+        let ch = self.channels.get(&channel).ok_or(Error::UnknownChannel(channel))?;
         if ch.peer_address() != from {
-            return Err(Error::NotPeer { from, channel: *channel });
+            return Err(Error::NotPeer { from, channel });
         }
         // Every accepted message is stored, whether or not it produced a reply or an event: the
         // core may have moved (a re-queued proposal, a recorded signature).
-        let Step { reply, events } = self.transact(*channel, |ch| Ok(ch.handle(message)?))?;
-        self.journal(*channel, &events);
-        Ok((reply.map(|message| Frame::channel(*channel, message)), events))
+        let Step { reply, events } = self.transact(channel, |ch| Ok(ch.handle(message)?))?;
+        self.journal(channel, &events);
+        Ok((reply.map(|message| Frame::channel(channel, message)), events))
     }
 
-    /// Answers a frame from the authenticated `peer`: the frames to send back (the reply, the
-    /// next proposal of queued payments, or a [`Frame::Refused`] saying why the frame was
-    /// refused) and the events. A duplicate (severity `Ignore`) gets no answer. Only a store
-    /// failure is an error: then nothing may be sent.
+    /// Answers a frame from the authenticated `peer`: the frames to send back (the replies, the
+    /// next proposal of queued payments, or a [`Frame::Refused`] saying why a message was
+    /// refused) and the events. The messages of a frame are handled in order, each checked
+    /// whole; a refused one ends the frame (the later ones build on it), and what the earlier
+    /// ones changed stands. A duplicate (severity `Ignore`) gets no answer. What goes back to one
+    /// channel is joined into one frame ([`crate::coalesce`]). Only a store failure is an error:
+    /// then nothing may be sent.
     pub fn respond(&mut self, peer: Address, frame: &Frame) -> Result<(Vec<Frame>, Vec<Event>)> {
-        let (channel, about) = match frame {
-            Frame::Channel { channel, message, .. } => (Some(*channel), Some(message.digest())),
-            _ => (None, None),
+        let Frame::Channel { channel, message, more, .. } = frame else {
+            return Ok((Vec::new(), Vec::new()));
         };
-        match self.handle(peer, frame) {
-            Ok((reply, events)) => {
-                let mut out: Vec<Frame> = reply.into_iter().collect();
-                if let Some(id) = channel {
-                    out.extend(self.propose(id)?);
-                }
-                Ok((out, events))
-            }
-            Err(e @ Error::Store(_)) => Err(e),
-            Err(Error::Protocol(e)) if e.severity() == vbank_core::Severity::Ignore => Ok((Vec::new(), Vec::new())),
-            // DESIGN §2 rule 5: a wrong or inconsistent revocation proves a broken or cheating
-            // peer. The channel is frozen durably (no further update) and settled with the
-            // latest sheet by whoever follows the Frozen event with a chain endpoint.
-            Err(Error::Protocol(e)) if e.severity() == vbank_core::Severity::Close => {
-                let reason = format!("protocol violation by the peer: {e}");
-                let Some(id) = channel else { return Ok((Vec::new(), Vec::new())) };
-                let (_, events) = self.freeze(id, &reason, true)?;
-                Ok((vec![Frame::Refused { channel, reason, about }], events))
-            }
-            Err(e) => Ok((vec![Frame::Refused { channel, reason: e.to_string(), about }], Vec::new())),
+        let channel = *channel;
+        if more.len() > crate::MAX_MORE {
+            let reason = format!("a frame carries at most {} messages", crate::MAX_MORE + 1);
+            return Ok((vec![Frame::Refused { channel: Some(channel), reason, about: None }], Vec::new()));
         }
+        let (mut out, mut events, mut taken) = (Vec::new(), Vec::new(), false);
+        for message in std::iter::once(message).chain(more) {
+            let about = Some(message.digest());
+            match self.handle_message(peer, channel, message) {
+                Ok((reply, e)) => {
+                    out.extend(reply);
+                    events.extend(e);
+                    taken = true;
+                }
+                Err(e @ Error::Store(_)) => return Err(e),
+                Err(Error::Protocol(e)) if e.severity() == vbank_core::Severity::Ignore => {}
+                // DESIGN §2 rule 5: a wrong or inconsistent revocation proves a broken or cheating
+                // peer. The channel is frozen durably (no further update) and settled with the
+                // latest sheet by whoever follows the Frozen event with a chain endpoint.
+                Err(Error::Protocol(e)) if e.severity() == vbank_core::Severity::Close => {
+                    let reason = format!("protocol violation by the peer: {e}");
+                    let (_, frozen) = self.freeze(channel, &reason, true)?;
+                    events.extend(frozen);
+                    out.push(Frame::Refused { channel: Some(channel), reason, about });
+                    return Ok((out, events));
+                }
+                Err(e) => {
+                    out.push(Frame::Refused { channel: Some(channel), reason: e.to_string(), about });
+                    break;
+                }
+            }
+        }
+        if taken {
+            out.extend(self.propose(channel)?);
+        }
+        Ok((crate::coalesce(out), events))
     }
 
     /// The frames to send to `peer` after (re)connecting: every channel's retransmissions.

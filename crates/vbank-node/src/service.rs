@@ -1006,7 +1006,7 @@ impl<S: Store + Send + 'static> Service<S> {
                     continue;
                 }
                 // Only an opening proposal can start a channel here; a refused one was answered.
-                Frame::Channel { channel, message: vbank_core::Message::Propose { nonce: 0, .. }, params } => {
+                Frame::Channel { channel, message: vbank_core::Message::Propose { nonce: 0, .. }, params, .. } => {
                     if !self.admit(peer, *channel, params.as_deref()).await? {
                         continue;
                     }

@@ -161,6 +161,7 @@ mod tests {
         let (who, mut sb) = rb.expect("responder");
         assert_eq!(crate::noise::address_of(&who), ka.address());
         let f = Frame::Channel {
+            more: Vec::new(),
             channel: Address::repeat_byte(1),
             message: Message::Revoke { nonce: 3, secret: B256::repeat_byte(2) },
             params: None,

@@ -48,6 +48,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         Frame::Init {},
         Frame::Ping { pong_len: 16, padding: Bytes::from(vec![0; 3]) },
         Frame::Channel {
+            more: Vec::new(),
             channel: Address::repeat_byte(7),
             message: vbank_core::Message::Revoke { nonce: 9, secret: B256::repeat_byte(9) },
             params: None,

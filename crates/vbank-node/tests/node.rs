@@ -126,12 +126,24 @@ async fn bad_frames_are_refused_and_the_node_keeps_serving() {
     let mut alice = Node::open(key(1), RedbStore::open(&dir.path().join("a.redb")).expect("s")).expect("node");
     alice.add_channel(params(7), B256::repeat_byte(1)).expect("add");
     alice_pays(port, &mut alice, 7, &[3]).await;
-    let before = bob.lock().await.channel(Address::repeat_byte(7)).expect("c").state().clone();
+    // (Alice's last revocation reaches Bob after her acknowledgement: wait for it.)
+    let before = loop {
+        let idle = {
+            let bob = bob.lock().await;
+            let c = bob.channel(Address::repeat_byte(7)).expect("c");
+            c.is_idle().then(|| c.state().clone())
+        };
+        if let Some(state) = idle {
+            break state;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
 
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     let mut session = initiate(&mut s, &key(1), &node_key(&key(2))).await.expect("handshake");
     // unknown channel
     let unknown = Frame::Channel {
+        more: Vec::new(),
         channel: Address::repeat_byte(99),
         message: vbank_core::Message::Revoke { nonce: 0, secret: B256::ZERO },
         params: None,
@@ -139,6 +151,7 @@ async fn bad_frames_are_refused_and_the_node_keeps_serving() {
     write_frame(&mut s, &mut session.sender, &unknown).await.expect("write");
     // an out-of-order message for a real channel (a commit nobody asked for)
     let stray = Frame::Channel {
+        more: Vec::new(),
         channel: Address::repeat_byte(7),
         message: vbank_core::Message::Revoke { nonce: 5, secret: B256::repeat_byte(3) },
         params: None,

@@ -366,14 +366,44 @@ async fn a_payment_id_given_twice_pays_once_and_a_failed_one_stays_failed() {
     alice.pay_with_id("order-2", id, 10, 1, T, never()).await.expect("the id was free");
     assert_eq!(balances().await, [997_990, 1_002_010]);
 
-    // Bob freezes the channel (closing): he refuses Alice's next proposal, so her payment fails,
-    // and it stays failed: asking again does not send it.
+    // Bob pays once, so Alice's next proposal is unsigned (a signed one is never withdrawn: see
+    // the next test). Bob freezes the channel (closing): he refuses Alice's next proposal, so her
+    // payment fails, and it stays failed: asking again does not send it.
+    bob.pay_with_id("back", id, 1, 1, T, never()).await.expect("Bob pays");
     bob.settle_for(id, "closing").await.expect("freeze");
     let e = alice.pay_with_id("order-3", id, 7, 1, T, never()).await.expect_err("refused");
     let again = alice.pay_with_id("order-3", id, 7, 1, T, never()).await.expect_err("failed for good");
     assert!(again.to_string().contains("failed for good"), "{e} / {again}");
-    assert_eq!(balances().await, [997_990, 1_002_010]);
+    assert_eq!(balances().await, [997_991, 1_002_009]);
     assert_eq!(alice.node().lock().await.channel(id).expect("ch").queued(), 0, "nothing left to go out later");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_payment_the_peer_refuses_stays_in_doubt_and_is_never_sent_twice() {
+    let never = std::future::pending::<()>;
+    let dir = tempfile::tempdir().expect("dir");
+    let alice = service(dir.path(), 1, None);
+    let bob = service(dir.path(), 2, Some(admission()));
+    let addr = listen(&bob).await;
+    alice.connect(&addr).await.expect("connect");
+    let id = params(3).contract;
+    alice.open(params(3), B256::repeat_byte(9), T).await.expect("open");
+    alice.pay_with_id("order-1", id, 1_000, 1, T, never()).await.expect("paid");
+    // Alice proposed the latest sheet: her next proposal is signed. Bob, frozen, refuses it, but
+    // he holds her signature over his next sheet and could liquidate with it: the payment is
+    // neither made nor failed until the chain shows the settlement, and it is never sent again.
+    bob.settle_for(id, "closing").await.expect("freeze");
+    let short = std::time::Duration::from_millis(500);
+    let e = alice.pay_with_id("order-2", id, 7, 1, short, never()).await.expect_err("not acknowledged");
+    assert!(e.to_string().contains("1 in flight (may still complete)"), "{e}");
+    let again = alice.pay_with_id("order-2", id, 7, 1, short, never()).await.expect_err("still in doubt");
+    assert!(!again.to_string().contains("failed for good"), "{again}");
+    let node = alice.node().lock().await;
+    let ch = node.channel(id).expect("ch");
+    assert_eq!(ch.balances(), [999_000, 1_001_000], "the latest sheet Alice holds");
+    assert_eq!(ch.queued(), 0, "nothing queued to go out again");
+    let first = ch.next_payment_id() - 1;
+    assert_eq!(ch.payments_outcome(first, 1), vbank_core::PaymentsOutcome::Pending);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,6 +117,7 @@ fn a_wrong_revocation_freezes_the_channel_durably() {
     let (revoke, _) = bob.respond(key(1).address(), &commit[0]).expect("revoke");
     let forged = match &revoke[0] {
         Frame::Channel { channel, message: Message::Revoke { nonce, .. }, .. } => Frame::Channel {
+            more: Vec::new(),
             channel: *channel,
             message: Message::Revoke { nonce: *nonce, secret: alloy_primitives::B256::repeat_byte(9) },
             params: None,

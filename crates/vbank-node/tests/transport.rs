@@ -284,8 +284,10 @@ async fn an_impostor_can_neither_answer_for_nor_speak_for_another_party() {
     let in_flight = bob.node().lock().await.channel(id).expect("ch").state().clone();
     let (mut s, mut session) = raw_peer(&bob_uri, 3).await;
     let propose = Frame::Channel {
+        more: Vec::new(),
         channel: id,
         message: vbank_core::Message::Propose {
+            signature: None,
             nonce: 1,
             balances: [0, 2_000_000],
             waiver: Address::repeat_byte(3),
