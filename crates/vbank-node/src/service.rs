@@ -591,9 +591,33 @@ impl<S: Store + Send + 'static> Service<S> {
         tasks.push(tokio::spawn(f));
     }
 
-    /// Stops listening and drops every link (the peers see a hang-up), and waits until the
-    /// tasks are gone. The store is released when the last clone of this service is dropped.
+    /// Waits until the frames queued for `peer` were written to its link (at most `timeout`), so
+    /// that what a short-lived caller sends last (a payer's revocation, which follows its
+    /// acknowledgement in a three-message update) reaches the peer before the process exits.
+    /// False if some are still queued; without a link there is nothing to wait for (what was not
+    /// written is sent again on the next link).
+    pub async fn flush(&self, peer: Address, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let queued = self.links().get(&peer).map_or(0, |l| l.out.queued.load(Ordering::SeqCst));
+            if queued == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Stops listening and drops every link (the peers see a hang-up) once what was queued for
+    /// them was written (at most a second each), and waits until the tasks are gone. The store is
+    /// released when the last clone of this service is dropped.
     pub async fn shutdown(&self) {
+        let peers: Vec<Address> = self.links().keys().copied().collect();
+        for peer in peers {
+            self.flush(peer, Duration::from_secs(1)).await;
+        }
         let tasks: Vec<_> = {
             let mut tasks = locked(&self.inner.tasks);
             self.inner.closing.store(true, Ordering::SeqCst);
@@ -1050,7 +1074,7 @@ impl<S: Store + Send + 'static> Service<S> {
                                 this.notify(Notice::Refused { peer, channel: *channel, reason: reason.clone() });
                             }
                         }
-                        this.send(peer, replies);
+                        this.send(peer, crate::coalesce(replies));
                         drop(lock);
                         for event in events {
                             this.notify(Notice::Event { channel, event });
@@ -1380,7 +1404,14 @@ impl<S: Store + Send + 'static> Service<S> {
                 () = stop => Err(Error::Interrupted),
             }
         };
-        let Err(error) = outcome else { return outcome };
+        let Err(error) = outcome else {
+            // The payer's revocation follows the acknowledgement: out before the caller goes on
+            // (and perhaps exits), so the payee counts the payment received now.
+            if let Some(peer) = self.inner.node.lock().await.channel(id).map(|c| c.peer_address()) {
+                self.flush(peer, Duration::from_secs(1)).await;
+            }
+            return outcome;
+        };
         // DESIGN §2 rule 11: what failed stays failed. Payments still queued are cancelled now
         // (they never go out behind the payer's back); those already proposed may complete.
         let lock = self.lock_channel(id).await;

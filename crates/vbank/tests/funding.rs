@@ -145,7 +145,12 @@ async fn a_wrong_revocation_gets_the_channel_liquidated_on_chain() {
             let Ok(frame) = read_frame(&mut stream, &mut session.receiver).await else { return forged };
             let Ok((replies, _)) = bob.respond(alice_addr, &frame) else { return forged };
             for mut f in replies {
-                if let Frame::Channel { message: Message::Revoke { secret, .. }, .. } = &mut f {
+                // (In answer to Alice's signed proposal, his revocation rides in his Countersign.)
+                if let Frame::Channel {
+                    message: Message::Revoke { secret, .. } | Message::Countersign { revocation: Some(secret), .. },
+                    ..
+                } = &mut f
+                {
                     *secret = B256::repeat_byte(9);
                     forged += 1;
                 }
@@ -166,8 +171,9 @@ async fn a_wrong_revocation_gets_the_channel_liquidated_on_chain() {
     alice.open(params.clone(), B256::repeat_byte(7), T).await.expect("open");
     OnChain::new(alice_chain.clone(), id).deposit_agreed(&params).await.expect("alice deposit");
     OnChain::new(bob_chain.clone(), id).deposit_agreed(&params).await.expect("bob deposit");
-    // Alice pays; Bob countersigns, she commits, and his revocation is wrong: she freezes the
-    // channel and her driver liquidates with her latest sheet (nonce 1) without being asked.
+    // Alice pays (a signed proposal: she proposed sheet 0); Bob answers with his countersignature
+    // and a wrong revocation: she freezes the channel without taking sheet 1, and her driver
+    // liquidates with her latest sheet (nonce 0, never revoked) without being asked.
     let paid = alice.pay(id, ETH, 1, T).await;
     assert!(paid.is_err(), "the payment is not acknowledged: {paid:?}");
     let settled = tokio::time::timeout(T, async {
@@ -181,11 +187,11 @@ async fn a_wrong_revocation_gets_the_channel_liquidated_on_chain() {
     })
     .await
     .expect("liquidated");
-    assert!(settled.contains("sheet 1") && settled.contains("protocol violation"), "{settled}");
+    assert!(settled.contains("sheet 0") && settled.contains("protocol violation"), "{settled}");
     let info = OnChain::new(alice_chain.clone(), id).info().await.expect("info");
     assert_eq!(info.state, OnChainState::Liquidating);
     let l = info.liquidation.expect("liquidation");
-    assert_eq!((l.master, l.nonce), (alice_chain.address(), 1));
+    assert_eq!((l.master, l.nonce), (alice_chain.address(), 0));
     assert!(alice.node().lock().await.channel(id).expect("ch").frozen().is_some_and(|r| r.contains("violation")));
     alice.shutdown().await;
     assert!(bob_task.await.expect("bob") >= 1, "Bob forged a revocation");
