@@ -478,9 +478,9 @@ pub struct Channel {
     state: ChannelState,
     signer: PrivateKeySigner,
     domain: Eip712Domain,
-    /// The last waiver address derived (a scalar multiplication each): every update needs the
-    /// same one two or three times.
-    waiver_cache: std::cell::Cell<Option<(u64, Address)>>,
+    /// The last two waiver addresses derived (a scalar multiplication each): every update needs
+    /// those of the next two nonces, several times; [`Channel::warm`] derives them ahead.
+    waiver_cache: std::cell::Cell<[Option<(u64, Address)>; 2]>,
     /// The peer's public key once seen: later signatures are verified, not recovered.
     peer_key: PeerKey,
     /// The time now (unix seconds), as the node last set it: lock expiries are judged by it.
@@ -541,7 +541,7 @@ impl Channel {
             state,
             signer,
             domain,
-            waiver_cache: std::cell::Cell::new(None),
+            waiver_cache: std::cell::Cell::new([None; 2]),
             peer_key: PeerKey::default(),
             now: None,
         })
@@ -551,7 +551,7 @@ impl Channel {
     /// could not be stored is undone this way).
     pub fn reset(&mut self, state: ChannelState) {
         self.state = state;
-        self.waiver_cache.set(None);
+        self.waiver_cache.set([None; 2]);
     }
 
     /// The state to persist.
@@ -706,14 +706,24 @@ impl Channel {
     }
 
     fn my_waiver(&self, nonce: u64) -> Result<Address> {
-        if let Some((n, a)) = self.waiver_cache.get()
-            && n == nonce
-        {
-            return Ok(a);
+        let cache = self.waiver_cache.get();
+        if let Some((_, a)) = cache.iter().flatten().find(|(n, _)| *n == nonce) {
+            return Ok(*a);
         }
         let a = self.state.chain.address(nonce)?;
-        self.waiver_cache.set(Some((nonce, a)));
+        // The older entry goes.
+        let keep = cache.iter().flatten().max_by_key(|(n, _)| *n).copied();
+        self.waiver_cache.set([keep, Some((nonce, a))]);
         Ok(a)
+    }
+
+    /// Derives ahead the waiver addresses the next update needs (this party's for the next two
+    /// nonces), off its critical path: call it once the last message went out.
+    pub fn warm(&self) {
+        let next = self.state.latest.as_ref().map_or(0, |l| l.nonce + 1);
+        for nonce in [next, next + 1] {
+            let _ = self.my_waiver(nonce);
+        }
     }
 
     fn my_sheet(&self, nonce: u64, balances: [Amount; 2], locks: &[HashLock]) -> Result<BalanceSheet> {

@@ -302,13 +302,28 @@ impl<S: Store> Node<S> {
     }
 
     /// Queues a payment on a channel and proposes if the channel is idle. The returned frame
-    /// (if any) may be sent: its state is stored.
+    /// (if any) may be sent: its state is stored. Behind an update in flight the payment only
+    /// joins the queue in memory, without a disk sync of its own: it is stored with the proposal
+    /// that carries it. Until then nothing was sent of it; after a crash it was never made (its
+    /// id is given again, and a payment-id record of it is dropped at start as never queued).
     pub fn pay(&mut self, id: Address, amount: u128) -> Result<(u64, Option<Frame>)> {
+        let ch = self.channels.get_mut(&id).ok_or(Error::UnknownChannel(id))?;
+        if !ch.is_idle() && *ch.phase() == vbank_core::Phase::Open && ch.frozen().is_none() {
+            return Ok((ch.pay(amount)?, None));
+        }
         let (pid, msg) = self.transact(id, |ch| {
             let pid = ch.pay(amount)?;
             Ok((pid, ch.propose()?))
         })?;
         Ok((pid, msg.map(|message| Frame::channel(id, message))))
+    }
+
+    /// Derives ahead what channel `id`'s next update needs (see [`vbank_core::Channel::warm`]):
+    /// call it once the frames of the last step went out, off the update's critical path.
+    pub fn warm(&self, id: Address) {
+        if let Some(ch) = self.channels.get(&id) {
+            ch.warm();
+        }
     }
 
     /// Proposes queued payments on a channel, if it is idle (after an update completed).
@@ -607,6 +622,9 @@ where
         }
         for f in &out {
             write_frame(stream, &mut session.sender, f).await?;
+        }
+        if let Some(id) = channel {
+            node.lock().await.warm(id);
         }
     }
 }

@@ -1076,6 +1076,7 @@ impl<S: Store + Send + 'static> Service<S> {
                         }
                         this.send(peer, crate::coalesce(replies));
                         drop(lock);
+                        this.inner.node.lock().await.warm(channel);
                         for event in events {
                             this.notify(Notice::Event { channel, event });
                         }

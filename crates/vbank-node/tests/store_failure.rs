@@ -93,43 +93,55 @@ fn a_failed_save_leaves_memory_as_stored_and_nothing_unstored_is_resent() {
         !resent.iter().any(|f| matches!(f, Frame::Channel { message: Message::Revoke { .. }, .. })),
         "a revocation of an unreplaced sheet would be sent: {resent:?}"
     );
-    // Local requests that fail to store change nothing either.
-    assert!(alice.pay(id, 1).is_err());
-    assert_eq!(alice.channel(id).expect("channel").queued(), 0);
+    // Behind the update in flight a payment only joins the queue in memory (it is stored with the
+    // proposal that carries it); a local request that must store and cannot changes nothing.
+    let (pid, frame) = alice.pay(id, 1).expect("queued in memory");
+    assert!(frame.is_none());
+    assert!(alice.cancel_queued(id, pid, pid, 1).is_err());
+    assert_eq!(alice.channel(id).expect("channel").queued(), 1);
     // The disk recovers: Bob's retransmitted commit completes the update.
     store.fail.store(false, Ordering::SeqCst);
     let (revoke, events) = alice.respond(bob_addr, &commit[0]).expect("commit again");
     assert!(events.iter().any(|e| matches!(e, Event::Received { amount: 500, nonce: 1 })));
     exchange(&mut alice, &mut bob, revoke.into_iter().map(|f| (0, f)).collect());
-    assert_eq!(alice.channel(id).expect("channel").balances(), [1_000_500, 999_500]);
+    // (Her queued wei went out once the update was done.)
+    assert_eq!(alice.channel(id).expect("channel").balances(), [1_000_499, 999_501]);
     let stored = store.inner.load(id).expect("load").expect("stored");
-    assert_eq!(vbank_core::Channel::restore(stored, key(1)).expect("restore").nonce(), 1);
+    assert_eq!(vbank_core::Channel::restore(stored, key(1)).expect("restore").nonce(), 2);
 }
 
 #[test]
 fn a_wrong_revocation_freezes_the_channel_durably() {
     let (mut alice, store, mut bob, id) = opened();
     let bob_addr = key(2).address();
-    // Alice pays; Bob countersigns; Alice commits; Bob's revocation is forged.
+    // Alice pays (a signed proposal); Bob's answer carries a forged revocation.
     let (_, propose) = alice.pay(id, 300).expect("alice pays");
     let (countersign, _) = bob.respond(key(1).address(), &propose.expect("proposal")).expect("countersign");
-    let (commit, _) = alice.respond(bob_addr, &countersign[0]).expect("commit");
-    let (revoke, _) = bob.respond(key(1).address(), &commit[0]).expect("revoke");
-    let forged = match &revoke[0] {
-        Frame::Channel { channel, message: Message::Revoke { nonce, .. }, .. } => Frame::Channel {
+    let forged = match &countersign[0] {
+        Frame::Channel {
+            channel,
+            message: Message::Countersign { nonce, signature, waiver, revocation: Some(_), next },
+            ..
+        } => Frame::Channel {
             more: Vec::new(),
             channel: *channel,
-            message: Message::Revoke { nonce: *nonce, secret: alloy_primitives::B256::repeat_byte(9) },
+            message: Message::Countersign {
+                nonce: *nonce,
+                signature: *signature,
+                waiver: *waiver,
+                revocation: Some(alloy_primitives::B256::repeat_byte(9)),
+                next: *next,
+            },
             params: None,
         },
-        other => panic!("expected a revocation, got {other:?}"),
+        other => panic!("expected a countersignature with a revocation, got {other:?}"),
     };
     let (out, events) = alice.respond(bob_addr, &forged).expect("answered");
     assert!(matches!(&out[..], [Frame::Refused { .. }]));
     let Some(Event::Frozen { settlement: Settlement::Liquidate(sheet), violation: true, .. }) = events.last() else {
         panic!("the channel is frozen for a liquidation: {events:?}")
     };
-    assert_eq!(sheet.nonce, 1);
+    assert_eq!(sheet.nonce, 0, "her latest sheet, never revoked: the forged answer's sheet was not taken");
     // Durably: a restart still refuses every update.
     let mut again = Node::open(key(1), store).expect("reopen");
     assert!(again.channel(id).expect("channel").frozen().is_some());
