@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 mod chain;
+mod client;
+mod flows;
 pub mod keys;
 mod node;
 
@@ -8,4 +10,15 @@ pub use chain::{
     ChainClock, ChainDriver, ChainEvent, DriverConfig, admission, describe_settlement, funding_check, funding_of,
     settle_on_chain, watch,
 };
-pub use node::{Builder, DEFAULT_MAX_LOCK, DEFAULT_MIN_LOCK, Error, Node, Result, StoredEvent};
+pub use client::{Client, Progress, ProgressFn, Status, StoreStatus, read_status};
+pub use flows::{
+    CloseOptions, CloseOutcome, CloseReport, ConfirmFn, OpenOptions, OpenReport, TermsRefusal, check_terms, deposit,
+};
+pub use node::{Builder, ChainRecord, DEFAULT_MAX_LOCK, DEFAULT_MIN_LOCK, Error, Event, Node, Result, StoredEvent};
+
+/// An amount of wei as ETH, as a person reads it: "1.5 ETH", "0.000000001 ETH".
+pub fn format_eth(wei: vbank_core::Amount) -> String {
+    let s = alloy::primitives::utils::format_ether(alloy::primitives::U256::from(wei));
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s} ETH")
+}
