@@ -15,7 +15,8 @@ use tokio::{
 use vbank_client::{Chain, WatchEvent, WatcherHandle};
 use vbank_node::{ControlClient, NodeUri, RedbStore, Service, control_path};
 
-use crate::{node::open_service, party::Party};
+use crate::node::open_service;
+use vbank::Client as Party;
 
 /// The punishment as Bob's watcher reported it.
 pub(crate) struct Punished {
@@ -210,12 +211,12 @@ impl Nodes {
     /// A new handle on party `i`'s node (0 Alice, 1 Bob, 2 Carol); handles can be used concurrently.
     pub(crate) async fn party(&self, i: usize) -> Result<Party> {
         Ok(match self {
-            Self::InProcess { alice, bob, carol, .. } => Party::Direct(match i {
+            Self::InProcess { alice, bob, carol, .. } => Party::of_service(match i {
                 0 => alice.clone(),
                 1 => bob.clone(),
                 _ => carol.clone(),
             }),
-            Self::Processes { sockets, .. } => Party::Node(control(&sockets[i]).await?),
+            Self::Processes { sockets, .. } => Party::of_socket(control(&sockets[i]).await?),
         })
     }
 
