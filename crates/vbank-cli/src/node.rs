@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use vbank::ChainEvent;
-use vbank_client::{Chain, WatchEvent, WatcherHandle};
+use vbank_client::WatchEvent;
 use vbank_core::Event;
 use vbank_node::{Admission, Node, Notice, RedbStore, Service};
 
@@ -116,26 +116,6 @@ pub(crate) fn say(line: String) {
 }
 
 pub(crate) use vbank::{admission, funding_check, funding_of, watch};
-
-/// Forwards a watcher's events to stdout, and the contract's state to the node (`vbank watch`).
-fn log_watch(
-    service: &Service<RedbStore>,
-    id: Address,
-    mut handle: WatcherHandle,
-    json_mode: bool,
-) -> tokio::task::JoinHandle<()> {
-    let service = service.clone();
-    tokio::spawn(async move {
-        while let Some(e) = handle.next().await {
-            if let WatchEvent::State(state) = e
-                && let Err(err) = service.set_funding(id, funding_of(state)).await
-            {
-                say(format!("watch {id}: cannot record the contract's state {state}: {err}"));
-            }
-            say(describe_watch(id, &e, json_mode));
-        }
-    })
-}
 
 /// What the chain driver did, as a line for the log.
 fn describe_chain(e: &ChainEvent, json_mode: bool) -> String {
@@ -464,22 +444,29 @@ pub(crate) async fn shutdown_signal() {
 
 pub(crate) async fn watch_cmd(args: WatchArgs, json_mode: bool) -> Result<()> {
     let signer = load_key(&args.key)?;
-    let chain = Chain::connect(&args.rpc_url, signer.clone(), args.chain_id)
-        .await
-        .with_context(|| format!("connecting to {}", args.rpc_url))?;
-    let service = open_service(&args.store, signer, None, true)?;
-    let ids = service.node().lock().await.channel_ids();
+    check_store(&args.store, true)?;
+    // The store opened for this command (no peers served), its channels watched by the library.
+    let builder = vbank::Builder::new(&args.store, signer)
+        .chain(args.rpc_url.clone())
+        .chain_id(args.chain_id)
+        .poll(Duration::from_millis(args.poll_ms))
+        .journal(false);
+    let node = builder.open().await.map_err(|e| match e {
+        vbank::Error::Chain(e) => anyhow::Error::new(e).context(format!("connecting to {}", args.rpc_url)),
+        vbank::Error::Node(e) => store_error(&args.store, e),
+        e => anyhow::Error::new(e),
+    })?;
+    let ids = node.channels().await;
     if ids.is_empty() {
         bail!("no channels in {}", args.store.display());
     }
     if !json_mode {
-        say(format!("watching {} channel(s) on chain {}; stops when all are closed", ids.len(), chain.chain_id()));
+        let chain_id = node.chain_id().unwrap_or_default();
+        say(format!("watching {} channel(s) on chain {chain_id}; stops when all are closed", ids.len()));
     }
-    let poll = Duration::from_millis(args.poll_ms);
-    let tasks: Vec<_> =
-        ids.iter().map(|id| log_watch(&service, *id, watch(&service, &chain, *id, poll), json_mode)).collect();
-    for t in tasks {
-        t.await.context("a watcher task failed")?;
+    let mut events = node.watch_channels().await?;
+    while let Some(e) = events.recv().await {
+        say(describe_chain(&e, json_mode));
     }
     Ok(())
 }

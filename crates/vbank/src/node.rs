@@ -269,7 +269,7 @@ impl Builder {
         let node = vbank_node::Node::open(self.signer.clone(), store)?.with_clock(ChainClock::new().clock());
         let node = if self.journal { node.with_journal() } else { node };
         let service = Service::with_limits(node, self.signer.clone(), None, self.limits);
-        Ok(Node { service, driver: None, chain, timeout: self.timeout })
+        Ok(Node { service, driver: None, chain, timeout: self.timeout, poll: self.config.poll })
     }
 
     /// Opens the store, connects to the chain, listens, and starts following the chain.
@@ -324,7 +324,7 @@ impl Builder {
             d.start();
             d
         });
-        Ok(Node { service, driver, chain, timeout: self.timeout })
+        Ok(Node { service, driver, chain, timeout: self.timeout, poll: self.config.poll })
     }
 }
 
@@ -383,6 +383,7 @@ pub struct Node {
     driver: Option<ChainDriver<RedbStore>>,
     chain: Option<Chain>,
     timeout: Duration,
+    poll: Duration,
 }
 
 impl Node {
@@ -527,6 +528,33 @@ impl Node {
     pub async fn close_with(&self, channel: Address, opts: crate::CloseOptions) -> Result<crate::CloseReport> {
         let chain = self.chain()?.clone();
         crate::Client::of_service(self.service.clone()).close(&chain, channel, opts).await
+    }
+
+    /// Watches every channel the node holds on its chain, for a node that follows no chain by
+    /// itself ([`Builder::open`]; a started node's driver watches already): each channel's
+    /// watcher punishes a liquidation with a revoked sheet (with the waiver keys in the store) and
+    /// records the contract's state in the node. Its reports come out of the receiver, which ends
+    /// once every channel is closed on chain.
+    pub async fn watch_channels(&self) -> Result<tokio::sync::mpsc::UnboundedReceiver<ChainEvent>> {
+        let chain = self.chain()?.clone();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let ids = self.service.node().lock().await.channel_ids();
+        for id in ids {
+            let mut handle = crate::watch(&self.service, &chain, id, self.poll);
+            let (service, tx) = (self.service.clone(), tx.clone());
+            tokio::spawn(async move {
+                while let Some(e) = handle.next().await {
+                    if let vbank_client::WatchEvent::State(state) = e
+                        && let Err(err) = service.set_funding(id, crate::funding_of(state)).await
+                    {
+                        let text = format!("cannot record the contract's state {state}: {err}");
+                        let _ = tx.send(ChainEvent::Note { channel: id, text });
+                    }
+                    let _ = tx.send(ChainEvent::Watch { channel: id, event: e });
+                }
+            });
+        }
+        Ok(rx)
     }
 
     /// Every channel, as the node holds it.
