@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use vbank::Client;
-use vbank_node::{PaymentStatus, control_path};
+use vbank::{PaymentStatus, control_path};
 
 use crate::units::{format_eth, parse_amount};
 
@@ -86,7 +86,7 @@ pub(crate) async fn pay_invoice(
     json_mode: bool,
 ) -> Result<()> {
     // Checked here first, for a clear error before anything reaches the node.
-    let decoded = vbank_node::network::Invoice::decode(invoice).context("--invoice")?;
+    let decoded = vbank::Invoice::decode(invoice).context("--invoice")?;
     let mut client = node(store).await?;
     let paying = client.pay_invoice(invoice, max_fee.unwrap_or(u128::MAX), window, Duration::from_secs(timeout));
     let payment = tokio::time::timeout(Duration::from_secs(timeout + 30), paying)

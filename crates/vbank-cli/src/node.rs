@@ -365,10 +365,9 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             eprintln!("warning: channel {contract} added without --rpc-url: its contract is not verified");
         }
     }
-    let service = node.service().clone();
     let uri = node.uri().context("the node's address")?;
-    let ids = service.node().lock().await.channel_ids();
-    let control_at = vbank_node::control_path(&args.store).display().to_string();
+    let ids: Vec<Address> = node.channels().await.iter().map(|c| c.channel).collect();
+    let control_at = vbank::control_path(&args.store).display().to_string();
     let local = uri.socket_addr();
     // The URI peers dial: this node's key and where it listens (an unspecified address such as
     // 0.0.0.0 must be replaced by one the peers reach).
@@ -385,21 +384,13 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             if unspecified { "; peers dial this URI with the host they reach this machine at" } else { "" }
         ));
     }
-    let mut notices = service.subscribe();
-    let control = vbank_node::control_path(&args.store);
-    service.serve_control(&control).await.context("the control socket")?;
-    // Ctrl-C (or SIGTERM from a supervisor): stop serving and remove the control socket. The
+    let mut notices = node.notices();
+    let control = vbank::control_path(&args.store);
+    node.serve_control(&control).await.context("the control socket")?;
+    // Ctrl-C (or SIGTERM from a supervisor): stop the node and remove the control socket. The
     // store needs nothing: every state is durable before it is acted on.
-    {
-        let service = service.clone();
-        let control = control.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            service.shutdown().await;
-            let _ = std::fs::remove_file(&control);
-            std::process::exit(0);
-        });
-    }
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
     let mut chain_events = node.chain_events();
     loop {
         let chain_event = async {
@@ -409,6 +400,11 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             }
         };
         tokio::select! {
+            () = &mut stop => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), node.stop()).await;
+                let _ = std::fs::remove_file(&control);
+                std::process::exit(0);
+            }
             n = notices.recv() => match n {
                 Ok(n) => {
                     if let Some(line) = describe_notice(&n, json_mode) {

@@ -12,10 +12,10 @@ use alloy::{
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
+use vbank::Chain;
+use vbank::ChannelParams;
+use vbank::NodeUri;
 use vbank::{OpenOptions, OpenReport, Progress, TermsRefusal};
-use vbank_client::Chain;
-use vbank_core::ChannelParams;
-use vbank_node::NodeUri;
 
 use crate::{
     keys::KeyArgs,

@@ -11,9 +11,9 @@ use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
+use vbank::{Chain, OnChain};
+use vbank::{ChannelStatus, NodeUri};
 use vbank::{Client, CloseOptions, CloseOutcome};
-use vbank_client::{Chain, OnChain};
-use vbank_node::{ChannelStatus, NodeUri};
 
 use crate::{
     keys::KeyArgs,
@@ -321,7 +321,7 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
     }
     let paying = party.pay(channel, amount, args.count.into(), args.id.clone(), timeout, interrupt.wait());
     let paid = waiting("waiting for the peer's countersignatures", paying).await.map_err(anyhow::Error::new);
-    let vbank_node::Paid { count, amount: total, .. } = match paid {
+    let vbank::Paid { count, amount: total, .. } = match paid {
         Err(e) if format!("{e:#}").starts_with("interrupted") => {
             return Err(Interrupted(format!("{e:#}")).into());
         }
@@ -532,7 +532,7 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
             date_text(unlock_time),
             duration_text(unlock_time.saturating_sub(now))
         ),
-        vbank::Error::NothingToClose(vbank_client::OnChainState::Settling) => anyhow::anyhow!(
+        vbank::Error::NothingToClose(vbank::OnChainState::Settling) => anyhow::anyhow!(
             "the liquidation's master has withdrawn; the sheet's locks await `unlock` (nothing else to close)"
         ),
         vbank::Error::NothingToClose(_) => anyhow::anyhow!("the channel is already closed"),

@@ -10,6 +10,14 @@ pub use chain::{
     ChainClock, ChainDriver, ChainEvent, DriverConfig, admission, describe_settlement, funding_check, funding_of,
     settle_on_chain, watch,
 };
+/// The types this API takes and returns, from the crates underneath.
+pub use vbank_client::{Chain, OnChain, OnChainState, TxReport, WatchEvent};
+pub use vbank_core::{Amount, ChannelParams, Funding, HashLock, Settlement};
+pub use vbank_node::{
+    ChannelStatus, ForwardFees, NodeUri, Notice, Paid, Payment, PaymentStatus, Terms, control_path,
+    network::{Announcement, GraphChannel, Invoice},
+};
+
 pub use client::{Client, Progress, ProgressFn, Status, StoreStatus, read_status};
 pub use flows::{
     CloseOptions, CloseOutcome, CloseReport, ConfirmFn, OpenOptions, OpenReport, TermsRefusal, check_terms, deposit,

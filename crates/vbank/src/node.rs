@@ -407,6 +407,19 @@ impl Node {
         &self.service
     }
 
+    /// What the node does from now on: links, channels admitted, each channel's events, refusals.
+    pub fn notices(&self) -> tokio::sync::broadcast::Receiver<vbank_node::Notice> {
+        self.service.subscribe()
+    }
+
+    /// Serves the node's control socket at `path` (mode 0600; [`vbank_node::control_path`] of the
+    /// store is where [`crate::Client::running`] looks) until the node stops: programs beside
+    /// the node reach it there with [`crate::Client`]. A socket left by a node that is gone is
+    /// replaced; one that answers is an error (another node runs).
+    pub async fn serve_control(&self, path: &std::path::Path) -> Result<()> {
+        Ok(self.service.serve_control(path).await?)
+    }
+
     /// What the chain driver sees and does (watching, punishing, deposits, locks).
     pub fn chain_events(&self) -> Option<tokio::sync::broadcast::Receiver<ChainEvent>> {
         self.driver.as_ref().map(ChainDriver::subscribe)
