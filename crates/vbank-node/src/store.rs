@@ -50,8 +50,8 @@ pub trait Store: Send + Sync {
         Ok(Vec::new())
     }
     /// Stores `states` and appends `journal` (events, numbered from the journal's next sequence
-    /// number) durably, all or none. The default stores the states, then the events one by one
-    /// (not atomic: a store that can should do both in one transaction).
+    /// number) durably, all or none: encoded with [`journal_entry`], through
+    /// [`Store::save_entries`], which is what a store implements (the group commit calls it).
     fn save_journaled(&self, states: &[(Address, &ChannelState)], journal: &[(Address, Event)]) -> Result<()> {
         let entries = journal.iter().map(|(c, e)| journal_entry(*c, e)).collect::<Result<Vec<_>>>()?;
         self.save_entries(states, &entries)
