@@ -270,7 +270,13 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
         }
     }
     let peer = params.parties[1 - usize::from(params.parties[1] == me)];
-    let left = party.cancel_leftovers(channel).await?;
+    let left = party.cancel_leftovers(channel).await.map_err(|e| match e {
+        vbank::Error::QueuedBehindUpdate { queued } => anyhow::anyhow!(
+            "{queued} payment(s) left queued by an interrupted `vbank pay` wait behind an update in flight; run \
+             `vbank node` on this store to finish the update, then pay again"
+        ),
+        e => anyhow::Error::new(e),
+    })?;
     if left > 0 {
         eprintln!("{left} payment(s) left queued by an interrupted `vbank pay` were cancelled: they were never sent");
     }

@@ -229,10 +229,7 @@ impl Client {
             return Ok(0);
         }
         if !ch.is_idle() {
-            return Err(Error::Invalid(format!(
-                "{queued} payment(s) left queued by an interrupted payer wait behind an update in flight; run the \
-                 node on this store to finish the update, then pay again"
-            )));
+            return Err(Error::QueuedBehindUpdate { queued });
         }
         // Idle: the queue is ids unsettled_from.. (the tail), which `cancel_queued` takes whole
         // (`each` 0: the whole queue goes, so its total is dropped with it).

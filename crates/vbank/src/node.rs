@@ -120,6 +120,17 @@ pub enum Error {
     /// close it.
     #[error("the channel runs on chain but this party holds no countersigned sheet: only the peer can close it")]
     NoSheet,
+    /// Payments left queued in the store by a payer killed before it could cancel them wait
+    /// behind an update in flight: the node must run to finish the update before they can be
+    /// cancelled (they are never sent without it).
+    #[error(
+        "{queued} payment(s) left queued by an interrupted payer wait behind an update in flight; run the node on \
+         this store to finish the update, then pay again"
+    )]
+    QueuedBehindUpdate {
+        /// How many.
+        queued: u64,
+    },
     /// A step of a longer operation failed.
     #[error("{step}")]
     During {
