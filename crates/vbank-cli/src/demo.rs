@@ -137,10 +137,8 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
         args.in_process,
         dir.path(),
         [&alice_key, &bob_key, &carol_key],
-        [&alice_chain, &bob_chain, &carol_chain],
         &local.endpoint(),
         args.lock,
-        address,
         BOB_FEE,
     )
     .await?;

@@ -9,9 +9,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use vbank::ChainEvent;
+use vbank::Notice;
 use vbank_client::WatchEvent;
 use vbank_core::Event;
-use vbank_node::{Admission, Node, Notice, RedbStore, Service};
 
 use crate::{
     keys::KeyArgs,
@@ -114,8 +114,6 @@ pub(crate) fn say(line: String) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{line}");
 }
-
-pub(crate) use vbank::{admission, funding_check, funding_of, watch};
 
 /// What the chain driver did, as a line for the log.
 fn describe_chain(e: &ChainEvent, json_mode: bool) -> String {
@@ -241,32 +239,6 @@ fn describe_notice(n: &Notice, json_mode: bool) -> Option<String> {
         return Some(json!({ "notice": text }).to_string());
     }
     Some(text)
-}
-
-/// The node of `signer`'s party on its store, ready to link to peers.
-pub(crate) fn open_service(
-    store: &std::path::Path,
-    signer: PrivateKeySigner,
-    admission: Option<Admission>,
-    follow_chain: bool,
-) -> Result<Service<RedbStore>> {
-    open_service_with(store, signer, admission, follow_chain, vbank_node::Limits::default())
-}
-
-/// As [`open_service`], with the given limits (a command's --timeout bounds its handshakes).
-pub(crate) fn open_service_with(
-    store: &std::path::Path,
-    signer: PrivateKeySigner,
-    admission: Option<Admission>,
-    follow_chain: bool,
-    limits: vbank_node::Limits,
-) -> Result<Service<RedbStore>> {
-    check_store(store, true)?;
-    let db = RedbStore::open(store).map_err(|e| store_error(store, e))?;
-    let node = Node::open(signer.clone(), db).context("loading channels")?;
-    // A node that watches the chain gates payments on it (both deposits in, not ended).
-    let node = if follow_chain { node.follow_chain() } else { node };
-    Ok(Service::with_limits(node, signer, admission, limits))
 }
 
 /// Checks that a store can be opened at `path` before trying: its directory exists, and (unless
