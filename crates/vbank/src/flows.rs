@@ -331,7 +331,7 @@ impl Client {
                     if state != OnChainState::Funding {
                         return Ok::<_, vbank_client::Error>(state);
                     }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             };
             match tokio::time::timeout(opts.timeout, wait).await {

@@ -5,8 +5,8 @@ use std::{path::PathBuf, time::Duration};
 
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
-use vbank_client::{Chain, Factory, OnChain, OnChainState, TxReport};
-use vbank_core::{Amount, ChannelParams, Funding};
+use vbank_client::{Chain, OnChain, OnChainState, TxReport};
+use vbank_core::{Amount, ChannelParams};
 use vbank_node::Limits;
 use vbank_node::{ChannelStatus, ForwardFees, NodeUri, PayOptions, Payment, RedbStore, Service};
 
@@ -440,40 +440,18 @@ impl Node {
         self.chain.as_ref().ok_or(Error::NoChain)
     }
 
-    /// Opens a channel with the node at `peer` as party 0: the factory (deployed if the chain has
-    /// none) opens the contract, sheet 0 is agreed with the peer's node, this party deposits,
-    /// and the call returns once the peer's deposit is in too (its node pays it with
-    /// `auto_deposit`). Returns the channel's address.
+    /// Opens a channel with the node at `peer` as party 0: the peer's terms are asked first
+    /// (nothing is spent on a channel it would refuse, or a deposit its node would not pay), the
+    /// factory (deployed if the chain has none) opens the contract, sheet 0 is agreed with the
+    /// peer's node, this party deposits, and the call returns once the peer's deposit is in too
+    /// (its node pays it with `auto_deposit`). Returns the channel's address. See
+    /// [`Node::open_channel_with`] for the options.
     pub async fn open_channel(&self, peer: &NodeUri, deposits: [Amount; 2], lock_period: u64) -> Result<Address> {
-        let chain = self.chain()?;
-        if !self.service.connected().contains(&peer.address()) {
-            self.service.connect(peer).await?;
-        }
-        vbank_client::deploy_factory(chain).await?;
-        let mut params = ChannelParams {
-            chain_id: chain.chain_id(),
-            contract: Address::ZERO,
-            parties: [self.address(), peer.address()],
-            deposits,
-            lock_period,
-            token: Address::ZERO,
-            salt: B256::from(PrivateKeySigner::random().to_bytes()),
+        let opts = crate::OpenOptions {
+            timeout: self.timeout,
+            ..crate::OpenOptions::new(peer.clone(), deposits, lock_period)
         };
-        let (id, _) = Factory::new(chain.clone()).open(&params).await?;
-        params.contract = id;
-        let seed = B256::from(PrivateKeySigner::random().to_bytes());
-        self.service.open(params.clone(), seed, self.timeout).await?;
-        let onchain = OnChain::new(chain.clone(), id);
-        onchain.deposit_agreed(&params).await?;
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        while onchain.state().await? != OnChainState::Running {
-            if tokio::time::Instant::now() > deadline {
-                return Err(Error::Timeout(format!("the peer's deposit into {id}")));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        self.service.set_funding(id, Funding::Running).await?;
-        Ok(id)
+        Ok(self.open_channel_with(opts).await?.params.contract)
     }
 
     /// Adds a channel agreed elsewhere (not opened here nor by a peer's node), checked on chain
