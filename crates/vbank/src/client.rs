@@ -95,7 +95,7 @@ pub struct Status {
 pub struct Client {
     conn: Conn,
     /// The node this handle opened, kept for as long as the handle.
-    _node: Option<Node>,
+    node: Option<Node>,
 }
 
 #[derive(Debug)]
@@ -108,7 +108,7 @@ impl Client {
     /// The node running on the store at `store`, if its control socket answers.
     pub async fn running(store: &Path) -> Option<Self> {
         let c = ControlClient::connect(&control_path(store)).await?;
-        Some(Self { conn: Conn::Socket(c), _node: None })
+        Some(Self { conn: Conn::Socket(c), node: None })
     }
 
     /// As [`Client::running`], an error naming the socket when no node answers.
@@ -118,17 +118,17 @@ impl Client {
 
     /// A handle to `node`, opened by this program (it lives as long as the handle).
     pub fn local(node: Node) -> Self {
-        Self { conn: Conn::Local(node.service().clone()), _node: Some(node) }
+        Self { conn: Conn::Local(node.service().clone()), node: Some(node) }
     }
 
     /// A handle on a node's service this program runs (the node stays its owner's).
     pub fn of_service(service: Service<RedbStore>) -> Self {
-        Self { conn: Conn::Local(service), _node: None }
+        Self { conn: Conn::Local(service), node: None }
     }
 
     /// A handle on a control socket already connected.
     pub fn of_socket(client: ControlClient) -> Self {
-        Self { conn: Conn::Socket(client), _node: None }
+        Self { conn: Conn::Socket(client), node: None }
     }
 
     /// Whether the node runs elsewhere (reached through its control socket).
@@ -138,7 +138,7 @@ impl Client {
 
     /// The node opened by this handle, if it opened one.
     pub fn node(&self) -> Option<&Node> {
-        self._node.as_ref()
+        self.node.as_ref()
     }
 
     /// Carries out one control request; `stop` interrupts it (a payment request then cancels
