@@ -193,6 +193,7 @@ pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
         },
         e => anyhow::Error::new(e),
     })?;
+    crate::party::finish(party).await;
     let OpenReport { params, state, opened, deposit, .. } = opened;
     if json_mode {
         println!(

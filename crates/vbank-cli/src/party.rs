@@ -148,6 +148,7 @@ async fn settle_lock(args: &LockArgs, what: &str, value: alloy::primitives::B256
     } else {
         println!("lock {} of {} {what} (sheet {nonce})", lock.hash, format_eth(lock.amount));
     }
+    finish(party).await;
     Ok(())
 }
 
@@ -198,6 +199,12 @@ pub(crate) async fn attach(
         e => anyhow::Error::new(e),
     })?;
     Ok(Client::local(node))
+}
+
+/// Ends a command's use of this party's node: a node opened for the command is stopped (its
+/// links closed after what is queued for them), a running one is left running.
+pub(crate) async fn finish(party: Client) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), party.stop()).await;
 }
 
 /// Links to `peer`'s node at `uri` (a URI of another party is a mistake in --connect).
@@ -323,6 +330,7 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
                 lock.expiry
             );
         }
+        finish(party).await;
         return Ok(());
     }
     let paying = party.pay(channel, amount, args.count.into(), args.id.clone(), timeout, interrupt.wait());
@@ -354,6 +362,7 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
             format_eth(b[1])
         );
     }
+    finish(party).await;
     Ok(())
 }
 
@@ -545,6 +554,7 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
         vbank::Error::Node(vbank_node::Error::UnknownChannel(_)) => anyhow::anyhow!("the channel is not in the store"),
         e => anyhow::Error::new(e),
     })?;
+    finish(party).await;
     let (kind, mut detail) = match &report.outcome {
         CloseOutcome::Cancelled => ("cancel", "the channel never ran: every deposit made is refunded".to_string()),
         CloseOutcome::Cooperative { balances, .. } => {

@@ -131,6 +131,14 @@ impl Client {
         Self { conn: Conn::Socket(client), node: None }
     }
 
+    /// Stops the node this handle opened, as [`Node::stop`] does (its links are closed, after
+    /// what is queued for them); a node running elsewhere keeps running.
+    pub async fn stop(self) {
+        if let Some(node) = self.node {
+            node.stop().await;
+        }
+    }
+
     /// Whether the node runs elsewhere (reached through its control socket).
     pub fn is_running(&self) -> bool {
         matches!(self.conn, Conn::Socket(_))
