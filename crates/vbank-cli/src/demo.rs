@@ -13,7 +13,6 @@ use vbank_node::{Reply, Request};
 
 use crate::{
     demo_nodes::Nodes,
-    party::Party,
     units::{format_eth, parse_amount},
 };
 
@@ -138,17 +137,15 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
         args.in_process,
         dir.path(),
         [&alice_key, &bob_key, &carol_key],
-        [&alice_chain, &bob_chain, &carol_chain],
         &local.endpoint(),
         args.lock,
-        address,
         BOB_FEE,
     )
     .await?;
     let nodes_line = nodes.describe();
     say(nodes_line.clone());
     let mut alice_party = nodes.party(0).await?;
-    alice_party.connect(nodes.bob_at(), bob).await.context("linking Alice's node to Bob's")?;
+    alice_party.link(nodes.bob_at(), bob).await.context("linking Alice's node to Bob's")?;
     let request = Request::Open { params: params.clone(), timeout_secs: T.as_secs() };
     alice_party.request(request).await.context("opening the channel")?;
     rows.push(Row {
@@ -181,7 +178,7 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     // asked for her latest sheet.
     let best = std::sync::Arc::new(std::sync::Mutex::new(None::<LiquidationSheet>));
     // Amounts of 1 to `range` units, from a fixed xorshift sequence.
-    let payer = |mut me: Party, mut alice_view: Party, count: u32, mut rng: u64, range: u64| {
+    let payer = |mut me: vbank::Client, mut alice_view: vbank::Client, count: u32, mut rng: u64, range: u64| {
         let best = std::sync::Arc::clone(&best);
         async move {
             let mut made = 0u32;
@@ -195,7 +192,7 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
                     Ok(_) => made += 1,
                     // (only with a custom --payments large enough to drain a side)
                     Err(e) if format!("{e:#}").contains("insufficient balance") => continue,
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
                 if let Reply::Latest { sheet: Some(l) } =
                     alice_view.request(Request::Latest { channel: address }).await?
@@ -226,7 +223,7 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     }
     let elapsed = t0.elapsed();
     let (updates, bal) = {
-        let (_, channels) = alice_party.status().await?;
+        let channels = alice_party.status().await?.channels;
         let ch = channels.into_iter().find(|c| c.channel == address).context("Alice's channel")?;
         (ch.nonce, ch.balances)
     };
@@ -254,7 +251,7 @@ pub(crate) async fn run(args: DemoArgs, json_mode: bool) -> Result<()> {
     .await
     .context("the payment through Bob")?;
     let bal = {
-        let (_, channels) = alice_party.status().await?;
+        let channels = alice_party.status().await?.channels;
         channels.into_iter().find(|c| c.channel == address).context("Alice's channel")?.balances
     };
     let stale = best.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take().context("no payment was made")?;
@@ -349,7 +346,7 @@ async fn pay_through_bob(
     let (channel, opened) = Factory::new(bob_chain.clone()).open(&params).await.context("opening Bob–Carol")?;
     params.contract = channel;
     let mut bob_party = nodes.party(1).await?;
-    bob_party.connect(nodes.carol_at(), carol).await.context("linking Bob's node to Carol's")?;
+    bob_party.link(nodes.carol_at(), carol).await.context("linking Bob's node to Carol's")?;
     bob_party.request(Request::Open { params: params.clone(), timeout_secs: T.as_secs() }).await?;
     let bob_deposit = OnChain::new(bob_chain.clone(), channel).deposit_agreed(&params).await?;
     let mut gas = opened.gas_used + bob_deposit.gas_used;
@@ -416,16 +413,16 @@ async fn pay_through_bob(
     // Every lock of the route settled off-chain.
     let deadline = Instant::now() + T;
     loop {
-        let (_, mine) = alice_party.status().await?;
-        let (_, hers) = carol_party.status().await?;
+        let mine = alice_party.status().await?.channels;
+        let hers = carol_party.status().await?.channels;
         if mine.iter().chain(&hers).all(|c| c.locks.is_empty()) {
             break;
         }
         pause(deadline, "the locks to settle").await?;
     }
-    let (_, channels) = alice_party.status().await?;
+    let channels = alice_party.status().await?.channels;
     let ab = channels.iter().find(|c| c.channel == template.contract).context("Alice's channel")?.balances;
-    let (_, channels) = carol_party.status().await?;
+    let channels = carol_party.status().await?.channels;
     let bc = channels.iter().find(|c| c.channel == channel).context("Carol's channel")?.balances;
     rows.push(Row {
         step: "route",

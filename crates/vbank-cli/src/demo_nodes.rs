@@ -12,10 +12,10 @@ use tokio::{
     process::{Child, Command},
     sync::mpsc,
 };
-use vbank_client::{Chain, WatchEvent, WatcherHandle};
-use vbank_node::{ControlClient, NodeUri, RedbStore, Service, control_path};
+use vbank_client::WatchEvent;
+use vbank_node::{ControlClient, NodeUri, control_path};
 
-use crate::{node::open_service, party::Party};
+use vbank::Client as Party;
 
 /// The punishment as Bob's watcher reported it.
 pub(crate) struct Punished {
@@ -25,15 +25,14 @@ pub(crate) struct Punished {
 
 pub(crate) enum Nodes {
     InProcess {
-        alice: Service<RedbStore>,
-        bob: Service<RedbStore>,
-        carol: Service<RedbStore>,
-        watcher: WatcherHandle,
-        /// Alice's node follows the chain for the channel graph (the factory's logs).
-        _alice_driver: vbank::ChainDriver<RedbStore>,
+        /// The library's nodes (`vbank::Builder`), as `vbank node` runs them.
+        alice: Box<vbank::Node>,
+        bob: Box<vbank::Node>,
+        carol: Box<vbank::Node>,
+        /// What Bob's node sees and does on chain.
+        bob_chain: tokio::sync::broadcast::Receiver<vbank::ChainEvent>,
         bob_at: NodeUri,
         carol_at: NodeUri,
-        channel: Address,
     },
     Processes {
         // Killed on drop.
@@ -94,59 +93,39 @@ async fn control(path: &std::path::Path) -> Result<ControlClient> {
 }
 
 impl Nodes {
-    /// Alice's, Bob's and Carol's nodes with stores in `dir`; Bob's joins channels verified on
-    /// `chains[1]`, watches them and forwards payments for `fee` (base, ppm); Carol's joins Bob's
-    /// channel and pays its deposit by itself. Alice's follows the chain for the channel graph.
-    #[allow(clippy::too_many_arguments)]
+    /// Alice's, Bob's and Carol's nodes with stores in `dir`, following the chain at `url`; Bob's
+    /// joins channels verified on chain, watches them and forwards payments for `fee` (base, ppm);
+    /// Carol's joins Bob's channel (and, as a process, pays its deposit by itself). Alice's follows
+    /// the chain for the channel graph.
     pub(crate) async fn start(
         in_process: bool,
         dir: &std::path::Path,
         keys: [&PrivateKeySigner; 3],
-        chains: [&Chain; 3],
         url: &str,
         lock: u64,
-        address: Address,
         fee: (u128, u32),
     ) -> Result<Self> {
         let stores = [dir.join("alice.redb"), dir.join("bob.redb"), dir.join("carol.redb")];
         let max_lock = crate::node::DEFAULT_MAX_LOCK.max(lock);
         if in_process {
-            let listen =
-                || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.context("listening on loopback") };
-            let alice = open_service(&stores[0], keys[0].clone(), None, true)?;
-            alice.set_funding_check(crate::node::funding_check(chains[0].clone()));
-            alice.listen(listen().await?);
-            let mut alice_driver = vbank::ChainDriver::new(
-                alice.clone(),
-                chains[0].clone(),
-                vbank::ChainClock::new(),
-                vbank::DriverConfig { poll: Duration::from_millis(200), ..vbank::DriverConfig::default() },
-            );
-            alice_driver.start();
-            let admission = crate::node::admission(chains[1].clone(), lock, max_lock);
-            let bob = open_service(&stores[1], keys[1].clone(), Some(admission), true)?;
-            bob.set_funding_check(crate::node::funding_check(chains[1].clone()));
-            let listener = listen().await?;
-            let bob_at = bob.uri(listener.local_addr()?);
-            bob.listen(listener);
-            bob.set_forwarding(Some(vbank_node::ForwardFees { base: fee.0, ppm: fee.1 })).await?;
-            let watcher = crate::node::watch(&bob, chains[1], address, Duration::from_millis(200));
-            let admission = crate::node::admission(chains[2].clone(), lock, max_lock);
-            let carol = open_service(&stores[2], keys[2].clone(), Some(admission), true)?;
-            carol.set_funding_check(crate::node::funding_check(chains[2].clone()));
-            let listener = listen().await?;
-            let carol_at = carol.uri(listener.local_addr()?);
-            carol.listen(listener);
-            return Ok(Self::InProcess {
-                alice,
-                bob,
-                carol,
-                watcher,
-                _alice_driver: alice_driver,
-                bob_at,
-                carol_at,
-                channel: address,
-            });
+            // As the processes below are started: the library's nodes, each following the chain.
+            let poll = Duration::from_millis(200);
+            let start =
+                |i: usize| vbank::Builder::new(&stores[i], keys[i].clone()).chain(url).poll(poll).journal(false);
+            let started = |e: vbank::Error| anyhow::Error::new(e).context("starting a node");
+            let alice = start(0).start().await.map_err(started)?;
+            let bob = start(1)
+                .accept_channels(lock, max_lock)
+                .forward(vbank::ForwardFees { base: fee.0, ppm: fee.1 })
+                .start()
+                .await
+                .map_err(started)?;
+            let bob_chain = bob.chain_events().context("Bob's node follows the chain")?;
+            let carol = start(2).accept_channels(lock, max_lock).start().await.map_err(started)?;
+            let bob_at = bob.uri().context("Bob's node listens")?;
+            let carol_at = carol.uri().context("Carol's node listens")?;
+            let (alice, bob, carol) = (Box::new(alice), Box::new(bob), Box::new(carol));
+            return Ok(Self::InProcess { alice, bob, carol, bob_chain, bob_at, carol_at });
         }
         let lock = lock.to_string();
         let (base, ppm) = (format!("{}wei", fee.0), fee.1.to_string());
@@ -210,12 +189,16 @@ impl Nodes {
     /// A new handle on party `i`'s node (0 Alice, 1 Bob, 2 Carol); handles can be used concurrently.
     pub(crate) async fn party(&self, i: usize) -> Result<Party> {
         Ok(match self {
-            Self::InProcess { alice, bob, carol, .. } => Party::Direct(match i {
-                0 => alice.clone(),
-                1 => bob.clone(),
-                _ => carol.clone(),
-            }),
-            Self::Processes { sockets, .. } => Party::Node(control(&sockets[i]).await?),
+            Self::InProcess { alice, bob, carol, .. } => Party::of_service(
+                match i {
+                    0 => alice,
+                    1 => bob,
+                    _ => carol,
+                }
+                .service()
+                .clone(),
+            ),
+            Self::Processes { sockets, .. } => Party::of_socket(control(&sockets[i]).await?),
         })
     }
 
@@ -223,18 +206,25 @@ impl Nodes {
     pub(crate) async fn punished(&mut self, address: Address, say: impl Fn(String)) -> Result<Punished> {
         let wait = async {
             match self {
-                Self::InProcess { watcher, bob, channel, .. } => loop {
-                    match watcher.next().await {
-                        Some(WatchEvent::State(state)) => {
-                            bob.set_funding(*channel, crate::node::funding_of(state)).await?;
-                        }
-                        Some(WatchEvent::Punished { nonce, report }) => {
+                Self::InProcess { bob_chain, .. } => loop {
+                    let e = match bob_chain.recv().await {
+                        Ok(e) => e,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => bail!("Bob's node stopped following the chain"),
+                    };
+                    // Only Alice's channel (Bob's node also watches his channel with Carol).
+                    let vbank::ChainEvent::Watch { channel, event } = e else { continue };
+                    if channel != address {
+                        continue;
+                    }
+                    match event {
+                        WatchEvent::Punished { nonce, report } => {
                             return Ok(Punished { nonce, gas_used: report.gas_used });
                         }
-                        Some(WatchEvent::Warning(w)) => say(format!("watcher: {w}")),
-                        Some(WatchEvent::RpcError(e)) => say(format!("watcher: RPC error, retrying: {e}")),
-                        Some(other) => bail!("the watcher saw {other:?} instead of punishing"),
-                        None => bail!("the watcher stopped"),
+                        WatchEvent::Warning(w) => say(format!("watcher: {w}")),
+                        WatchEvent::RpcError(e) => say(format!("watcher: RPC error, retrying: {e}")),
+                        WatchEvent::State(_) => {}
+                        other => bail!("the watcher saw {other:?} instead of punishing"),
                     }
                 },
                 Self::Processes { bob_lines, .. } => loop {
@@ -259,12 +249,12 @@ impl Nodes {
         tokio::time::timeout(Duration::from_secs(60), wait).await.context("the watcher did not punish within 60 s")?
     }
 
-    /// Stops both nodes.
+    /// Stops the nodes.
     pub(crate) async fn stop(self) {
-        if let Self::InProcess { alice, bob, carol, .. } = &self {
-            alice.shutdown().await;
-            bob.shutdown().await;
-            carol.shutdown().await;
+        if let Self::InProcess { alice, bob, carol, .. } = self {
+            alice.stop().await;
+            bob.stop().await;
+            carol.stop().await;
         }
         // Processes: killed when their handles drop here.
     }

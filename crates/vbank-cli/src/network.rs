@@ -6,7 +6,8 @@ use std::{path::Path, time::Duration};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
-use vbank_node::{ControlClient, PaymentStatus, Reply, Request, control_path};
+use vbank::Client;
+use vbank::{PaymentStatus, control_path};
 
 use crate::units::{format_eth, parse_amount};
 
@@ -37,8 +38,8 @@ pub(crate) struct GraphArgs {
 }
 
 /// The running node of the party whose store is `store`.
-async fn node(store: &Path) -> Result<ControlClient> {
-    ControlClient::connect(&control_path(store)).await.with_context(|| {
+async fn node(store: &Path) -> Result<Client> {
+    Client::running(store).await.with_context(|| {
         format!(
             "no running node answers at {}: start `vbank node --store {}` first (invoices and routed payments \
              need the node: its links, graph and router)",
@@ -48,35 +49,22 @@ async fn node(store: &Path) -> Result<ControlClient> {
     })
 }
 
-async fn ask(client: &mut ControlClient, request: &Request) -> Result<Reply> {
-    match client.request(request).await.context("asking the node")? {
-        Reply::Error { message } => bail!("{message}"),
-        reply => Ok(reply),
-    }
-}
-
 pub(crate) async fn invoice(args: InvoiceArgs, json_mode: bool) -> Result<()> {
     let amount = parse_amount(&args.amount).context("--amount")?;
     let mut client = node(&args.store).await?;
     let chain_id = match args.chain_id {
         Some(c) => c,
-        None => match ask(&mut client, &Request::Status).await? {
-            Reply::Status { channels, .. } => {
-                channels.first().map(|c| c.params.chain_id).context("this party has no channel yet: give --chain-id")?
-            }
-            other => bail!("unexpected answer {other:?}"),
-        },
+        None => client
+            .status()
+            .await
+            .context("asking the node")?
+            .channels
+            .first()
+            .map(|c| c.params.chain_id)
+            .context("this party has no channel yet: give --chain-id")?,
     };
-    let request = Request::Invoice {
-        chain_id,
-        amount,
-        token: alloy::primitives::Address::ZERO,
-        memo: args.memo,
-        expires_in: args.expires_in,
-    };
-    let Reply::Invoice { invoice, hash } = ask(&mut client, &request).await? else {
-        bail!("unexpected answer from the node");
-    };
+    let (invoice, hash) =
+        client.invoice(chain_id, amount, &args.memo, args.expires_in).await.context("asking the node")?;
     if json_mode {
         println!("{}", json!({ "invoice": invoice, "hash": hash, "amount": amount.to_string() }));
     } else {
@@ -98,18 +86,13 @@ pub(crate) async fn pay_invoice(
     json_mode: bool,
 ) -> Result<()> {
     // Checked here first, for a clear error before anything reaches the node.
-    let decoded = vbank_node::network::Invoice::decode(invoice).context("--invoice")?;
+    let decoded = vbank::Invoice::decode(invoice).context("--invoice")?;
     let mut client = node(store).await?;
-    let request = Request::PayInvoice {
-        invoice: invoice.trim().to_string(),
-        max_fee: max_fee.unwrap_or(u128::MAX),
-        window,
-        timeout_secs: timeout,
-    };
-    let reply = tokio::time::timeout(Duration::from_secs(timeout + 30), ask(&mut client, &request))
+    let paying = client.pay_invoice(invoice, max_fee.unwrap_or(u128::MAX), window, Duration::from_secs(timeout));
+    let payment = tokio::time::timeout(Duration::from_secs(timeout + 30), paying)
         .await
-        .context("the node did not answer")??;
-    let Reply::Payment { payment } = reply else { bail!("unexpected answer from the node") };
+        .context("the node did not answer")?
+        .context("asking the node")?;
     let PaymentStatus::Succeeded { preimage } = &payment.status else {
         bail!("payment not made: {:?}", payment.status)
     };
@@ -135,9 +118,7 @@ pub(crate) async fn pay_invoice(
 
 pub(crate) async fn graph(args: GraphArgs, json_mode: bool) -> Result<()> {
     let mut client = node(&args.store).await?;
-    let Reply::Graph { nodes, channels } = ask(&mut client, &Request::Graph).await? else {
-        bail!("unexpected answer from the node");
-    };
+    let (nodes, channels) = client.graph().await.context("asking the node")?;
     if json_mode {
         println!("{}", json!({ "nodes": nodes, "channels": channels }));
         return Ok(());

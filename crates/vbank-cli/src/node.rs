@@ -9,9 +9,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use vbank::ChainEvent;
-use vbank_client::{Chain, WatchEvent, WatcherHandle};
+use vbank::Notice;
+use vbank_client::WatchEvent;
 use vbank_core::Event;
-use vbank_node::{Admission, Node, Notice, RedbStore, Service};
 
 use crate::{
     keys::KeyArgs,
@@ -113,28 +113,6 @@ pub(crate) const CONTRACT_MAX_LOCK: u64 = u32::MAX as u64;
 pub(crate) fn say(line: String) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{line}");
-}
-
-pub(crate) use vbank::{admission, funding_check, funding_of, watch};
-
-/// Forwards a watcher's events to stdout, and the contract's state to the node (`vbank watch`).
-fn log_watch(
-    service: &Service<RedbStore>,
-    id: Address,
-    mut handle: WatcherHandle,
-    json_mode: bool,
-) -> tokio::task::JoinHandle<()> {
-    let service = service.clone();
-    tokio::spawn(async move {
-        while let Some(e) = handle.next().await {
-            if let WatchEvent::State(state) = e
-                && let Err(err) = service.set_funding(id, funding_of(state)).await
-            {
-                say(format!("watch {id}: cannot record the contract's state {state}: {err}"));
-            }
-            say(describe_watch(id, &e, json_mode));
-        }
-    })
 }
 
 /// What the chain driver did, as a line for the log.
@@ -263,32 +241,6 @@ fn describe_notice(n: &Notice, json_mode: bool) -> Option<String> {
     Some(text)
 }
 
-/// The node of `signer`'s party on its store, ready to link to peers.
-pub(crate) fn open_service(
-    store: &std::path::Path,
-    signer: PrivateKeySigner,
-    admission: Option<Admission>,
-    follow_chain: bool,
-) -> Result<Service<RedbStore>> {
-    open_service_with(store, signer, admission, follow_chain, vbank_node::Limits::default())
-}
-
-/// As [`open_service`], with the given limits (a command's --timeout bounds its handshakes).
-pub(crate) fn open_service_with(
-    store: &std::path::Path,
-    signer: PrivateKeySigner,
-    admission: Option<Admission>,
-    follow_chain: bool,
-    limits: vbank_node::Limits,
-) -> Result<Service<RedbStore>> {
-    check_store(store, true)?;
-    let db = RedbStore::open(store).map_err(|e| store_error(store, e))?;
-    let node = Node::open(signer.clone(), db).context("loading channels")?;
-    // A node that watches the chain gates payments on it (both deposits in, not ended).
-    let node = if follow_chain { node.follow_chain() } else { node };
-    Ok(Service::with_limits(node, signer, admission, limits))
-}
-
 /// Checks that a store can be opened at `path` before trying: its directory exists, and (unless
 /// the command may create it) the store itself.
 pub(crate) fn check_store(path: &std::path::Path, create: bool) -> Result<()> {
@@ -385,10 +337,9 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             eprintln!("warning: channel {contract} added without --rpc-url: its contract is not verified");
         }
     }
-    let service = node.service().clone();
     let uri = node.uri().context("the node's address")?;
-    let ids = service.node().lock().await.channel_ids();
-    let control_at = vbank_node::control_path(&args.store).display().to_string();
+    let ids: Vec<Address> = node.channels().await.iter().map(|c| c.channel).collect();
+    let control_at = vbank::control_path(&args.store).display().to_string();
     let local = uri.socket_addr();
     // The URI peers dial: this node's key and where it listens (an unspecified address such as
     // 0.0.0.0 must be replaced by one the peers reach).
@@ -405,21 +356,13 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             if unspecified { "; peers dial this URI with the host they reach this machine at" } else { "" }
         ));
     }
-    let mut notices = service.subscribe();
-    let control = vbank_node::control_path(&args.store);
-    service.serve_control(&control).await.context("the control socket")?;
-    // Ctrl-C (or SIGTERM from a supervisor): stop serving and remove the control socket. The
+    let mut notices = node.notices();
+    let control = vbank::control_path(&args.store);
+    node.serve_control(&control).await.context("the control socket")?;
+    // Ctrl-C (or SIGTERM from a supervisor): stop the node and remove the control socket. The
     // store needs nothing: every state is durable before it is acted on.
-    {
-        let service = service.clone();
-        let control = control.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            service.shutdown().await;
-            let _ = std::fs::remove_file(&control);
-            std::process::exit(0);
-        });
-    }
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
     let mut chain_events = node.chain_events();
     loop {
         let chain_event = async {
@@ -429,6 +372,11 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
             }
         };
         tokio::select! {
+            () = &mut stop => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), node.stop()).await;
+                let _ = std::fs::remove_file(&control);
+                std::process::exit(0);
+            }
             n = notices.recv() => match n {
                 Ok(n) => {
                     if let Some(line) = describe_notice(&n, json_mode) {
@@ -464,22 +412,29 @@ pub(crate) async fn shutdown_signal() {
 
 pub(crate) async fn watch_cmd(args: WatchArgs, json_mode: bool) -> Result<()> {
     let signer = load_key(&args.key)?;
-    let chain = Chain::connect(&args.rpc_url, signer.clone(), args.chain_id)
-        .await
-        .with_context(|| format!("connecting to {}", args.rpc_url))?;
-    let service = open_service(&args.store, signer, None, true)?;
-    let ids = service.node().lock().await.channel_ids();
+    check_store(&args.store, true)?;
+    // The store opened for this command (no peers served), its channels watched by the library.
+    let builder = vbank::Builder::new(&args.store, signer)
+        .chain(args.rpc_url.clone())
+        .chain_id(args.chain_id)
+        .poll(Duration::from_millis(args.poll_ms))
+        .journal(false);
+    let node = builder.open().await.map_err(|e| match e {
+        vbank::Error::Chain(e) => anyhow::Error::new(e).context(format!("connecting to {}", args.rpc_url)),
+        vbank::Error::Node(e) => store_error(&args.store, e),
+        e => anyhow::Error::new(e),
+    })?;
+    let ids = node.channels().await;
     if ids.is_empty() {
         bail!("no channels in {}", args.store.display());
     }
     if !json_mode {
-        say(format!("watching {} channel(s) on chain {}; stops when all are closed", ids.len(), chain.chain_id()));
+        let chain_id = node.chain_id().unwrap_or_default();
+        say(format!("watching {} channel(s) on chain {chain_id}; stops when all are closed", ids.len()));
     }
-    let poll = Duration::from_millis(args.poll_ms);
-    let tasks: Vec<_> =
-        ids.iter().map(|id| log_watch(&service, *id, watch(&service, &chain, *id, poll), json_mode)).collect();
-    for t in tasks {
-        t.await.context("a watcher task failed")?;
+    let mut events = node.watch_channels().await?;
+    while let Some(e) = events.recv().await {
+        say(describe_chain(&e, json_mode));
     }
     Ok(())
 }

@@ -7,21 +7,19 @@ use std::{path::PathBuf, time::Duration};
 
 use alloy::{
     primitives::{Address, B256},
-    providers::Provider,
     signers::local::PrivateKeySigner,
 };
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
-use vbank_client::{Chain, Factory, OnChain, OnChainState};
-use vbank_core::ChannelParams;
-
-use vbank_node::{NodeUri, Reply, Request, Terms};
+use vbank::Chain;
+use vbank::ChannelParams;
+use vbank::NodeUri;
+use vbank::{OpenOptions, OpenReport, Progress, TermsRefusal};
 
 use crate::{
     keys::KeyArgs,
-    party::Party,
-    progress::waiting,
+    progress::Tracker,
     units::{format_eth, parse_pair},
 };
 
@@ -104,161 +102,109 @@ pub(crate) struct OpenArgs {
     key: KeyArgs,
 }
 
-/// Refuses, before any transaction, a channel the peer's node said it would not take.
-fn check_terms(terms: &Terms, lock: u64, peer_deposit: u128, no_wait: bool, deployed: bool) -> Result<()> {
-    if !terms.accepts_channels {
-        bail!("the peer's node does not accept new channels (it runs without --accept-channels); nothing was done");
+/// A refusal of the peer's node's terms, as a person reads it (with the flags that change it).
+fn terms_text(r: &TermsRefusal) -> String {
+    match r {
+        TermsRefusal::NotAccepting => {
+            "the peer's node does not accept new channels (it runs without --accept-channels); nothing was done".into()
+        }
+        TermsRefusal::LockPeriod { min, max, asked } => format!(
+            "the peer's node accepts lock periods from {min} s to {max} s (its --min-lock and --max-lock), not \
+             --lock {asked}; nothing was done"
+        ),
+        TermsRefusal::Deposit { auto_deposit, asked } => {
+            let why = match auto_deposit {
+                Some(max) => format!("pays deposits of at most {} by itself (--auto-deposit)", format_eth(*max)),
+                None => "does not pay deposits by itself (no --auto-deposit)".into(),
+            };
+            format!(
+                "the peer's node {why}, and its deposit here is {}: nothing was done. Lower --deposits, or pass \
+                 --no-wait if its party will pay with `vbank deposit`",
+                format_eth(*asked)
+            )
+        }
     }
-    if !deployed && !(terms.min_lock..=terms.max_lock).contains(&lock) {
-        bail!(
-            "the peer's node accepts lock periods from {} s to {} s (its --min-lock and --max-lock), not --lock {lock}; \
-             nothing was done",
-            terms.min_lock,
-            terms.max_lock
-        );
-    }
-    let pays = terms.auto_deposit.is_some_and(|max| peer_deposit <= max);
-    if peer_deposit > 0 && !pays && !no_wait {
-        let why = match terms.auto_deposit {
-            Some(max) => format!("pays deposits of at most {} by itself (--auto-deposit)", format_eth(max)),
-            None => "does not pay deposits by itself (no --auto-deposit)".into(),
-        };
-        bail!(
-            "the peer's node {why}, and its deposit here is {}: nothing was done. Lower --deposits, or pass \
-             --no-wait if its party will pay with `vbank deposit`",
-            format_eth(peer_deposit)
-        );
-    }
-    Ok(())
 }
 
 pub(crate) async fn open(args: OpenArgs, json_mode: bool) -> Result<()> {
     let signer: PrivateKeySigner = crate::node::load_key(&args.key)?;
-    let me = signer.address();
     let deposits = parse_pair(&args.deposits).context("--deposits")?;
     let chain = Chain::connect(&args.rpc_url, signer.clone(), args.chain_id)
         .await
         .with_context(|| format!("connecting to {}", args.rpc_url))?;
     // This party's running node, or its store: checked before any transaction.
-    let mut party = Party::attach(&args.store, || Ok(signer.clone())).await?;
-    let (node_address, _) = party.status().await?;
-    if node_address != me {
-        bail!("the node on {} is {node_address}, but the key given is {me}", args.store.display());
-    }
-
-    let peer = args.peer.unwrap_or_else(|| args.connect.address());
-    // The peer's node first: no gas is spent on a channel it would not take.
-    waiting("connecting to the peer's node", party.connect(&args.connect, peer))
-        .await
-        .context("before deploying anything")?;
-    // Its terms: a channel it would refuse, or a deposit it would not pay, costs no gas.
-    let terms = party.request(Request::Terms { peer, timeout_secs: args.timeout.min(10) }).await;
-    match terms {
-        Ok(Reply::Terms { terms }) => {
-            check_terms(&terms, args.lock, deposits[1], args.no_wait, args.channel.is_some())?
+    let mut party = crate::party::attach(&args.store, || Ok(signer.clone()), None).await?;
+    // What the library reports as it goes is printed as it goes (stdout stays JSON-only).
+    let tracker = Tracker::with(move |p| {
+        if json_mode {
+            return;
         }
-        Ok(other) => bail!("unexpected reply {other:?}"),
-        // An older node does not state terms: it will say no, if it does, after the deployment.
-        Err(e) => eprintln!("warning: the peer's node did not state its terms ({e:#}); going on"),
-    }
-
-    let token = args.token.unwrap_or(Address::ZERO);
-    let salt = args.salt.unwrap_or_else(B256::random);
-    let mut params = ChannelParams {
-        chain_id: chain.chain_id(),
-        contract: Address::ZERO,
-        parties: [me, peer],
+        match p {
+            Progress::FactoryDeployed { address, report } => {
+                println!("deployed the VirtualBank factory at {address} (gas {})", report.gas_used)
+            }
+            Progress::ChannelOpened { channel, salt, report } => {
+                println!("opened the channel {channel} with salt {salt} (gas {})", report.gas_used)
+            }
+            Progress::SheetZero { .. } => {
+                println!("balance sheet 0 countersigned by both: deposits are now safe to pay")
+            }
+            Progress::Deposited { amount, report, .. } => {
+                println!("deposited {} (gas {})", format_eth(*amount), report.gas_used)
+            }
+            _ => {}
+        }
+    });
+    let opts = OpenOptions {
+        peer_uri: args.connect.clone(),
+        peer: args.peer,
         deposits,
         lock_period: args.lock,
-        token,
-        salt,
+        token: args.token.unwrap_or(Address::ZERO),
+        salt: args.salt,
+        channel: args.channel,
+        timeout: Duration::from_secs(args.timeout),
+        no_wait: args.no_wait,
+        progress: Some(tracker.progress()),
     };
-    crate::ensure_factory(&chain, json_mode).await.context("before opening the channel")?;
-    let factory = Factory::new(chain.clone());
-    let address = factory.channel_address(&params).await.context("computing the channel's address")?;
-    if let Some(a) = args.channel
-        && a != address
-    {
-        bail!(
-            "the channel of these parameters and salt {salt} is {address}, not {a}: pass the --salt it was opened with"
-        );
-    }
-    params.contract = address;
-    let mut deploy_gas = None;
-    let code = chain.provider().get_code_at(address).await.context("reading the channel's code")?;
-    if code.is_empty() {
-        let (_, r) = waiting("opening the channel through the factory", factory.open(&params))
-            .await
-            .context("opening the channel through the factory")?;
-        deploy_gas = Some(r.gas_used);
-        if !json_mode {
-            println!("opened the channel {address} with salt {salt} (gas {})", r.gas_used);
+    let opened = tracker.follow(party.open_channel(&chain, opts)).await.map_err(|e| match e {
+        vbank::Error::WrongKey { node, key } => {
+            anyhow::anyhow!("the node on {} is {node}, but the key given is {key}", args.store.display())
         }
-    }
-    let onchain = OnChain::new(chain.clone(), address);
-    onchain.verify_params(&params).await.with_context(|| format!("checking {address}"))?;
-
-    // Sheet 0, countersigned both ways, before any money goes in.
-    if party.channel(address).await?.is_none_or(|c| c.phase == "opening") {
-        let resume = || {
-            format!(
-                "the channel {address} is opened on chain but not with the peer: run `vbank open` again with \
-                 --salt {salt} to resume, or `vbank close --channel {address}` to cancel it"
-            )
-        };
-        let request = Request::Open { params: params.clone(), timeout_secs: args.timeout };
-        waiting("waiting for the peer to countersign balance sheet 0", party.request(request))
-            .await
-            .context("opening the channel with the peer")
-            .with_context(resume)?;
-        if !json_mode {
-            println!("balance sheet 0 countersigned by both: deposits are now safe to pay");
-        }
-    }
-
-    let mut deposit_gas = None;
-    let info = onchain.info().await?;
-    if info.state == OnChainState::Funding && !info.deposited[0] && deposits[0] > 0 {
-        let r = waiting(&format!("depositing {}", format_eth(deposits[0])), onchain.deposit_agreed(&params))
-            .await
-            .context("depositing")?;
-        deposit_gas = Some(r.gas_used);
-        if !json_mode {
-            println!("deposited {} (gas {})", format_eth(deposits[0]), r.gas_used);
-        }
-    }
-    let state = if args.no_wait {
-        onchain.state().await?
-    } else {
-        let wait = async {
-            loop {
-                let state = onchain.state().await?;
-                if state != OnChainState::Funding {
-                    return Ok::<_, vbank_client::Error>(state);
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        vbank::Error::Terms(r) => anyhow::anyhow!(terms_text(&r)),
+        vbank::Error::SaltMismatch { expected, computed, salt } => anyhow::anyhow!(
+            "the channel of these parameters and salt {salt} is {computed}, not {expected}: pass the --salt it was \
+             opened with"
+        ),
+        vbank::Error::NotAgreed { channel, salt, source } => anyhow::Error::new(*source).context(format!(
+            "the channel {channel} is opened on chain but not with the peer: run `vbank open` again with --salt \
+             {salt} to resume, or `vbank close --channel {channel}` to cancel it"
+        )),
+        vbank::Error::PeerDepositMissing { channel, waited } => anyhow::anyhow!(
+            "the peer has not deposited within {} s; the channel {channel} stays in funding: run this again to keep \
+             waiting, or `vbank close` to cancel it and get the deposit back",
+            waited.as_secs()
+        ),
+        e @ vbank::Error::During { .. } => match e.root() {
+            vbank::Error::WrongPeer { .. } => {
+                anyhow::anyhow!("--connect {}", e.root()).context("before deploying anything")
             }
-        };
-        let label = format!("waiting for the peer's deposit of {}", format_eth(deposits[1]));
-        match tokio::time::timeout(Duration::from_secs(args.timeout), waiting(&label, wait)).await {
-            Ok(s) => s?,
-            Err(_) => bail!(
-                "the peer has not deposited within {} s; the channel {address} stays in funding: run this again to \
-                 keep waiting, or `vbank close` to cancel it and get the deposit back",
-                args.timeout
-            ),
-        }
-    };
+            _ => anyhow::Error::new(e),
+        },
+        e => anyhow::Error::new(e),
+    })?;
+    crate::party::finish(party).await;
+    let OpenReport { params, state, opened, deposit, .. } = opened;
     if json_mode {
         println!(
             "{}",
-            json!({ "channel": address, "chain_id": chain.chain_id(), "parties": [me, peer],
+            json!({ "channel": params.contract, "chain_id": params.chain_id, "parties": params.parties,
                     "deposits": [deposits[0].to_string(), deposits[1].to_string()], "state": state.to_string(),
-                    "lock_period": args.lock, "token": token, "salt": salt,
-                    "deploy_gas": deploy_gas, "deposit_gas": deposit_gas })
+                    "lock_period": args.lock, "token": params.token, "salt": params.salt,
+                    "deploy_gas": opened.map(|r| r.gas_used), "deposit_gas": deposit.map(|r| r.gas_used) })
         );
     } else {
-        println!("channel {address} is {state}");
+        println!("channel {} is {state}", params.contract);
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -10,16 +11,14 @@ use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
-use vbank_client::{Chain, OnChain, OnChainState, TxReport};
-use vbank_core::Settlement;
-use vbank_node::{
-    ChannelStatus, ControlClient, MemoryStore, Node, NodeUri, RedbStore, Reply, Request, Service, Store, control_path,
-};
+use vbank::{Chain, OnChain};
+use vbank::{ChannelStatus, NodeUri};
+use vbank::{Client, CloseOptions, CloseOutcome};
 
 use crate::{
     keys::KeyArgs,
-    node::{load_key, open_service},
-    progress::{Interrupt, Interrupted, countdown, unix_now, waiting},
+    node::{check_store, load_key, store_error},
+    progress::{Interrupt, Interrupted, Tracker, unix_now, waiting},
     units::{format_eth, parse_amount, parse_pair},
 };
 
@@ -126,38 +125,41 @@ pub(crate) struct ReleaseArgs {
     hash: alloy::primitives::B256,
 }
 
-/// Claims (`fulfil`) or gives up (`release`) a lock the peer sent this party.
-async fn settle_lock(args: &LockArgs, request: Request, what: &str, json_mode: bool) -> Result<()> {
-    let mut party = Party::attach(&args.store, || load_key(&args.key)).await?;
+/// Claims (`fulfil`) or gives up (`release`) a lock the peer sent this party (`what`:
+/// "fulfilled" with a preimage, "released" with a hash).
+async fn settle_lock(args: &LockArgs, what: &str, value: alloy::primitives::B256, json_mode: bool) -> Result<()> {
+    let mut party = attach(&args.store, || load_key(&args.key), None).await?;
     let ch =
         party.channel(args.channel).await?.with_context(|| format!("channel {} is not in the store", args.channel))?;
     if let Some(uri) = args.connect.clone().or(ch.peer_uri.clone()) {
-        party
-            .connect(&uri, ch.peer)
+        link(&mut party, &uri, ch.peer)
             .await
             .with_context(|| format!("linking to the peer's node at {}", uri.socket_addr()))?;
     }
-    let reply = waiting(&format!("{what} the lock with the peer"), party.request(request)).await?;
-    let Reply::Lock { lock, nonce } = reply else { bail!("unexpected reply {reply:?}") };
+    let timeout = Duration::from_secs(args.timeout);
+    let label = format!("{what} the lock with the peer");
+    let (lock, nonce) = if what == "fulfilled" {
+        waiting(&label, party.fulfil(args.channel, value, timeout)).await?
+    } else {
+        waiting(&label, party.release(args.channel, value, timeout)).await?
+    };
     if json_mode {
         println!("{}", json!({ "channel": args.channel, "lock": lock, "nonce": nonce, "done": what }));
     } else {
         println!("lock {} of {} {what} (sheet {nonce})", lock.hash, format_eth(lock.amount));
     }
+    finish(party).await;
     Ok(())
 }
 
 /// `vbank fulfil`: claims the peer's lock that the preimage opens.
 pub(crate) async fn fulfil(args: FulfilArgs, json_mode: bool) -> Result<()> {
-    let request =
-        Request::Fulfil { channel: args.lock.channel, preimage: args.preimage, timeout_secs: args.lock.timeout };
-    settle_lock(&args.lock, request, "fulfilled", json_mode).await
+    settle_lock(&args.lock, "fulfilled", args.preimage, json_mode).await
 }
 
 /// `vbank release`: gives the peer's lock back to the peer.
 pub(crate) async fn release(args: ReleaseArgs, json_mode: bool) -> Result<()> {
-    let request = Request::Release { channel: args.lock.channel, hash: args.hash, timeout_secs: args.lock.timeout };
-    settle_lock(&args.lock, request, "released", json_mode).await
+    settle_lock(&args.lock, "released", args.hash, json_mode).await
 }
 
 #[derive(Args, Debug)]
@@ -173,117 +175,44 @@ pub(crate) struct StatusArgs {
     all: bool,
 }
 
-/// This party's side of its channels: through the control socket of its running `vbank node`
-/// (which holds the store), or else directly on the store for the length of one command. Both
-/// carry out the same [`Request`]s.
-pub(crate) enum Party {
-    Node(ControlClient),
-    Direct(Service<RedbStore>),
+/// This party's node, as the library's handle on it: its running `vbank node` (through the
+/// control socket; it holds the store and its own key), else the store opened for the length of
+/// one command, the key loaded only then. Without a running node, handshakes with peers take at
+/// most `handshake` (a command's --timeout).
+pub(crate) async fn attach(
+    store: &Path,
+    signer: impl FnOnce() -> Result<PrivateKeySigner>,
+    handshake: Option<Duration>,
+) -> Result<Client> {
+    if let Some(c) = Client::running(store).await {
+        return Ok(c);
+    }
+    let signer = signer()?;
+    check_store(store, true)?;
+    // No journal: nobody reads events from a command's node.
+    let mut builder = vbank::Builder::new(store, signer).journal(false);
+    if let Some(h) = handshake {
+        builder = builder.handshake_timeout(h);
+    }
+    let node = builder.open().await.map_err(|e| match e {
+        vbank::Error::Node(e) => store_error(store, e),
+        e => anyhow::Error::new(e),
+    })?;
+    Ok(Client::local(node))
 }
 
-impl Party {
-    /// Attaches to the node running on `store`, else opens the store as `signer`'s party (the
-    /// key is only loaded then: a running node holds its own).
-    pub(crate) async fn attach(store: &Path, signer: impl FnOnce() -> Result<PrivateKeySigner>) -> Result<Self> {
-        if let Some(c) = ControlClient::connect(&control_path(store)).await {
-            return Ok(Self::Node(c));
-        }
-        Ok(Self::Direct(open_service(store, signer()?, None, false)?))
-    }
+/// Ends a command's use of this party's node: a node opened for the command is stopped (its
+/// links closed after what is queued for them), a running one is left running.
+pub(crate) async fn finish(party: Client) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), party.stop()).await;
+}
 
-    /// As [`Party::attach`]; without a running node, handshakes with peers take at most
-    /// `handshake` (the command's --timeout).
-    pub(crate) async fn attach_timed(
-        store: &Path,
-        signer: impl FnOnce() -> Result<PrivateKeySigner>,
-        handshake: Duration,
-    ) -> Result<Self> {
-        if let Some(c) = ControlClient::connect(&control_path(store)).await {
-            return Ok(Self::Node(c));
-        }
-        let limits = vbank_node::Limits { handshake_timeout: handshake, ..vbank_node::Limits::default() };
-        Ok(Self::Direct(crate::node::open_service_with(store, signer()?, None, false, limits)?))
-    }
-
-    /// Carries out a request that `stop` interrupts (a payment request then cancels what it has
-    /// not sent, and its reply says what was acknowledged, cancelled and in flight).
-    pub(crate) async fn request_until(
-        &mut self,
-        r: Request,
-        stop: impl std::future::Future<Output = ()>,
-    ) -> Result<Reply> {
-        match self {
-            Self::Node(c) => c.request_until(&r, stop).await.map_err(node_error),
-            Self::Direct(s) => match s.control_until(r, stop).await {
-                Reply::Error { message } => Err(anyhow::anyhow!(message)),
-                reply => Ok(reply),
-            },
-        }
-    }
-
-    /// Without a running node, payments left queued in the store by a `vbank pay` that was
-    /// killed before it could cancel them would go out with the next link: they are cancelled
-    /// (never sent) before anything links. Returns how many. A running node cancels a request's
-    /// queued payments itself when the request fails or its client goes.
-    async fn cancel_leftovers(&mut self, id: Address) -> Result<u64> {
-        let Self::Direct(s) = self else { return Ok(0) };
-        let mut node = s.node().lock().await;
-        let Some(ch) = node.channel(id) else { return Ok(0) };
-        let queued = ch.queued();
-        if queued == 0 {
-            return Ok(0);
-        }
-        if !ch.is_idle() {
-            bail!(
-                "{queued} payment(s) left queued by an interrupted `vbank pay` wait behind an update in flight; \
-                 run `vbank node` on this store to finish the update, then pay again"
-            );
-        }
-        // Idle: the queue is ids unsettled_from.. (the tail), which `cancel_queued` takes whole
-        // (`each` 0: the whole queue goes, so its total is dropped with it).
-        let first = ch.unsettled_from();
-        let cancelled = node.cancel_queued(id, first, first + queued - 1, 0).context("cancelling")?;
-        Ok(cancelled.len() as u64)
-    }
-
-    /// Carries out a request; a refusal becomes an error.
-    pub(crate) async fn request(&mut self, r: Request) -> Result<Reply> {
-        match self {
-            Self::Node(c) => c.request(&r).await.map_err(node_error),
-            Self::Direct(s) => match s.control(r).await {
-                Reply::Error { message } => Err(anyhow::anyhow!(message)),
-                reply => Ok(reply),
-            },
-        }
-    }
-
-    /// The party's address and channels.
-    pub(crate) async fn status(&mut self) -> Result<(Address, Vec<ChannelStatus>)> {
-        let (address, _, channels) = self.status_with_uri().await?;
-        Ok((address, channels))
-    }
-
-    /// The party's address, its node's URI (if a node listens) and its channels.
-    pub(crate) async fn status_with_uri(&mut self) -> Result<(Address, Option<NodeUri>, Vec<ChannelStatus>)> {
-        match self.request(Request::Status).await? {
-            Reply::Status { address, uri, channels } => Ok((address, uri, channels)),
-            other => bail!("unexpected reply {other:?}"),
-        }
-    }
-
-    /// One channel's status, if the party has it.
-    pub(crate) async fn channel(&mut self, id: Address) -> Result<Option<ChannelStatus>> {
-        Ok(self.status().await?.1.into_iter().find(|c| c.channel == id))
-    }
-
-    /// Links to `peer`'s node at `uri` (if not linked); the URI's key must be `peer`'s.
-    pub(crate) async fn connect(&mut self, uri: &NodeUri, peer: Address) -> Result<()> {
-        if uri.address() != peer {
-            bail!("--connect {uri} is the node of {}, not of the peer {peer}", uri.address());
-        }
-        self.request(Request::Connect { uri: uri.clone() }).await?;
-        Ok(())
-    }
+/// Links to `peer`'s node at `uri` (a URI of another party is a mistake in --connect).
+pub(crate) async fn link(party: &mut Client, uri: &NodeUri, peer: Address) -> Result<()> {
+    party.link(uri, peer).await.map_err(|e| match e {
+        e @ vbank::Error::WrongPeer { .. } => anyhow::anyhow!("--connect {e}"),
+        e => anyhow::Error::new(e),
+    })
 }
 
 pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
@@ -303,8 +232,8 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
     // Before any payment is queued, an interrupt only stops the command.
     let nothing_sent =
         || anyhow::Error::new(Interrupted("interrupted: no payment was queued, nothing was sent".into()));
-    let mut party = Party::attach_timed(&args.store, || load_key(&args.key), timeout).await?;
-    let (me, channels) = party.status().await?;
+    let mut party = attach(&args.store, || load_key(&args.key), Some(timeout)).await?;
+    let vbank::Status { address: me, channels, .. } = party.status().await?;
     let known = channels.iter().find(|c| c.channel == channel);
     let opening = known.is_none_or(|c| c.phase == "opening");
     let params = match (known, args.peer, &args.deposits) {
@@ -348,14 +277,20 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
         }
     }
     let peer = params.parties[1 - usize::from(params.parties[1] == me)];
-    let left = party.cancel_leftovers(channel).await?;
+    let left = party.cancel_leftovers(channel).await.map_err(|e| match e {
+        vbank::Error::QueuedBehindUpdate { queued } => anyhow::anyhow!(
+            "{queued} payment(s) left queued by an interrupted `vbank pay` wait behind an update in flight; run \
+             `vbank node` on this store to finish the update, then pay again"
+        ),
+        e => anyhow::Error::new(e),
+    })?;
     if left > 0 {
         eprintln!("{left} payment(s) left queued by an interrupted `vbank pay` were cancelled: they were never sent");
     }
     // The peer's node, within --timeout: the handshake included.
     let uri = args.connect.clone().or_else(|| known.and_then(|c| c.peer_uri.clone()));
     if let Some(uri) = &uri {
-        let linking = tokio::time::timeout(timeout, party.connect(uri, peer));
+        let linking = tokio::time::timeout(timeout, link(&mut party, uri, peer));
         tokio::select! {
             r = linking => match r {
                 Err(_) => bail!(
@@ -369,10 +304,7 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
         }
     }
     if opening {
-        let open = waiting(
-            "opening the channel with the peer",
-            party.request(Request::Open { params, timeout_secs: args.timeout }),
-        );
+        let open = waiting("opening the channel with the peer", party.open(params, timeout));
         tokio::select! {
             r = open => r.context("opening")?,
             () = interrupt.wait() => return Err(nothing_sent()),
@@ -383,10 +315,10 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
             bail!("a conditional payment (--hash) is one lock: leave --count out");
         }
         let expiry = parse_expiry(expiry)?;
-        let request = Request::Hold { channel, amount, hash, expiry, timeout_secs: args.timeout };
-        let reply =
-            waiting("waiting for the peer to take the lock", party.request(request)).await.context("locking")?;
-        let Reply::Lock { lock, nonce } = reply else { bail!("unexpected reply {reply:?}") };
+        let (lock, nonce) =
+            waiting("waiting for the peer to take the lock", party.hold(channel, amount, hash, expiry, timeout))
+                .await
+                .context("locking")?;
         if json_mode {
             println!("{}", json!({ "channel": channel, "lock": lock, "nonce": nonce }));
         } else {
@@ -398,13 +330,12 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
                 lock.expiry
             );
         }
+        finish(party).await;
         return Ok(());
     }
-    let request =
-        Request::Pay { channel, amount, count: args.count.into(), timeout_secs: args.timeout, id: args.id.clone() };
-    let paid =
-        waiting("waiting for the peer's countersignatures", party.request_until(request, interrupt.wait())).await;
-    let paid = match paid {
+    let paying = party.pay(channel, amount, args.count.into(), args.id.clone(), timeout, interrupt.wait());
+    let paid = waiting("waiting for the peer's countersignatures", paying).await.map_err(anyhow::Error::new);
+    let vbank::Paid { count, amount: total, .. } = match paid {
         Err(e) if format!("{e:#}").starts_with("interrupted") => {
             return Err(Interrupted(format!("{e:#}")).into());
         }
@@ -412,9 +343,6 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
             return Err(e.context("paying (pass --connect vbank://<key>@host:port, the URI the peer's node prints)"));
         }
         other => other.context("paying")?,
-    };
-    let Reply::Paid { count, amount: total, .. } = paid else {
-        bail!("unexpected reply to a payment");
     };
     let ch = party.channel(channel).await?.context("channel")?;
     let b = ch.balances;
@@ -434,59 +362,8 @@ pub(crate) async fn pay(args: PayArgs, json_mode: bool) -> Result<()> {
             format_eth(b[1])
         );
     }
+    finish(party).await;
     Ok(())
-}
-
-/// What a failure of this party's own node means: a reply the node refused is its message; a
-/// closed socket is the node gone (crashed or stopped), not the peer.
-fn node_error(e: vbank_node::Error) -> anyhow::Error {
-    match e {
-        vbank_node::Error::Control(message) => anyhow::anyhow!(message),
-        vbank_node::Error::Closed => anyhow::anyhow!(
-            "this party's own node stopped answering its control socket before replying: did it stop or crash? \
-             Its log says; what it had sent is in its store"
-        ),
-        vbank_node::Error::Io(e) => anyhow::anyhow!(
-            "this party's own node stopped answering its control socket ({e}): did it stop or crash? Its log \
-             says; what it had sent is in its store"
-        ),
-        e => anyhow::Error::new(e).context("this party's node"),
-    }
-}
-
-/// The channels of the store at `store`, read without a key and without changing anything: the
-/// running node's answer, else the store's own contents (it must exist).
-async fn read_status(store: &Path) -> Result<(Option<Address>, Option<NodeUri>, Vec<ChannelStatus>, bool)> {
-    if let Some(c) = ControlClient::connect(&control_path(store)).await {
-        let (address, uri, channels) = Party::Node(c).status_with_uri().await?;
-        return Ok((Some(address), uri, channels, true));
-    }
-    crate::node::check_store(store, false)?;
-    let db = RedbStore::open(store).map_err(|e| crate::node::store_error(store, e))?;
-    // A channel can only be restored with its party's key; to read it without one, a throwaway
-    // key stands in for the party's in a copy held in memory (never signed with, never saved).
-    let stand_in = PrivateKeySigner::random();
-    let copy = MemoryStore::default();
-    let mut parties = std::collections::HashMap::new();
-    for id in db.list()? {
-        if let Some(mut state) = db.load(id)? {
-            let me = usize::from(state.me);
-            parties.insert(id, state.params.parties[me]);
-            state.params.parties[me] = stand_in.address();
-            copy.save(id, &state)?;
-        }
-    }
-    for (peer, uri) in db.peer_addresses()? {
-        copy.save_peer(peer, &uri)?;
-    }
-    let node = Node::open(stand_in, copy).context("reading the store")?;
-    let mut channels = ChannelStatus::of(&node);
-    for c in &mut channels {
-        if let Some(party) = parties.get(&c.channel) {
-            c.params.parties[c.me] = *party;
-        }
-    }
-    Ok((parties.values().next().copied(), None, channels, false))
 }
 
 /// How a channel's phase reads in `vbank status`.
@@ -499,7 +376,12 @@ fn phase_text(c: &ChannelStatus) -> String {
 }
 
 pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
-    let (address, uri, mut channels, node_running) = read_status(&args.store).await?;
+    check_store(&args.store, false)?;
+    let vbank::StoreStatus { address, uri, mut channels, node_running } =
+        vbank::read_status(&args.store).await.map_err(|e| match e {
+            vbank::Error::Node(e @ vbank_node::Error::Store(_)) => store_error(&args.store, e),
+            e => anyhow::Error::new(e),
+        })?;
     let total = channels.len();
     if !args.all {
         channels.retain(|c| c.phase != "ended");
@@ -630,158 +512,82 @@ pub(crate) struct CloseArgs {
 
 pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
     let signer = load_key(&args.key)?;
-    let mut party = Party::attach(&args.store, || Ok(signer.clone())).await?;
+    let mut party = attach(&args.store, || Ok(signer.clone()), None).await?;
     let chain = Chain::connect(&args.rpc_url, signer, args.chain_id)
         .await
         .with_context(|| format!("connecting to {}", args.rpc_url))?;
-    let onchain = OnChain::new(chain.clone(), args.channel);
-    let info = onchain.info().await.context("reading the channel")?;
-    let (kind, report, mut detail) = match info.state {
-        // Nothing off-chain is needed to cancel: the channel may not even be in the store.
-        OnChainState::Funding => {
-            let r = waiting("cancelling", onchain.cancel()).await.context("cancelling")?;
-            ("cancel", r, "the channel never ran: every deposit made is refunded".to_string())
-        }
-        OnChainState::Running => {
-            let ch = party.channel(args.channel).await?.context("the channel is not in the store")?;
-            let uri = args.connect.clone().or_else(|| ch.peer_uri.clone());
-            // Cooperative first, trying the peer's node until --timeout; nothing is frozen yet.
-            let attempt =
-                waiting("asking the peer to sign the close", cooperate(&mut party, uri.as_ref(), &ch, args.timeout))
-                    .await;
-            if let Err(why) = &attempt {
-                let lock = info.lock_period;
-                let cost = format!(
-                    "liquidating alone freezes this party's balance for the lock period, {} (until about {})",
-                    duration_text(lock),
-                    date_text(unix_now() + lock)
-                );
-                if !args.force && !confirm(&format!("the peer did not close cooperatively: {why}\n{cost}.")) {
-                    bail!(
-                        "the peer did not close cooperatively: {why}; nothing was done. Try again when its node is \
-                         back, or pass --force: {cost}"
-                    );
-                }
-                eprintln!("the peer did not close cooperatively ({why}); liquidating with the latest sheet");
-            }
-            // Now the node freezes the channel and chooses, under its lock and from its stored
-            // state, what to settle with: nothing chosen here.
-            let request = Request::Settle { channel: args.channel, cooperative: attempt.is_ok(), timeout_secs: 5 };
-            let settlement = match party.request(request).await? {
-                Reply::Settle { settlement, .. } => settlement,
-                other => bail!("unexpected reply {other:?}"),
-            };
-            let label = match &settlement {
-                Settlement::Cooperative { .. } => "closing",
-                Settlement::Liquidate(_) => "liquidating",
-                Settlement::Cancel => bail!(
-                    "the channel runs on chain but this party holds no countersigned sheet: only the peer can close it"
-                ),
-            };
-            // Submitted as the library does (the node chose it; nothing is chosen here).
-            let r = waiting(label, vbank::settle_on_chain(&chain, args.channel, &settlement))
-                .await
-                .with_context(|| format!("submitting: {}", vbank::describe_settlement(&settlement)))?;
-            match settlement {
-                Settlement::Cooperative { balances, .. } => {
-                    let [b0, b1] = balances.map(format_eth);
-                    ("cooperative", r, format!("both paid at once: party 0 {b0}, party 1 {b1}"))
-                }
-                Settlement::Liquidate(sheet) => {
-                    let unlock = onchain.info().await?.liquidation.map_or(0, |l| l.unlock_time);
-                    let d = format!(
-                        "liquidated with sheet {}; the frozen balance unlocks at {} (in {}): then `vbank close` \
-                         withdraws it",
-                        sheet.nonce,
-                        date_text(unlock),
-                        duration_text(unlock.saturating_sub(unix_now()))
-                    );
-                    ("unilateral", r, d)
-                }
-                // (refused above: a running channel is never settled with a cancel)
-                Settlement::Cancel => ("cancel", r, "cancelled".to_string()),
-            }
-        }
-        OnChainState::Liquidating => {
-            let unlock = info.liquidation.map_or(0, |l| l.unlock_time);
-            // The chain's clock decides, not this machine's.
-            let now = chain.timestamp().await.context("reading the chain's time")?;
-            let r = if now >= unlock {
-                waiting("withdrawing", onchain.withdraw_by_master()).await.context("withdrawing")?
-            } else if args.wait {
-                withdraw_after_lock(&onchain, unlock).await?
-            } else {
-                bail!(
-                    "the channel is being liquidated; its frozen balance unlocks at {} (in {}): run `vbank close` \
-                     again then, or pass --wait to wait and withdraw",
-                    date_text(unlock),
-                    duration_text(unlock - now)
-                );
-            };
-            ("unilateral", r, "the lock period ended and the frozen balance was paid out".into())
-        }
-        OnChainState::Settling => {
-            bail!("the liquidation's master has withdrawn; the sheet's locks await `unlock` (nothing else to close)")
-        }
-        OnChainState::Closed => bail!("the channel is already closed"),
+    let tracker = Tracker::new();
+    let cost = |lock: u64| {
+        format!(
+            "liquidating alone freezes this party's balance for the lock period, {} (until about {})",
+            duration_text(lock),
+            date_text(unix_now() + lock)
+        )
     };
-    // Our own liquidation, just made: --wait completes it.
-    let report = if args.wait && kind == "unilateral" && info.state == OnChainState::Running {
-        let unlock = onchain.info().await?.liquidation.map_or(0, |l| l.unlock_time);
-        let w = withdraw_after_lock(&onchain, unlock).await?;
-        detail.push_str("; the lock period ended and the frozen balance was paid out");
-        w
-    } else {
-        report
+    let opts = CloseOptions {
+        connect: args.connect.clone(),
+        timeout: Duration::from_secs(args.timeout),
+        force: args.force,
+        confirm: Some(Arc::new(move |why: &str, lock: u64| {
+            confirm(&format!("the peer did not close cooperatively: {why}\n{}.", cost(lock)))
+        })),
+        wait: args.wait,
+        progress: Some(tracker.progress()),
     };
-    // Settled on chain for good (not a liquidation waiting for its lock): the store says so.
-    if let Party::Direct(service) = &party
-        && onchain.state().await.is_ok_and(|s| s == OnChainState::Closed)
-    {
-        let _ = service.set_funding(args.channel, vbank_core::Funding::Ended).await;
-    }
+    let closed = tracker.follow(party.close(&chain, args.channel, opts)).await;
+    let report = closed.map_err(|e| match e {
+        vbank::Error::Uncooperative { reason, lock_period } => anyhow::anyhow!(
+            "the peer did not close cooperatively: {reason}; nothing was done. Try again when its node is back, or \
+             pass --force: {}",
+            cost(lock_period)
+        ),
+        vbank::Error::StillLocked { unlock_time, now } => anyhow::anyhow!(
+            "the channel is being liquidated; its frozen balance unlocks at {} (in {}): run `vbank close` again \
+             then, or pass --wait to wait and withdraw",
+            date_text(unlock_time),
+            duration_text(unlock_time.saturating_sub(now))
+        ),
+        vbank::Error::NothingToClose(vbank::OnChainState::Settling) => anyhow::anyhow!(
+            "the liquidation's master has withdrawn; the sheet's locks await `unlock` (nothing else to close)"
+        ),
+        vbank::Error::NothingToClose(_) => anyhow::anyhow!("the channel is already closed"),
+        vbank::Error::Node(vbank_node::Error::UnknownChannel(_)) => anyhow::anyhow!("the channel is not in the store"),
+        e => anyhow::Error::new(e),
+    })?;
+    finish(party).await;
+    let (kind, mut detail) = match &report.outcome {
+        CloseOutcome::Cancelled => ("cancel", "the channel never ran: every deposit made is refunded".to_string()),
+        CloseOutcome::Cooperative { balances, .. } => {
+            let [b0, b1] = balances.map(format_eth);
+            ("cooperative", format!("both paid at once: party 0 {b0}, party 1 {b1}"))
+        }
+        CloseOutcome::Liquidated { nonce, unlock_time, .. } => (
+            "unilateral",
+            format!(
+                "liquidated with sheet {nonce}; the frozen balance unlocks at {} (in {}): then `vbank close` \
+                 withdraws it",
+                date_text(*unlock_time),
+                duration_text(unlock_time.saturating_sub(unix_now()))
+            ),
+        ),
+        CloseOutcome::Withdrawn => ("unilateral", "the lock period ended and the frozen balance was paid out".into()),
+    };
+    let tx = match &report.withdrawal {
+        Some(w) => {
+            detail.push_str("; the lock period ended and the frozen balance was paid out");
+            w
+        }
+        None => &report.tx,
+    };
     if json_mode {
         println!(
             "{}",
-            json!({ "channel": args.channel, "close": kind, "tx": report.hash, "gas_used": report.gas_used, "detail": detail })
+            json!({ "channel": args.channel, "close": kind, "tx": tx.hash, "gas_used": tx.gas_used, "detail": detail })
         );
     } else {
-        println!("{kind} close of {}: {detail} (tx {}, gas {})", args.channel, report.hash, report.gas_used);
+        println!("{kind} close of {}: {detail} (tx {}, gas {})", args.channel, tx.hash, tx.gas_used);
     }
     Ok(())
-}
-
-/// Tries a cooperative close of `ch` until `timeout` seconds have passed: links to the peer's
-/// node (at `uri`, else at the URI the node remembers), retrying, and asks it to sign the close.
-/// Nothing is frozen: on failure the channel is as it was. Returns why it failed.
-async fn cooperate(party: &mut Party, uri: Option<&NodeUri>, ch: &ChannelStatus, timeout: u64) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-    let mut why = "the peer's node was not reached".to_string();
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            return Err(format!("{why} (tried for {timeout} s)"));
-        }
-        let step = async {
-            if let Some(uri) = uri {
-                party.connect(uri, ch.peer).await?;
-            }
-            party.request(Request::Close { channel: ch.channel, timeout_secs: left.as_secs().max(1) }).await
-        };
-        match tokio::time::timeout(left, step).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) => {
-                why = format!("{e:#}");
-                // The peer answered and refused: asking again will not help.
-                if why.contains("the peer refused") {
-                    return Err(why);
-                }
-            }
-            Err(_) => return Err(format!("{why} (tried for {timeout} s)")),
-        }
-        tokio::time::sleep(Duration::from_secs(1).min(deadline.saturating_duration_since(tokio::time::Instant::now())))
-            .await;
-    }
 }
 
 /// Asks a person at a terminal to confirm `what` (false without a terminal).
@@ -822,24 +628,6 @@ pub(crate) fn duration_text(secs: u64) -> String {
     }
 }
 
-/// Waits for the lock period to end (a countdown on stderr), then pays the frozen balance out.
-/// The contract judges by the block's time, which may lag the clock here: a refusal is retried.
-async fn withdraw_after_lock(onchain: &OnChain, unlock: u64) -> Result<TxReport> {
-    let attempt = async {
-        loop {
-            if unix_now() > unlock {
-                match onchain.clone().force(true).withdraw_by_master().await {
-                    Ok(r) => return Ok(r),
-                    Err(e) if e.revert().is_some() => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    };
-    countdown("waiting for the lock period to end", unlock, attempt).await.context("withdrawing after the lock")
-}
-
 #[derive(Args, Debug)]
 pub(crate) struct DepositArgs {
     /// The channel's contract address.
@@ -860,9 +648,7 @@ pub(crate) struct DepositArgs {
 pub(crate) async fn deposit(args: DepositArgs, json_mode: bool) -> Result<()> {
     let signer = load_key(&args.key)?;
     let chain = Chain::connect(&args.rpc_url, signer, None).await?;
-    let onchain = OnChain::new(chain, args.channel);
-    let params = onchain.reported_params(args.salt.unwrap_or_default()).await.context("reading the channel")?;
-    let r = waiting("depositing", onchain.deposit_agreed(&params)).await.context("depositing")?;
+    let r = waiting("depositing", vbank::deposit(&chain, args.channel, args.salt.unwrap_or_default())).await?;
     if json_mode {
         println!("{}", json!({ "channel": args.channel, "tx": r.hash, "gas_used": r.gas_used }));
     } else {
@@ -870,7 +656,6 @@ pub(crate) async fn deposit(args: DepositArgs, json_mode: bool) -> Result<()> {
     }
     Ok(())
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

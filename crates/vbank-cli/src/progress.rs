@@ -7,6 +7,7 @@
 use std::{
     future::Future,
     io::{IsTerminal, Write},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -46,9 +47,104 @@ pub(crate) async fn waiting<T>(label: &str, fut: impl Future<Output = T>) -> T {
     show(fut, |s| format!("{label}… {s} s"), label).await
 }
 
-/// Runs `fut`, showing a countdown to `until` (unix seconds).
-pub(crate) async fn countdown<T>(label: &str, until: u64, fut: impl Future<Output = T>) -> T {
-    show(fut, |_| format!("{label}: {} s left", until.saturating_sub(unix_now())), label).await
+/// Shows on stderr what a library operation is waiting for, step by step, as [`waiting`] and
+/// [`countdown`] do for one future: each step the library reports ([`vbank::Progress::Waiting`],
+/// [`vbank::Progress::Countdown`]) is drawn while it lasts; notes are written as they come; the
+/// rest goes to the handler given to [`Tracker::with`].
+#[derive(Clone)]
+pub(crate) struct Tracker {
+    current: Arc<Mutex<Option<Step>>>,
+    handler: Arc<dyn Fn(&vbank::Progress) + Send + Sync>,
+}
+
+struct Step {
+    label: String,
+    until: Option<u64>,
+    start: Instant,
+    shown: Option<u64>,
+}
+
+impl Tracker {
+    /// A tracker that draws waits and notes only.
+    pub(crate) fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// A tracker that also hands every other progress report to `handler`.
+    pub(crate) fn with(handler: impl Fn(&vbank::Progress) + Send + Sync + 'static) -> Self {
+        Self { current: Arc::new(Mutex::new(None)), handler: Arc::new(handler) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Step>> {
+        self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Ends the step shown, saying how long it took if it was drawn.
+    fn end(&self) {
+        if let Some(step) = self.lock().take()
+            && step.shown.is_some()
+        {
+            let lead = if std::io::stderr().is_terminal() { "\r" } else { "" };
+            eprintln!("{lead}{}: done in {:.1} s", step.label, step.start.elapsed().as_secs_f64());
+        }
+    }
+
+    fn begin(&self, label: String, until: Option<u64>) {
+        self.end();
+        *self.lock() = Some(Step { label, until, start: Instant::now(), shown: None });
+    }
+
+    /// The callback to give the library.
+    pub(crate) fn progress(&self) -> vbank::ProgressFn {
+        let me = self.clone();
+        Arc::new(move |p: vbank::Progress| match p {
+            vbank::Progress::Waiting(label) => me.begin(label, None),
+            vbank::Progress::Countdown { label, until } => me.begin(label, Some(until)),
+            vbank::Progress::Note(text) => {
+                me.end();
+                eprintln!("{text}");
+            }
+            other => {
+                me.end();
+                (me.handler)(&other);
+            }
+        })
+    }
+
+    /// Runs `fut`, drawing the steps it reports each second.
+    pub(crate) async fn follow<T>(&self, fut: impl Future<Output = T>) -> T {
+        let tty = std::io::stderr().is_terminal();
+        let mut fut = std::pin::pin!(fut);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        let out = loop {
+            tokio::select! {
+                out = &mut fut => break out,
+                _ = tick.tick() => {
+                    let mut current = self.lock();
+                    let Some(step) = current.as_mut() else { continue };
+                    let s = step.start.elapsed().as_secs();
+                    if s == 0 {
+                        continue;
+                    }
+                    let line = match step.until {
+                        Some(until) => format!("{}: {} s left", step.label, until.saturating_sub(unix_now())),
+                        None => format!("{}… {s} s", step.label),
+                    };
+                    if tty {
+                        eprint!("\r{line} ");
+                        let _ = std::io::stderr().flush();
+                        step.shown = Some(s);
+                    } else if step.shown.is_none_or(|l| s >= l + 15) {
+                        eprintln!("{line}");
+                        step.shown = Some(s);
+                    }
+                }
+            }
+        };
+        self.end();
+        out
+    }
 }
 
 /// Ctrl-C or SIGTERM, caught for the whole command once installed: a command that can be
@@ -104,6 +200,12 @@ mod tests {
             7
         };
         assert_eq!(waiting("a slow thing", slow).await, 7);
-        assert_eq!(countdown("a lock", unix_now() + 5, async { "now" }).await, "now");
+        let tracker = Tracker::new();
+        let steps = async {
+            (tracker.progress())(vbank::Progress::Countdown { label: "a lock".into(), until: unix_now() + 5 });
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            "now"
+        };
+        assert_eq!(tracker.follow(steps).await, "now");
     }
 }

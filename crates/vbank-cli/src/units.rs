@@ -1,7 +1,6 @@
 //! Amounts on the command line, one parser for all: "1.5" (ETH), "1.5eth", "1.5ether",
 //! "30gwei", "100wei".
 
-use alloy::primitives::utils::format_ether;
 use anyhow::{Result, bail};
 
 /// The forms an amount may take, quoted in every amount error.
@@ -61,9 +60,7 @@ pub(crate) fn parse_pair(s: &str) -> Result<[u128; 2]> {
 
 /// Formats wei as ETH.
 pub(crate) fn format_eth(wei: u128) -> String {
-    let s = format_ether(alloy::primitives::U256::from(wei));
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    format!("{s} ETH")
+    vbank::format_eth(wei)
 }
 
 #[cfg(test)]

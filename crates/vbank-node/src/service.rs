@@ -471,6 +471,17 @@ impl<S: Store + Send + 'static> Service<S> {
         Ok(out)
     }
 
+    /// Appends `entry` about channel `id` to the event journal (`{"channel": id, "chain": entry}`,
+    /// [`crate::RecordKind::Event`]) through the group commit, numbered after the events already
+    /// journaled; returns once it is durable. For what an application learns outside the
+    /// channel's steps (a liquidation seen on chain, a punishment made), to be delivered like the
+    /// channel's own events until marked handled.
+    pub async fn journal_chain_entry(&self, id: Address, entry: serde_json::Value) -> Result<()> {
+        let bytes = serde_json::to_vec(&serde_json::json!({ "channel": id, "chain": entry }))
+            .map_err(|e| Error::Store(e.to_string()))?;
+        self.inner.writer.save_entries(Vec::new(), vec![bytes]).await
+    }
+
     /// The group commit's counters: batches (disk syncs) and states stored through it.
     pub fn group_commits(&self) -> (u64, u64) {
         (self.inner.writer.batches(), self.inner.writer.states())

@@ -50,13 +50,21 @@ pub trait Store: Send + Sync {
         Ok(Vec::new())
     }
     /// Stores `states` and appends `journal` (events, numbered from the journal's next sequence
-    /// number) durably, all or none. The default stores the states, then the events one by one
-    /// (not atomic: a store that can should do both in one transaction).
+    /// number) durably, all or none: encoded with [`journal_entry`], through
+    /// [`Store::save_entries`], which is what a store implements (the group commit calls it).
     fn save_journaled(&self, states: &[(Address, &ChannelState)], journal: &[(Address, Event)]) -> Result<()> {
+        let entries = journal.iter().map(|(c, e)| journal_entry(*c, e)).collect::<Result<Vec<_>>>()?;
+        self.save_entries(states, &entries)
+    }
+    /// Stores `states` and appends `entries` (journal entries already encoded, such as
+    /// [`journal_entry`]'s or an application's record of something seen on chain) durably, all
+    /// or none. The default stores the states, then the entries one by one (not atomic: a store
+    /// that can should do both in one transaction).
+    fn save_entries(&self, states: &[(Address, &ChannelState)], entries: &[Vec<u8>]) -> Result<()> {
         self.save_all(states)?;
-        for (channel, event) in journal {
+        for entry in entries {
             let seq = self.next_journal_seq()?;
-            self.put_record(RecordKind::Event, &seq.to_be_bytes(), Some(&journal_entry(*channel, event)?))?;
+            self.put_record(RecordKind::Event, &seq.to_be_bytes(), Some(entry))?;
         }
         Ok(())
     }
@@ -89,8 +97,12 @@ pub enum RecordKind {
     /// Channel payments made with an id the client chose (DESIGN §2 rule 11), by that id.
     ChannelPayment = 5,
     /// Journaled events ([`crate::Node::with_journal`]), by sequence number (8 bytes, big-endian):
-    /// `{"channel": …, "event": …}`, kept until the application marks them handled.
+    /// `{"channel": …, "event": …}` (or another entry an application journals, such as
+    /// `{"channel": …, "chain": …}`), kept until the application marks them handled.
     Event = 6,
+    /// What an application noted it has journaled already, by its own key (so that something
+    /// seen again after a restart is journaled once).
+    Journaled = 7,
 }
 
 /// A journal entry's bytes.
@@ -262,9 +274,8 @@ impl Store for RedbStore {
         })
     }
 
-    fn save_journaled(&self, states: &[(Address, &ChannelState)], journal: &[(Address, Event)]) -> Result<()> {
+    fn save_entries(&self, states: &[(Address, &ChannelState)], entries: &[Vec<u8>]) -> Result<()> {
         let bytes = states.iter().map(|(c, s)| Ok((c, s.to_bytes()?))).collect::<Result<Vec<_>>>()?;
-        let entries = journal.iter().map(|(c, e)| journal_entry(*c, e)).collect::<Result<Vec<_>>>()?;
         let first = self.next_event.load(Ordering::SeqCst);
         self.durably(|tx| {
             let mut t = tx.open_table(CHANNELS).map_err(store_err)?;
@@ -373,7 +384,7 @@ const MAX_BATCH: usize = 4096;
 
 struct Job {
     states: Vec<(Address, ChannelState)>,
-    journal: Vec<(Address, Event)>,
+    journal: Vec<Vec<u8>>,
     done: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
@@ -418,9 +429,9 @@ impl GroupCommit {
                 }
                 let all: Vec<(Address, &ChannelState)> =
                     jobs.iter().flat_map(|j| j.states.iter().map(|(c, s)| (*c, s))).collect();
-                let journal: Vec<(Address, Event)> = jobs.iter().flat_map(|j| j.journal.iter().cloned()).collect();
+                let journal: Vec<Vec<u8>> = jobs.iter().flat_map(|j| j.journal.iter().cloned()).collect();
                 let outcome =
-                    if journal.is_empty() { store.save_all(&all) } else { store.save_journaled(&all, &journal) };
+                    if journal.is_empty() { store.save_all(&all) } else { store.save_entries(&all, &journal) };
                 b.fetch_add(1, Ordering::Relaxed);
                 n.fetch_add(all.len() as u64, Ordering::Relaxed);
                 for job in jobs {
@@ -442,6 +453,13 @@ impl GroupCommit {
 
     /// As [`GroupCommit::save`], journaling `journal` in the same transaction.
     pub async fn save_with(&self, states: Vec<(Address, ChannelState)>, journal: Vec<(Address, Event)>) -> Result<()> {
+        let entries = journal.iter().map(|(c, e)| journal_entry(*c, e)).collect::<Result<Vec<_>>>()?;
+        self.save_entries(states, entries).await
+    }
+
+    /// As [`GroupCommit::save`], appending `entries` (encoded journal entries) to the journal in
+    /// the same transaction.
+    pub async fn save_entries(&self, states: Vec<(Address, ChannelState)>, journal: Vec<Vec<u8>>) -> Result<()> {
         if states.is_empty() && journal.is_empty() {
             return Ok(());
         }

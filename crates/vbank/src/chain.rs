@@ -152,6 +152,8 @@ struct Inner<S: Store> {
     noted: std::sync::Mutex<HashMap<(Address, &'static str), String>>,
     /// The tasks it started besides the main ones (watchers, deposits, settlements).
     spawned: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Whether liquidations seen and punishments made go to the node's event journal.
+    journal: std::sync::atomic::AtomicBool,
 }
 
 impl<S: Store + Send + Sync + 'static> ChainDriver<S> {
@@ -161,7 +163,16 @@ impl<S: Store + Send + Sync + 'static> ChainDriver<S> {
         let (events, _) = broadcast::channel(1024);
         let noted = std::sync::Mutex::new(HashMap::new());
         let spawned = std::sync::Mutex::new(Vec::new());
-        Self { inner: Arc::new(Inner { service, chain, clock, config, events, noted, spawned }), tasks: Vec::new() }
+        let journal = std::sync::atomic::AtomicBool::new(false);
+        let inner = Inner { service, chain, clock, config, events, noted, spawned, journal };
+        Self { inner: Arc::new(inner), tasks: Vec::new() }
+    }
+
+    /// Journals the liquidations the watchers see and the punishments they make in the node's
+    /// event journal ([`crate::ChainRecord`]), once each, to be delivered until marked handled
+    /// (the node must journal: [`vbank_node::Node::with_journal`]). Off by default.
+    pub fn set_journal(&self, on: bool) {
+        self.inner.journal.store(on, Ordering::SeqCst);
     }
 
     /// What the driver sees and does, from now on.
@@ -299,7 +310,59 @@ impl<S: Store + Send + Sync + 'static> Inner<S> {
             {
                 self.note(id, "funding", format!("cannot record the contract's state {state}: {err}"));
             }
+            self.journal_watch(id, &e).await;
             self.emit(ChainEvent::Watch { channel: id, event: e });
+        }
+    }
+
+    /// Journals a liquidation seen and a punishment made, once each: a marker record
+    /// ([`vbank_node::RecordKind::Journaled`]) written after the entry keeps a liquidation the
+    /// watcher reports again after a restart from being journaled twice (a crash between the two
+    /// writes delivers it twice: at least once).
+    async fn journal_watch(&self, id: Address, e: &WatchEvent) {
+        if !self.journal.load(Ordering::SeqCst) {
+            return;
+        }
+        let records = match e {
+            WatchEvent::HonestLiquidation { nonce } => {
+                vec![(0u8, crate::ChainRecord::LiquidationSeen { nonce: *nonce, revoked: false })]
+            }
+            WatchEvent::Punished { nonce, report } => vec![
+                (0u8, crate::ChainRecord::LiquidationSeen { nonce: *nonce, revoked: true }),
+                (1u8, crate::ChainRecord::Punished { nonce: *nonce, tx: report.hash, gas_used: report.gas_used }),
+            ],
+            _ => return,
+        };
+        let store = Arc::clone(self.service.node().lock().await.store());
+        for (kind, record) in records {
+            let nonce = match &record {
+                crate::ChainRecord::LiquidationSeen { nonce, .. } | crate::ChainRecord::Punished { nonce, .. } => {
+                    *nonce
+                }
+            };
+            let mut key = id.to_vec();
+            key.push(kind);
+            key.extend_from_slice(&nonce.to_be_bytes());
+            let done = async {
+                let (s, k) = (Arc::clone(&store), key.clone());
+                let seen = tokio::task::spawn_blocking(move || s.record(vbank_node::RecordKind::Journaled, &k))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                if seen.is_some() {
+                    return Ok(());
+                }
+                let entry = serde_json::to_value(&record).map_err(|e| e.to_string())?;
+                self.service.journal_chain_entry(id, entry).await.map_err(|e| e.to_string())?;
+                let s = Arc::clone(&store);
+                tokio::task::spawn_blocking(move || s.put_record(vbank_node::RecordKind::Journaled, &key, Some(&[1])))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            };
+            if let Err(err) = done.await {
+                self.note(id, "journal", format!("cannot journal {record:?}: {err}"));
+            }
         }
     }
 

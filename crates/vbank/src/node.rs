@@ -5,8 +5,9 @@ use std::{path::PathBuf, time::Duration};
 
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
-use vbank_client::{Chain, Factory, OnChain, OnChainState, TxReport};
-use vbank_core::{Amount, ChannelParams, Funding};
+use vbank_client::{Chain, OnChain, OnChainState, TxReport};
+use vbank_core::{Amount, ChannelParams};
+use vbank_node::Limits;
 use vbank_node::{ChannelStatus, ForwardFees, NodeUri, PayOptions, Payment, RedbStore, Service};
 
 use crate::{ChainClock, ChainDriver, ChainEvent, DriverConfig};
@@ -29,6 +30,131 @@ pub enum Error {
     /// A bad argument.
     #[error("{0}")]
     Invalid(String),
+    /// The party's node refused the request; its message says why (nothing changed unless it
+    /// says so).
+    #[error("{0}")]
+    Refused(String),
+    /// The party's running node stopped answering its control socket before it replied (it
+    /// stopped or crashed; what it had sent is in its store).
+    #[error(
+        "this party's own node stopped answering its control socket before replying{0}: did it stop or crash? \
+         Its log says; what it had sent is in its store"
+    )]
+    NodeStopped(String),
+    /// No node runs on this store (invoices, routed payments and the graph need one).
+    #[error("no running node answers at {0}")]
+    NotRunning(PathBuf),
+    /// The node answered something this version does not expect.
+    #[error("unexpected reply from the node: {0}")]
+    Unexpected(String),
+    /// A node URI given for a peer is another party's.
+    #[error("{uri} is the node of {}, not of the peer {peer}", uri.address())]
+    WrongPeer {
+        /// The URI given.
+        uri: Box<NodeUri>,
+        /// The channel's peer.
+        peer: Address,
+    },
+    /// The node on the store is another party than the key given.
+    #[error("the node is {node}, but the key given is {key}")]
+    WrongKey {
+        /// The node's party.
+        node: Address,
+        /// The key's.
+        key: Address,
+    },
+    /// The peer's node would not take this channel (it said so before anything was spent).
+    #[error("{0}")]
+    Terms(#[from] crate::TermsRefusal),
+    /// The channel of these parameters and salt is not the one expected (resuming an opening).
+    #[error("the channel of these parameters and salt {salt} is {computed}, not {expected}")]
+    SaltMismatch {
+        /// The channel expected.
+        expected: Address,
+        /// The channel the parameters give.
+        computed: Address,
+        /// The salt.
+        salt: B256,
+    },
+    /// The channel is open on chain but sheet 0 was not agreed with the peer: the opening can be
+    /// resumed with the same salt, or the contract cancelled.
+    #[error("the channel {channel} is opened on chain but not with the peer (salt {salt})")]
+    NotAgreed {
+        /// The channel.
+        channel: Address,
+        /// Its salt.
+        salt: B256,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+    /// The peer's deposit did not arrive in time; the channel stays in funding.
+    #[error("the peer has not deposited within {} s; the channel {channel} stays in funding", waited.as_secs())]
+    PeerDepositMissing {
+        /// The channel.
+        channel: Address,
+        /// How long it was awaited.
+        waited: Duration,
+    },
+    /// The peer did not close cooperatively and liquidating alone was not allowed
+    /// ([`crate::CloseOptions::force`]): nothing was done.
+    #[error("the peer did not close cooperatively: {reason}; nothing was done")]
+    Uncooperative {
+        /// Why the cooperative close failed.
+        reason: String,
+        /// The channel's lock period: what liquidating alone would freeze this party's balance for.
+        lock_period: u64,
+    },
+    /// The channel is being liquidated and its lock period has not ended (by the chain's clock).
+    #[error("the channel is being liquidated; its frozen balance unlocks at unix time {unlock_time}")]
+    StillLocked {
+        /// When the frozen balance can be withdrawn, unix seconds.
+        unlock_time: u64,
+        /// The chain's time now.
+        now: u64,
+    },
+    /// Nothing is left to close on chain: the channel is settling its locks, or closed.
+    #[error("nothing to close: the channel is {0}")]
+    NothingToClose(OnChainState),
+    /// The channel runs on chain but this party holds no countersigned sheet: only the peer can
+    /// close it.
+    #[error("the channel runs on chain but this party holds no countersigned sheet: only the peer can close it")]
+    NoSheet,
+    /// Payments left queued in the store by a payer killed before it could cancel them wait
+    /// behind an update in flight: the node must run to finish the update before they can be
+    /// cancelled (they are never sent without it).
+    #[error(
+        "{queued} payment(s) left queued by an interrupted payer wait behind an update in flight; run the node on \
+         this store to finish the update, then pay again"
+    )]
+    QueuedBehindUpdate {
+        /// How many.
+        queued: u64,
+    },
+    /// A step of a longer operation failed.
+    #[error("{step}")]
+    During {
+        /// The step.
+        step: String,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// This error, as the failure of `step`.
+    pub fn during(self, step: impl Into<String>) -> Self {
+        Self::During { step: step.into(), source: Box::new(self) }
+    }
+
+    /// The error underneath the steps it failed in.
+    pub fn root(&self) -> &Error {
+        match self {
+            Self::During { source, .. } | Self::NotAgreed { source, .. } => source.root(),
+            e => e,
+        }
+    }
 }
 
 /// The result of a node's operations.
@@ -52,6 +178,7 @@ pub struct Builder {
     forward: Option<ForwardFees>,
     config: DriverConfig,
     timeout: Duration,
+    limits: Limits,
 }
 
 impl Builder {
@@ -68,6 +195,7 @@ impl Builder {
             forward: None,
             config: DriverConfig::default(),
             timeout: Duration::from_secs(60),
+            limits: Limits::default(),
         }
     }
 
@@ -134,6 +262,27 @@ impl Builder {
         self
     }
 
+    /// How long a handshake with a peer's node may take (default: [`Limits::default`]'s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.handshake_timeout = timeout;
+        self
+    }
+
+    /// Opens the node for one command (a [`crate::Client::local`]): the store, the chain if
+    /// given (connected, not followed: no watching), and nothing else: no listening, no links
+    /// until one is asked for, no ticker. The store's lock is held until the node is dropped.
+    pub async fn open(self) -> Result<Node> {
+        let chain = match &self.rpc_url {
+            Some(url) => Some(Chain::connect(url, self.signer.clone(), self.chain_id).await?),
+            None => None,
+        };
+        let store = RedbStore::open(&self.store)?;
+        let node = vbank_node::Node::open(self.signer.clone(), store)?.with_clock(ChainClock::new().clock());
+        let node = if self.journal { node.with_journal() } else { node };
+        let service = Service::with_limits(node, self.signer.clone(), None, self.limits);
+        Ok(Node { service, driver: None, chain, timeout: self.timeout, poll: self.config.poll })
+    }
+
     /// Opens the store, connects to the chain, listens, and starts following the chain.
     pub async fn start(self) -> Result<Node> {
         let chain = match &self.rpc_url {
@@ -159,7 +308,7 @@ impl Builder {
             (Some((min, max)), Some(c)) => Some(crate::admission(c.clone(), min, max)),
             _ => None,
         };
-        let service = Service::new(node, self.signer.clone(), admission);
+        let service = Service::with_limits(node, self.signer.clone(), admission, self.limits);
         // What a peer opening a channel learns before it spends gas (`vbank open` asks).
         let (min_lock, max_lock) = self.accept.unwrap_or((DEFAULT_MIN_LOCK, DEFAULT_MAX_LOCK));
         service.set_terms(vbank_node::Terms {
@@ -182,25 +331,59 @@ impl Builder {
         let driver = chain.as_ref().map(|c| {
             service.set_funding_check(crate::funding_check(c.clone()));
             let mut d = ChainDriver::new(service.clone(), c.clone(), clock.clone(), self.config);
+            d.set_journal(self.journal);
             d.start();
             d
         });
-        Ok(Node { service, driver, chain, timeout: self.timeout })
+        Ok(Node { service, driver, chain, timeout: self.timeout, poll: self.config.poll })
     }
 }
 
-/// An event the node journaled (stored with the state change that produced it), delivered until
-/// the application marks it handled.
+/// An event the node journaled, delivered until the application marks it handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
-    /// Its place in the journal: events are numbered in the order they happened.
+    /// Its place in the journal: events are numbered in the order they were stored.
     pub seq: u64,
     /// The channel.
     pub channel: Address,
-    /// What happened: `Received` (a payment to this party, settled), `PaymentsAcked` (this
-    /// party's payments acknowledged), `Opened`, `Frozen` (closing, a violation, or the channel
-    /// ended on chain: a liquidation seen), `CloseReady`, `Lock` changes, `PreimageLearned`…
-    pub event: vbank_core::Event,
+    /// What happened.
+    pub event: Event,
+}
+
+/// What the journal holds: a channel's own events (stored with the state change that produced
+/// them) and what the node saw and did on chain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Event {
+    /// A step of the channel: `Received` (a payment to this party, settled), `PaymentsAcked`
+    /// (this party's payments acknowledged), `Opened`, `Frozen` (closing, a violation, or the
+    /// channel ended on chain), `CloseReady`, `Lock` changes, `PreimageLearned`…
+    Channel(vbank_core::Event),
+    /// Seen or done on chain by the node's chain driver.
+    Chain(ChainRecord),
+}
+
+/// What the chain driver journals (see [`Event::Chain`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainRecord {
+    /// The peer liquidated the channel.
+    LiquidationSeen {
+        /// The sheet it liquidated with.
+        nonce: u64,
+        /// Whether that sheet was revoked (a cheat: punished, see [`ChainRecord::Punished`]).
+        revoked: bool,
+    },
+    /// The node punished a liquidation with a revoked sheet: the peer's frozen balance is this
+    /// party's.
+    Punished {
+        /// The revoked sheet.
+        nonce: u64,
+        /// The `withdrawByPeer` transaction.
+        tx: B256,
+        /// Its gas.
+        gas_used: u64,
+    },
 }
 
 /// A running node (see [`Builder`]). Dropping it stops following the chain; [`Node::stop`] also
@@ -211,6 +394,7 @@ pub struct Node {
     driver: Option<ChainDriver<RedbStore>>,
     chain: Option<Chain>,
     timeout: Duration,
+    poll: Duration,
 }
 
 impl Node {
@@ -234,6 +418,19 @@ impl Node {
         &self.service
     }
 
+    /// What the node does from now on: links, channels admitted, each channel's events, refusals.
+    pub fn notices(&self) -> tokio::sync::broadcast::Receiver<vbank_node::Notice> {
+        self.service.subscribe()
+    }
+
+    /// Serves the node's control socket at `path` (mode 0600; [`vbank_node::control_path`] of the
+    /// store is where [`crate::Client::running`] looks) until the node stops: programs beside
+    /// the node reach it there with [`crate::Client`]. A socket left by a node that is gone is
+    /// replaced; one that answers is an error (another node runs).
+    pub async fn serve_control(&self, path: &std::path::Path) -> Result<()> {
+        Ok(self.service.serve_control(path).await?)
+    }
+
     /// What the chain driver sees and does (watching, punishing, deposits, locks).
     pub fn chain_events(&self) -> Option<tokio::sync::broadcast::Receiver<ChainEvent>> {
         self.driver.as_ref().map(ChainDriver::subscribe)
@@ -243,40 +440,18 @@ impl Node {
         self.chain.as_ref().ok_or(Error::NoChain)
     }
 
-    /// Opens a channel with the node at `peer` as party 0: the factory (deployed if the chain has
-    /// none) opens the contract, sheet 0 is agreed with the peer's node, this party deposits,
-    /// and the call returns once the peer's deposit is in too (its node pays it with
-    /// `auto_deposit`). Returns the channel's address.
+    /// Opens a channel with the node at `peer` as party 0: the peer's terms are asked first
+    /// (nothing is spent on a channel it would refuse, or a deposit its node would not pay), the
+    /// factory (deployed if the chain has none) opens the contract, sheet 0 is agreed with the
+    /// peer's node, this party deposits, and the call returns once the peer's deposit is in too
+    /// (its node pays it with `auto_deposit`). Returns the channel's address. See
+    /// [`Node::open_channel_with`] for the options.
     pub async fn open_channel(&self, peer: &NodeUri, deposits: [Amount; 2], lock_period: u64) -> Result<Address> {
-        let chain = self.chain()?;
-        if !self.service.connected().contains(&peer.address()) {
-            self.service.connect(peer).await?;
-        }
-        vbank_client::deploy_factory(chain).await?;
-        let mut params = ChannelParams {
-            chain_id: chain.chain_id(),
-            contract: Address::ZERO,
-            parties: [self.address(), peer.address()],
-            deposits,
-            lock_period,
-            token: Address::ZERO,
-            salt: B256::from(PrivateKeySigner::random().to_bytes()),
+        let opts = crate::OpenOptions {
+            timeout: self.timeout,
+            ..crate::OpenOptions::new(peer.clone(), deposits, lock_period)
         };
-        let (id, _) = Factory::new(chain.clone()).open(&params).await?;
-        params.contract = id;
-        let seed = B256::from(PrivateKeySigner::random().to_bytes());
-        self.service.open(params.clone(), seed, self.timeout).await?;
-        let onchain = OnChain::new(chain.clone(), id);
-        onchain.deposit_agreed(&params).await?;
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        while onchain.state().await? != OnChainState::Running {
-            if tokio::time::Instant::now() > deadline {
-                return Err(Error::Timeout(format!("the peer's deposit into {id}")));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        self.service.set_funding(id, Funding::Running).await?;
-        Ok(id)
+        Ok(self.open_channel_with(opts).await?.params.contract)
     }
 
     /// Adds a channel agreed elsewhere (not opened here nor by a peer's node), checked on chain
@@ -340,6 +515,50 @@ impl Node {
         Ok(crate::settle_on_chain(chain, channel, &settlement).await?)
     }
 
+    /// Opens a channel as party 0 step by step, as [`crate::Client::open_channel`] does (terms
+    /// checked first, resumable with the reported salt, deposits optional to wait for).
+    pub async fn open_channel_with(&self, opts: crate::OpenOptions) -> Result<crate::OpenReport> {
+        let chain = self.chain()?.clone();
+        crate::Client::of_service(self.service.clone()).open_channel(&chain, opts).await
+    }
+
+    /// Closes `channel` with the whole policy of [`crate::Client::close`]: cooperative first,
+    /// retried until the timeout; a liquidation (with the sheet the node chooses under the
+    /// channel's lock) only if `opts.force` or `opts.confirm` allows it; withdrawing after the
+    /// lock period with `opts.wait`. Returns whether it closed cooperatively or was liquidated,
+    /// and the transactions.
+    pub async fn close_with(&self, channel: Address, opts: crate::CloseOptions) -> Result<crate::CloseReport> {
+        let chain = self.chain()?.clone();
+        crate::Client::of_service(self.service.clone()).close(&chain, channel, opts).await
+    }
+
+    /// Watches every channel the node holds on its chain, for a node that follows no chain by
+    /// itself ([`Builder::open`]; a started node's driver watches already): each channel's
+    /// watcher punishes a liquidation with a revoked sheet (with the waiver keys in the store) and
+    /// records the contract's state in the node. Its reports come out of the receiver, which ends
+    /// once every channel is closed on chain.
+    pub async fn watch_channels(&self) -> Result<tokio::sync::mpsc::UnboundedReceiver<ChainEvent>> {
+        let chain = self.chain()?.clone();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let ids = self.service.node().lock().await.channel_ids();
+        for id in ids {
+            let mut handle = crate::watch(&self.service, &chain, id, self.poll);
+            let (service, tx) = (self.service.clone(), tx.clone());
+            tokio::spawn(async move {
+                while let Some(e) = handle.next().await {
+                    if let vbank_client::WatchEvent::State(state) = e
+                        && let Err(err) = service.set_funding(id, crate::funding_of(state)).await
+                    {
+                        let text = format!("cannot record the contract's state {state}: {err}");
+                        let _ = tx.send(ChainEvent::Note { channel: id, text });
+                    }
+                    let _ = tx.send(ChainEvent::Watch { channel: id, event: e });
+                }
+            });
+        }
+        Ok(rx)
+    }
+
     /// Every channel, as the node holds it.
     pub async fn channels(&self) -> Vec<ChannelStatus> {
         ChannelStatus::of(&*self.service.node().lock().await)
@@ -367,7 +586,11 @@ impl Node {
                 let seq = u64::from_be_bytes(k.as_slice().try_into().ok()?);
                 let entry: serde_json::Value = serde_json::from_slice(&v).ok()?;
                 let channel = serde_json::from_value(entry.get("channel")?.clone()).ok()?;
-                let event = serde_json::from_value(entry.get("event")?.clone()).ok()?;
+                let event = match (entry.get("event"), entry.get("chain")) {
+                    (Some(e), _) => Event::Channel(serde_json::from_value(e.clone()).ok()?),
+                    (None, Some(c)) => Event::Chain(serde_json::from_value(c.clone()).ok()?),
+                    (None, None) => return None,
+                };
                 Some(StoredEvent { seq, channel, event })
             })
             .collect())

@@ -96,8 +96,9 @@ async fn events_come_again_after_a_kill_until_marked_handled() {
         alice.pay(channel, ETH / 10).await.expect("pay");
     }
     // Bob's application sees the payments received, in order.
-    let received =
-        |events: &[vbank::StoredEvent]| events.iter().filter(|e| matches!(e.event, Event::Received { .. })).count();
+    let received = |events: &[vbank::StoredEvent]| {
+        events.iter().filter(|e| matches!(e.event, vbank::Event::Channel(Event::Received { .. }))).count()
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while received(&bob.events().await.expect("events")) < 3 {
         assert!(tokio::time::Instant::now() < deadline, "Bob's journal: {:?}", bob.events().await);
