@@ -609,7 +609,7 @@ impl<S: Store + Send + 'static> Service<S> {
     /// written is sent again on the next link).
     pub async fn flush(&self, peer: Address, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        for spin in 0u32.. {
             let queued = self.links().get(&peer).map_or(0, |l| l.out.queued.load(Ordering::SeqCst));
             if queued == 0 {
                 return true;
@@ -617,8 +617,15 @@ impl<S: Store + Send + 'static> Service<S> {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            // The writer usually needs microseconds (a loopback or LAN write): yield first, and
+            // sleep (a timer tick, a millisecond) only for a slow link.
+            if spin < 100 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
+        false
     }
 
     /// Stops listening and drops every link (the peers see a hang-up) once what was queued for
