@@ -12,8 +12,7 @@ use tokio::{
     process::{Child, Command},
     sync::mpsc,
 };
-use vbank_client::WatchEvent;
-use vbank_node::{ControlClient, NodeUri, control_path};
+use vbank::{ControlClient, NodeUri, WatchEvent, control_path};
 
 use vbank::Client as Party;
 

@@ -17,9 +17,8 @@ use alloy::primitives::{Address, B256};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
-use vbank_client::{Chain, Factory, LocalChain, OnChain, TxReport, deploy_factory};
+use vbank::{Chain, ChannelParams, Factory, LocalChain, OnChain, TxReport, deploy_factory};
 use vbank_contracts::{Compiler, find_contracts_dir};
-use vbank_core::ChannelParams;
 
 #[derive(Parser, Debug)]
 #[command(name = "vbank", version, about = "Trustless two-party clearing channels (VirtualBank) on EVM chains")]

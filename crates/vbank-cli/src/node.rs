@@ -9,9 +9,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use vbank::ChainEvent;
+use vbank::ChannelEvent as Event;
 use vbank::Notice;
-use vbank_client::WatchEvent;
-use vbank_core::Event;
+use vbank::WatchEvent;
 
 use crate::{
     keys::KeyArgs,
@@ -212,11 +212,11 @@ fn describe_notice(n: &Notice, json_mode: bool) -> Option<String> {
                 lock.receiver,
                 lock.expiry,
                 match change {
-                    vbank_core::LockChange::Added => "added".to_string(),
-                    vbank_core::LockChange::Received => "received".to_string(),
-                    vbank_core::LockChange::Fulfilled { preimage } => format!("fulfilled with preimage {preimage}"),
-                    vbank_core::LockChange::Released => "released".to_string(),
-                    vbank_core::LockChange::Expired => "expired".to_string(),
+                    vbank::LockChange::Added => "added".to_string(),
+                    vbank::LockChange::Received => "received".to_string(),
+                    vbank::LockChange::Fulfilled { preimage } => format!("fulfilled with preimage {preimage}"),
+                    vbank::LockChange::Released => "released".to_string(),
+                    vbank::LockChange::Expired => "expired".to_string(),
                 }
             ),
             Event::PreimageLearned { hash, .. } => format!("channel {channel}: learnt the preimage of {hash}"),
@@ -260,12 +260,12 @@ pub(crate) fn check_store(path: &std::path::Path, create: bool) -> Result<()> {
 }
 
 /// Says why a store could not be opened, with a hint that matches the cause.
-pub(crate) fn store_error(path: &std::path::Path, e: vbank_node::Error) -> anyhow::Error {
+pub(crate) fn store_error(path: &std::path::Path, e: vbank::NodeError) -> anyhow::Error {
     let text = e.to_string();
     let hint = if text.contains("already open") || text.contains("lock") {
         format!(
             " (another process holds it: is a vbank node using it? Its control socket {} does not answer)",
-            vbank_node::control_path(path).display()
+            vbank::control_path(path).display()
         )
     } else {
         String::new()
@@ -288,7 +288,7 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
         );
     }
     let fees = if args.forward {
-        Some(vbank_node::ForwardFees { base: parse_amount(&args.fee_base).context("--fee-base")?, ppm: args.fee_ppm })
+        Some(vbank::ForwardFees { base: parse_amount(&args.fee_base).context("--fee-base")?, ppm: args.fee_ppm })
     } else {
         None
     };
@@ -315,7 +315,7 @@ pub(crate) async fn run(args: NodeArgs, json_mode: bool) -> Result<()> {
         builder = builder.forward(f);
     }
     let node = builder.start().await.map_err(|e| match e {
-        vbank::Error::Node(e @ vbank_node::Error::Store(_)) => store_error(&args.store, e),
+        vbank::Error::Node(e @ vbank::NodeError::Store(_)) => store_error(&args.store, e),
         vbank::Error::Chain(e) => {
             anyhow::Error::new(e).context(format!("connecting to {}", args.rpc_url.as_deref().unwrap_or_default()))
         }

@@ -44,7 +44,7 @@ impl TermsArgs {
         chain_id: u64,
         contract: Address,
         parties: [Address; 2],
-        deposits: [vbank_core::Amount; 2],
+        deposits: [vbank::Amount; 2],
     ) -> ChannelParams {
         ChannelParams {
             chain_id,

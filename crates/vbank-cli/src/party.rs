@@ -379,7 +379,7 @@ pub(crate) async fn status(args: StatusArgs, json_mode: bool) -> Result<()> {
     check_store(&args.store, false)?;
     let vbank::StoreStatus { address, uri, mut channels, node_running } =
         vbank::read_status(&args.store).await.map_err(|e| match e {
-            vbank::Error::Node(e @ vbank_node::Error::Store(_)) => store_error(&args.store, e),
+            vbank::Error::Node(e @ vbank::NodeError::Store(_)) => store_error(&args.store, e),
             e => anyhow::Error::new(e),
         })?;
     let total = channels.len();
@@ -551,7 +551,7 @@ pub(crate) async fn close(args: CloseArgs, json_mode: bool) -> Result<()> {
             "the liquidation's master has withdrawn; the sheet's locks await `unlock` (nothing else to close)"
         ),
         vbank::Error::NothingToClose(_) => anyhow::anyhow!("the channel is already closed"),
-        vbank::Error::Node(vbank_node::Error::UnknownChannel(_)) => anyhow::anyhow!("the channel is not in the store"),
+        vbank::Error::Node(vbank::NodeError::UnknownChannel(_)) => anyhow::anyhow!("the channel is not in the store"),
         e => anyhow::Error::new(e),
     })?;
     finish(party).await;

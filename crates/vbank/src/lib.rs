@@ -11,10 +11,11 @@ pub use chain::{
     settle_on_chain, watch,
 };
 /// The types this API takes and returns, from the crates underneath.
-pub use vbank_client::{Chain, OnChain, OnChainState, TxReport, WatchEvent};
-pub use vbank_core::{Amount, ChannelParams, Funding, HashLock, Settlement};
+pub use vbank_client::{Chain, Factory, LocalChain, OnChain, OnChainState, TxReport, WatchEvent, deploy_factory};
+pub use vbank_core::{Amount, ChannelParams, Event as ChannelEvent, Funding, HashLock, LockChange, Settlement};
 pub use vbank_node::{
-    ChannelStatus, ForwardFees, NodeUri, Notice, Paid, Payment, PaymentStatus, Terms, control_path,
+    ChannelStatus, ControlClient, Error as NodeError, ForwardFees, NodeUri, Notice, Paid, Payment, PaymentStatus,
+    Terms, control_path,
     network::{Announcement, GraphChannel, Invoice},
 };
 
