@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use vbank_client::{Chain, Factory, LocalChain, OnChain, deploy_factory, increase_time};
 use vbank_core::{Channel, ChannelParams, Event, Message, Phase, WaiverChain, exchange};
 use vbank_node::{
-    Frame, Node, NodeUri, Notice, RedbStore, Service, Session, address_of, initiate, node_key, read_frame, respond,
-    serve, write_frame,
+    Frame, Node, NodeUri, Notice, RedbStore, Service, Session, Store, address_of, initiate, node_key, read_frame,
+    respond, serve, write_frame,
 };
 
 #[derive(Args, Debug)]
@@ -460,6 +460,28 @@ fn transport_cost(t: f64) -> Result<TransportCost> {
     })
 }
 
+/// The mean cost of one durable redb commit of `state` (a channel's stored state, as a node
+/// saves it), in seconds, and the state's size in bytes.
+fn store_commit(t: f64, state: &vbank_core::ChannelState) -> Result<(f64, usize)> {
+    let dir = std::env::temp_dir().join(format!("vbank-bench-commit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let store = RedbStore::open(&dir.join("s.redb"))?;
+    let id = state.params.contract;
+    let mut failed = None;
+    let cost = time_op(t, |_| {
+        if let Err(e) = store.save(id, state) {
+            failed = Some(e);
+        }
+    });
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(e) = failed {
+        bail!("a benchmark commit failed: {e}");
+    }
+    Ok((cost, state.to_bytes()?.len()))
+}
+
 /// The mean cost of a 100-byte write + fdatasync in the temporary directory, in seconds.
 fn disk_sync(t: f64) -> Result<f64> {
     use std::io::Write;
@@ -819,6 +841,18 @@ pub(crate) async fn run(args: BenchArgs, json_mode: bool) -> Result<()> {
         rate / bound
     ));
     out["in_process"] = json!({ "updates": updates, "updates_per_s": rate, "ratio_to_bound": rate / bound });
+
+    // 1c. What one stored state costs: a durable redb commit of a channel's state (the in-process
+    // run's, with its revocations), as a node stores it.
+    let (commit, state_bytes) = store_commit(t, ip.ch[0].state())?;
+    say(format!(
+        "1c. store: one durable redb commit of a channel state ({state_bytes} bytes of JSON) costs {:.0} µs = {:.1} \
+         disk syncs of 1b",
+        commit * 1e6,
+        commit / fsync
+    ));
+    out["store_commit_us"] = json!(commit * 1e6);
+    out["state_bytes"] = json!(state_bytes);
 
     // 2b. The transport's cost: BOLT #8 handshake, encrypt + decrypt per frame and per update.
     let tc = transport_cost(t)?;
