@@ -1362,6 +1362,33 @@ impl Channel {
         (settlement, step)
     }
 
+    /// The chain shows the channel liquidated with sheet `nonce`: a signed proposal of this party
+    /// still unanswered is decided by it. Its payments were made if the sheet liquidated is the one
+    /// this party signed for the peer (its nonce), and never made otherwise (an older sheet ended
+    /// the channel). Returns [`Event::PaymentsAcked`] or [`Event::PaymentsCancelled`]; without
+    /// such a proposal, nothing.
+    pub fn liquidated_on_chain(&mut self, nonce: u64) -> Vec<Event> {
+        let Flight::Proposed { nonce: proposed, payments, signed: Some(_), .. } = &self.state.flight else {
+            return Vec::new();
+        };
+        let (proposed, payments) = (*proposed, *payments);
+        self.state.flight = Flight::Idle;
+        if payments.count == 0 {
+            return Vec::new();
+        }
+        if nonce == proposed {
+            return vec![Event::PaymentsAcked {
+                first: payments.first,
+                count: payments.count,
+                amount: payments.amount,
+                nonce,
+            }];
+        }
+        let ids = payments.ids();
+        self.note_cancelled(&ids);
+        vec![Event::PaymentsCancelled { ids }]
+    }
+
     /// How the channel would be settled now (see [`Channel::freeze`]).
     pub fn settlement(&self) -> Settlement {
         if let Some((nonce, balances, signatures)) = self.close_signatures() {

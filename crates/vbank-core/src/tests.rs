@@ -1651,4 +1651,15 @@ fn a_frozen_proposer_keeps_its_signed_payments_pending_and_the_revocation_it_get
     assert_eq!(p.ch[0].settlement(), settlement);
     assert!(p.revealed[0].is_empty());
     p.check_invariants();
+    // The chain decides: Bob liquidated with the sheet Alice signed (nonce 1), so the payment was
+    // made; had the channel ended with sheet 0 (Alice's liquidation), it was never made.
+    let mut other = Channel::restore(p.ch[0].state().clone(), key(1)).expect("a copy");
+    assert_eq!(
+        p.ch[0].liquidated_on_chain(1),
+        vec![Event::PaymentsAcked { first: id, count: 1, amount: 40, nonce: 1 }]
+    );
+    assert_eq!(p.ch[0].payments_outcome(id, 1), crate::PaymentsOutcome::Acked);
+    assert_eq!(other.liquidated_on_chain(0), vec![Event::PaymentsCancelled { ids: vec![id] }]);
+    assert_eq!(other.payments_outcome(id, 1), crate::PaymentsOutcome::Cancelled);
+    assert_eq!(other.liquidated_on_chain(0), vec![], "decided once");
 }

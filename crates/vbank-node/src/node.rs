@@ -318,6 +318,15 @@ impl<S: Store> Node<S> {
         Ok((pid, msg.map(|message| Frame::channel(id, message))))
     }
 
+    /// The chain shows channel `id` liquidated with sheet `nonce`: decides the payments of a
+    /// signed proposal of this party still unanswered (see
+    /// [`vbank_core::Channel::liquidated_on_chain`]); stored before the events are returned.
+    pub fn liquidated_on_chain(&mut self, id: Address, nonce: u64) -> Result<Vec<Event>> {
+        let events = self.transact(id, |ch| Ok(ch.liquidated_on_chain(nonce)))?;
+        self.journal(id, &events);
+        Ok(events)
+    }
+
     /// Derives ahead what channel `id`'s next update needs (see [`vbank_core::Channel::warm`]):
     /// call it once the frames of the last step went out, off the update's critical path.
     pub fn warm(&self, id: Address) {

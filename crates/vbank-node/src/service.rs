@@ -602,6 +602,19 @@ impl<S: Store + Send + 'static> Service<S> {
         tasks.push(tokio::spawn(f));
     }
 
+    /// The chain shows channel `id` liquidated with sheet `nonce`: the payments of this party's
+    /// signed proposal still unanswered (if any) are reported made or never made, from the
+    /// stored state, under the channel's lock (see [`Node::liquidated_on_chain`]).
+    pub async fn liquidated_on_chain(&self, id: Address, nonce: u64) -> Result<()> {
+        let lock = self.lock_channel(id).await;
+        let events = self.commit(|node| node.liquidated_on_chain(id, nonce)).await?;
+        drop(lock);
+        for event in events {
+            self.notify(Notice::Event { channel: id, event });
+        }
+        Ok(())
+    }
+
     /// Waits until the frames queued for `peer` were written to its link (at most `timeout`), so
     /// that what a short-lived caller sends last (a payer's revocation, which follows its
     /// acknowledgement in a three-message update) reaches the peer before the process exits.

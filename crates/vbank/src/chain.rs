@@ -310,6 +310,12 @@ impl<S: Store + Send + Sync + 'static> Inner<S> {
             {
                 self.note(id, "funding", format!("cannot record the contract's state {state}: {err}"));
             }
+            // A liquidation decides the payments of a signed proposal the peer never answered.
+            if let WatchEvent::HonestLiquidation { nonce } | WatchEvent::Punished { nonce, .. } = &e
+                && let Err(err) = self.service.liquidated_on_chain(id, *nonce).await
+            {
+                self.note(id, "payments", format!("cannot record the liquidation with sheet {nonce}: {err}"));
+            }
             self.journal_watch(id, &e).await;
             self.emit(ChainEvent::Watch { channel: id, event: e });
         }

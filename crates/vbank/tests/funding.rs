@@ -90,10 +90,28 @@ async fn no_payment_after_a_liquidation_nor_after_the_withdrawal() {
     assert_eq!(s.ledger.received(&s.alice.chain, s.who).await, [4 * ETH, 6 * ETH]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_revocation_gets_the_channel_liquidated_on_chain() {
-    // Alice's node (service + chain driver) opens a channel with a hand-driven Bob, who answers
-    // correctly until he reveals a wrong waiver secret (DESIGN §2 rule 5).
+/// Alice's node (service + chain driver, on a fresh anvil) and a hand-driven Bob linked to it, a
+/// channel between them opened on chain but not yet agreed.
+struct HandDriven {
+    anvil: vbank_client::LocalChain,
+    _dir: tempfile::TempDir,
+    alice_chain: Chain,
+    bob_chain: Chain,
+    params: vbank_core::ChannelParams,
+    id: Address,
+    alice: vbank_node::Service<vbank_node::RedbStore>,
+    _driver: vbank::ChainDriver<vbank_node::RedbStore>,
+    events: tokio::sync::broadcast::Receiver<ChainEvent>,
+}
+
+/// Bob's end: his link to Alice and his node.
+struct BobEnd {
+    stream: TcpStream,
+    session: vbank_node::Session,
+    bob: Node<MemoryStore>,
+}
+
+async fn hand_driven_bob() -> (HandDriven, BobEnd) {
     let anvil = vbank_client::LocalChain::spawn().expect("anvil");
     let dir = tempfile::tempdir().expect("dir");
     let alice_chain = Chain::connect(&anvil.endpoint(), anvil.signer(1).expect("key"), None).await.expect("chain");
@@ -127,7 +145,7 @@ async fn a_wrong_revocation_gets_the_channel_liquidated_on_chain() {
         driver.start();
         (svc, driver, events)
     };
-    let (alice, _driver, mut events) = alice_service;
+    let (alice, driver, events) = alice_service;
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let uri = alice.uri(l.local_addr().expect("addr"));
     alice.listen(l);
@@ -137,8 +155,32 @@ async fn a_wrong_revocation_gets_the_channel_liquidated_on_chain() {
     assert_eq!(read_frame(&mut stream, &mut session.receiver).await.expect("init"), Frame::Init {});
     let mut bob = Node::open(bob_key.clone(), MemoryStore::default()).expect("bob");
     bob.add_channel(params.clone(), B256::repeat_byte(8)).expect("bob's channel");
+    let h = HandDriven { anvil, _dir: dir, alice_chain, bob_chain, params, id, alice, _driver: driver, events };
+    (h, BobEnd { stream, session, bob })
+}
+
+/// Opens the channel (sheet 0 agreed) and pays both deposits, Bob's node answering Alice's while
+/// `bob_task` runs.
+async fn open_and_fund(h: &HandDriven) {
+    tokio::time::timeout(T, async {
+        while h.alice.connected().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("Bob linked");
+    h.alice.open(h.params.clone(), B256::repeat_byte(7), T).await.expect("open");
+    OnChain::new(h.alice_chain.clone(), h.id).deposit_agreed(&h.params).await.expect("alice deposit");
+    OnChain::new(h.bob_chain.clone(), h.id).deposit_agreed(&h.params).await.expect("bob deposit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_revocation_gets_the_channel_liquidated_on_chain() {
+    // Alice's node (service + chain driver) opens a channel with a hand-driven Bob, who answers
+    // correctly until he reveals a wrong waiver secret (DESIGN §2 rule 5).
+    let (mut h, BobEnd { mut stream, mut session, mut bob }) = hand_driven_bob().await;
     // Bob answers every frame with his node's reply, forging the secret of any revocation.
-    let alice_addr = alice_chain.address();
+    let alice_addr = h.alice_chain.address();
     let bob_task = tokio::spawn(async move {
         let mut forged = 0;
         loop {
@@ -160,23 +202,28 @@ async fn a_wrong_revocation_gets_the_channel_liquidated_on_chain() {
             }
         }
     });
-    // The opening, then both deposits.
-    tokio::time::timeout(T, async {
-        while alice.connected().is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("Bob linked");
-    alice.open(params.clone(), B256::repeat_byte(7), T).await.expect("open");
-    OnChain::new(alice_chain.clone(), id).deposit_agreed(&params).await.expect("alice deposit");
-    OnChain::new(bob_chain.clone(), id).deposit_agreed(&params).await.expect("bob deposit");
+    open_and_fund(&h).await;
     // Alice pays (a signed proposal: she proposed sheet 0); Bob answers with his countersignature
     // and a wrong revocation: she freezes the channel without taking sheet 1, and her driver
     // liquidates with her latest sheet (nonce 0, never revoked) without being asked.
-    let paid = alice.pay(id, ETH, 1, T).await;
+    let paid = h.alice.pay(h.id, ETH, 1, T).await;
     assert!(paid.is_err(), "the payment is not acknowledged: {paid:?}");
-    let settled = tokio::time::timeout(T, async {
+    let settled = next_settled(&mut h.events).await;
+    assert!(settled.contains("sheet 0") && settled.contains("protocol violation"), "{settled}");
+    let info = OnChain::new(h.alice_chain.clone(), h.id).info().await.expect("info");
+    assert_eq!(info.state, OnChainState::Liquidating);
+    let l = info.liquidation.expect("liquidation");
+    assert_eq!((l.master, l.nonce), (h.alice_chain.address(), 0));
+    let node = h.alice.node().lock().await;
+    assert!(node.channel(h.id).expect("ch").frozen().is_some_and(|r| r.contains("violation")));
+    drop(node);
+    h.alice.shutdown().await;
+    assert!(bob_task.await.expect("bob") >= 1, "Bob forged a revocation");
+}
+
+/// The next settlement Alice's chain driver submits (what it says it did).
+async fn next_settled(events: &mut tokio::sync::broadcast::Receiver<ChainEvent>) -> String {
+    tokio::time::timeout(T, async {
         loop {
             match events.recv().await {
                 Ok(ChainEvent::Settled { what, .. }) => return what,
@@ -186,14 +233,58 @@ async fn a_wrong_revocation_gets_the_channel_liquidated_on_chain() {
         }
     })
     .await
-    .expect("liquidated");
-    assert!(settled.contains("sheet 0") && settled.contains("protocol violation"), "{settled}");
-    let info = OnChain::new(alice_chain.clone(), id).info().await.expect("info");
-    assert_eq!(info.state, OnChainState::Liquidating);
-    let l = info.liquidation.expect("liquidation");
-    assert_eq!((l.master, l.nonce), (alice_chain.address(), 0));
-    assert!(alice.node().lock().await.channel(id).expect("ch").frozen().is_some_and(|r| r.contains("violation")));
-    alice.shutdown().await;
-    assert!(bob_task.await.expect("bob") >= 1, "Bob forged a revocation");
-    drop(anvil);
+    .expect("settled")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_payment_the_peer_never_answers_is_decided_by_the_chain() {
+    // Alice pays with a signed proposal; Bob takes it (his sheet 1, signed by Alice) but never
+    // answers, and liquidates with sheet 1. Alice's payment was "in flight" until then; the
+    // liquidation decides it: made, reported acknowledged, not cancelled.
+    let (h, BobEnd { mut stream, mut session, mut bob }) = hand_driven_bob().await;
+    let alice_addr = h.alice_chain.address();
+    let bob_task = tokio::spawn(async move {
+        loop {
+            let Ok(frame) = read_frame(&mut stream, &mut session.receiver).await else { return None };
+            let signed = matches!(&frame, Frame::Channel { message: Message::Propose { signature: Some(_), .. }, .. });
+            let Ok((replies, _)) = bob.respond(alice_addr, &frame) else { return None };
+            if signed {
+                // Taken and stored, never answered: Bob hangs up.
+                return Some(bob);
+            }
+            for f in replies {
+                if write_frame(&mut stream, &mut session.sender, &f).await.is_err() {
+                    return None;
+                }
+            }
+        }
+    });
+    open_and_fund(&h).await;
+    let paid = h.alice.pay(h.id, ETH, 1, Duration::from_secs(2)).await;
+    let e = paid.expect_err("not acknowledged");
+    assert!(e.to_string().contains("1 in flight (may still complete)"), "{e}");
+    let mut bob = bob_task.await.expect("bob").expect("Bob took the signed proposal");
+    let (settlement, _) = bob.freeze(h.id, "liquidating with the sheet Alice signed", false).expect("freeze");
+    let vbank_core::Settlement::Liquidate(sheet) = &settlement else { panic!("{settlement:?}") };
+    assert_eq!(sheet.nonce, 1);
+    vbank::settle_on_chain(&h.bob_chain, h.id, &settlement).await.expect("Bob liquidates");
+    // Alice's chain driver sees the liquidation and her node decides the payment.
+    let outcome = tokio::time::timeout(T, async {
+        loop {
+            let node = h.alice.node().lock().await;
+            let ch = node.channel(h.id).expect("ch");
+            let first = ch.next_payment_id() - 1;
+            let outcome = ch.payments_outcome(first, 1);
+            drop(node);
+            if outcome != vbank_core::PaymentsOutcome::Pending {
+                return outcome;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("decided");
+    assert_eq!(outcome, vbank_core::PaymentsOutcome::Acked);
+    h.alice.shutdown().await;
+    drop(h.anvil);
 }
