@@ -1888,25 +1888,18 @@ impl Channel {
     }
 
     fn on_revoke(&mut self, msg: &Message, nonce: u64, secret: B256) -> Result<Step> {
-        if let Flight::Accepted { nonce: n, paid } = self.state.flight {
-            // The proposer of a signed proposal revokes its previous sheet: the update is settled.
-            if nonce.checked_add(1) != Some(n) {
-                return Err(Error::WrongNonce { expected: n - 1, got: nonce });
+        // Waiting for the peer's revocation: the payer of a four-message update (`Committed`), or the
+        // payee of a signed proposal (`Accepted`).
+        let n = match &self.state.flight {
+            Flight::Committed { nonce: n, .. } | Flight::Accepted { nonce: n, .. } => *n,
+            _ => {
+                return match self.state.revocations.secret(nonce) {
+                    // a revocation received before: nothing to do
+                    Some(known) if known == secret => Ok(Step::default()),
+                    Some(_) => Err(Error::InconsistentSecret(nonce)),
+                    None => Err(self.unexpected(msg)),
+                };
             }
-            self.check_revocation(nonce, secret)?;
-            // -- checks done; apply
-            self.apply_revocation(nonce, secret)?;
-            self.state.flight = Flight::Idle;
-            self.prune_onions();
-            return Ok(Step::default().with(Event::Received { amount: paid, nonce: n }));
-        }
-        let Flight::Committed { nonce: n, payments, moves } = self.state.flight.clone() else {
-            return match self.state.revocations.secret(nonce) {
-                // a revocation received before: nothing to do
-                Some(known) if known == secret => Ok(Step::default()),
-                Some(_) => Err(Error::InconsistentSecret(nonce)),
-                None => Err(self.unexpected(msg)),
-            };
         };
         // The nonce is the peer's: `nonce + 1` must not overflow (u64::MAX is just a wrong nonce).
         if nonce.checked_add(1) != Some(n) {
@@ -1915,18 +1908,25 @@ impl Channel {
         self.check_revocation(nonce, secret)?;
         // -- checks done; apply
         self.apply_revocation(nonce, secret)?;
-        self.state.flight = Flight::Idle;
+        let flight = std::mem::replace(&mut self.state.flight, Flight::Idle);
         self.prune_onions();
+        // Settled here: the sheet `n` is stored and the peer revoked the one before it.
         let mut step = Step::default();
-        if payments.count > 0 {
-            step.events.push(Event::PaymentsAcked {
-                first: payments.first,
-                count: payments.count,
-                amount: payments.amount,
-                nonce: n,
-            });
+        match flight {
+            Flight::Accepted { paid, .. } => step.events.push(Event::Received { amount: paid, nonce: n }),
+            Flight::Committed { payments, moves, .. } => {
+                if payments.count > 0 {
+                    step.events.push(Event::PaymentsAcked {
+                        first: payments.first,
+                        count: payments.count,
+                        amount: payments.amount,
+                        nonce: n,
+                    });
+                }
+                step.events.extend(moves.iter().map(|m| lock_event(m, true, n)));
+            }
+            Flight::Idle | Flight::Proposed { .. } | Flight::Countersigned { .. } => {}
         }
-        step.events.extend(moves.iter().map(|m| lock_event(m, true, n)));
         Ok(step)
     }
 

@@ -341,16 +341,22 @@ async fn a_peer_may_have_at_most_four_channels_opening_at_once() {
     assert_eq!(bob.node().lock().await.channel_ids().len(), 4, "the fifth was not stored");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payment_id_given_twice_pays_once_and_a_failed_one_stays_failed() {
-    let never = std::future::pending::<()>;
-    let dir = tempfile::tempdir().expect("dir");
-    let alice = service(dir.path(), 1, None);
-    let bob = service(dir.path(), 2, Some(admission()));
+/// Alice and Bob (who admits channels) linked, with channel 3 opened by Alice.
+async fn opened_pair(dir: &std::path::Path) -> (Service<RedbStore>, Service<RedbStore>, Address) {
+    let alice = service(dir, 1, None);
+    let bob = service(dir, 2, Some(admission()));
     let addr = listen(&bob).await;
     alice.connect(&addr).await.expect("connect");
     let id = params(3).contract;
     alice.open(params(3), B256::repeat_byte(9), T).await.expect("open");
+    (alice, bob, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_id_given_twice_pays_once_and_a_failed_one_stays_failed() {
+    let never = std::future::pending::<()>;
+    let dir = tempfile::tempdir().expect("dir");
+    let (alice, bob, id) = opened_pair(dir.path()).await;
     let balances = || async { alice.node().lock().await.channel(id).expect("ch").balances() };
 
     // Paid once, whatever the number of retries (DESIGN §2 rule 11).
@@ -382,12 +388,7 @@ async fn a_payment_id_given_twice_pays_once_and_a_failed_one_stays_failed() {
 async fn a_signed_payment_the_peer_refuses_stays_in_doubt_and_is_never_sent_twice() {
     let never = std::future::pending::<()>;
     let dir = tempfile::tempdir().expect("dir");
-    let alice = service(dir.path(), 1, None);
-    let bob = service(dir.path(), 2, Some(admission()));
-    let addr = listen(&bob).await;
-    alice.connect(&addr).await.expect("connect");
-    let id = params(3).contract;
-    alice.open(params(3), B256::repeat_byte(9), T).await.expect("open");
+    let (alice, bob, id) = opened_pair(dir.path()).await;
     alice.pay_with_id("order-1", id, 1_000, 1, T, never()).await.expect("paid");
     // Alice proposed the latest sheet: her next proposal is signed. Bob, frozen, refuses it, but
     // he holds her signature over his next sheet and could liquidate with it: the payment is
