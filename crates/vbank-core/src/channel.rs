@@ -1437,9 +1437,12 @@ impl Channel {
             out.push(Message::Revoke { nonce, secret: self.state.chain.secret(nonce)? });
         }
         if self.state.frozen.is_some() {
-            // Nothing new is offered; a commit already made (its secret revealed) may be resent.
-            if let Flight::Committed { nonce, .. } = &self.state.flight {
-                out.push(self.commit_message(*nonce)?);
+            // Nothing new is offered; a commit already made, or the answer to a signed proposal
+            // already given (their secrets revealed), may be resent.
+            match &self.state.flight {
+                Flight::Committed { nonce, .. } => out.push(self.commit_message(*nonce)?),
+                Flight::Accepted { nonce, .. } => out.push(self.accept_message(*nonce)?),
+                _ => {}
             }
             return Ok(out);
         }
@@ -1482,6 +1485,23 @@ impl Channel {
         })
     }
 
+    /// This party's signed proposal in flight, as sent (see [`Channel::retransmit`]), if there is
+    /// one and the channel is not frozen: it is never withdrawn, so a refused one is offered again.
+    pub fn signed_proposal(&self) -> Option<Message> {
+        if self.state.frozen.is_some() || !matches!(self.state.flight, Flight::Proposed { signed: Some(_), .. }) {
+            return None;
+        }
+        self.retransmit().ok()?.into_iter().find(|m| matches!(m, Message::Propose { .. }))
+    }
+
+    /// Whether the signed proposal (`nonce`, `balances`, `waiver`, `signature`) is the one this
+    /// party accepted and waits on: a duplicate, answered with the same bytes.
+    fn accepted_already(&self, nonce: u64, balances: [Amount; 2], waiver: Address, signature: &Sig) -> bool {
+        matches!(self.state.flight, Flight::Accepted { nonce: n, .. } if n == nonce)
+            && self.state.latest.as_ref().is_some_and(|l| l.balances == balances && l.peer_signature == *signature)
+            && self.state.peer_unrevoked.get(&nonce) == Some(&waiver)
+    }
+
     /// The answer to the peer's signed proposal `nonce`, which this party accepted: its
     /// countersignature, the revocation of its sheet `nonce - 1` and its next waiver address.
     fn accept_message(&self, nonce: u64) -> Result<Message> {
@@ -1517,6 +1537,13 @@ impl Channel {
             // A Commit still carries the peer's revocation of its previous sheet: kept (it lets
             // this party punish that sheet), while the new sheet is not taken (the settlement was
             // chosen at the freeze). A revocation that does not check out is refused as ever.
+            // The answer to a signed proposal already given before the freeze is given again
+            // (the same bytes: nothing new is signed or revealed).
+            if let Message::Propose { nonce, balances, waiver, signature: Some(sig), .. } = msg
+                && self.accepted_already(*nonce, *balances, *waiver, sig)
+            {
+                return Ok(Step::reply(self.accept_message(*nonce)?));
+            }
             if let Message::Commit { nonce, revocation: Some(secret), .. }
             | Message::Countersign { nonce, revocation: Some(secret), .. } = msg
                 && let Some(previous) = nonce.checked_sub(1)
@@ -1566,12 +1593,8 @@ impl Channel {
         {
             return Ok(Step::reply(self.countersign_message(nonce)?));
         }
-        if let (Flight::Accepted { nonce: n, .. }, Some(latest), Some(sig)) =
-            (&self.state.flight, &self.state.latest, signature)
-            && *n == nonce
-            && latest.balances == balances
-            && latest.peer_signature == *sig
-            && self.state.peer_unrevoked.get(&nonce) == Some(&waiver)
+        if let Some(sig) = signature
+            && self.accepted_already(nonce, balances, waiver, sig)
         {
             return Ok(Step::reply(self.accept_message(nonce)?));
         }

@@ -1663,3 +1663,25 @@ fn a_frozen_proposer_keeps_its_signed_payments_pending_and_the_revocation_it_get
     assert_eq!(other.payments_outcome(id, 1), crate::PaymentsOutcome::Cancelled);
     assert_eq!(other.liquidated_on_chain(0), vec![], "decided once");
 }
+
+#[test]
+fn a_frozen_payee_answers_a_signed_proposal_it_accepted_again() {
+    // Bob accepts Alice's signed proposal; his answer is lost; he freezes. On reconnect he sends
+    // the same answer again (nothing new signed or revealed), and Alice's retransmitted proposal
+    // gets it too: Alice is acknowledged, Bob gets her revocation and counts the payment received.
+    let mut p = Pair::opened();
+    let id = p.pay(0, 40).expect("pay");
+    p.propose(0);
+    p.deliver(1).expect("propose").expect("accepted");
+    let answer = take(&mut p, 0);
+    let (settlement, _) = p.ch[1].freeze("closing", false);
+    let again = p.ch[1].retransmit().expect("retransmit");
+    assert_eq!(again, vec![answer.clone()], "the same answer, nothing else");
+    let proposal = p.ch[0].retransmit().expect("retransmit").into_iter().last().expect("the proposal");
+    assert_eq!(p.ch[1].handle(&proposal).expect("a duplicate").reply, Some(answer.clone()));
+    let events = p.apply(0, &answer).expect("Alice takes the answer");
+    assert_eq!(events, vec![Event::PaymentsAcked { first: id, count: 1, amount: 40, nonce: 1 }]);
+    assert_eq!(p.deliver(1).expect("revoke").expect("taken"), vec![Event::Received { amount: 40, nonce: 1 }]);
+    assert_eq!(p.ch[1].settlement(), settlement, "the settlement chosen at the freeze stands");
+    p.check_invariants();
+}

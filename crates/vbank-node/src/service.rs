@@ -1052,6 +1052,23 @@ impl<S: Store + Send + 'static> Service<S> {
                             })
                             .await?;
                     }
+                    // A signed proposal is never withdrawn; its refusal may pass (the peer's view of
+                    // the chain catching up): it is offered again a second later, as long as it
+                    // is the one in flight (a duplicate is answered identically).
+                    if let (Some(id), Some(about)) = (*channel, *about) {
+                        let signed = move |node: &Node<S>| node.channel(id).and_then(|c| c.signed_proposal());
+                        let again = signed(&*self.inner.node.lock().await).filter(|m| m.digest() == about);
+                        if let Some(proposal) = again {
+                            let this = self.clone();
+                            self.spawn(async move {
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                                let _lock = this.lock_channel(id).await;
+                                if signed(&*this.inner.node.lock().await).as_ref() == Some(&proposal) {
+                                    this.send(peer, [Frame::channel(id, proposal)]);
+                                }
+                            });
+                        }
+                    }
                     self.notify(Notice::RefusedByPeer { peer, channel: *channel, reason: reason.clone() });
                     if let Some(id) = *channel {
                         for event in cancelled {
@@ -1069,6 +1086,13 @@ impl<S: Store + Send + 'static> Service<S> {
                 }
                 // A payment on a channel not yet seen funded: look at the chain once more.
                 Frame::Channel { channel, message: vbank_core::Message::Propose { .. }, .. } => {
+                    self.refresh_funding(*channel).await?;
+                    *channel
+                }
+                // … also when the proposal follows a revocation in the same frame.
+                Frame::Channel { channel, more, .. }
+                    if more.iter().any(|m| matches!(m, vbank_core::Message::Propose { .. })) =>
+                {
                     self.refresh_funding(*channel).await?;
                     *channel
                 }
@@ -1736,8 +1760,11 @@ fn refusal<S: Store>(node: &Node<S>, n: Option<&Notice>, id: Address) -> Option<
     match n? {
         // Only the channel's own peer can refuse its frames: another linked peer naming this
         // channel in a refusal is not heard.
+        // (A signed proposal in flight is offered again after a refusal: whoever waits on it
+        // waits on.)
         Notice::RefusedByPeer { peer, channel: Some(c), reason }
-            if *c == id && node.channel(id).is_some_and(|ch| ch.peer_address() == *peer) =>
+            if *c == id
+                && node.channel(id).is_some_and(|ch| ch.peer_address() == *peer && ch.signed_proposal().is_none()) =>
         {
             Some(Error::RefusedByPeer(reason.clone()))
         }
