@@ -648,6 +648,21 @@ impl Channel {
         }
     }
 
+    /// How many of payments `first..first + count` are acknowledged, cancelled (never to be made)
+    /// and still pending (queued or in flight), counted id by id from the remembered
+    /// cancellations (see [`Channel::payments_outcome`]).
+    pub fn payments_tally(&self, first: u64, count: u64) -> (u64, u64, u64) {
+        let end = first.saturating_add(count);
+        let cancelled_in = |lo: u64, hi: u64| -> u64 {
+            self.state.cancelled.iter().map(|&(f, c)| f.saturating_add(c).min(hi).saturating_sub(f.max(lo))).sum()
+        };
+        // Ids below the first unsettled one are acknowledged unless cancelled.
+        let settled_end = self.unsettled_from().clamp(first, end);
+        let cancelled = cancelled_in(first, end).min(count);
+        let acked = (settled_end - first).saturating_sub(cancelled_in(first, settled_end));
+        (acked, cancelled, count.saturating_sub(acked + cancelled))
+    }
+
     /// The queued lock moves proposals dropped since the last call (the peer settled the lock
     /// first), as [`Event::LockMoveCancelled`]: whoever waits on them hears they will not be made.
     pub fn take_dropped(&mut self) -> Vec<Event> {

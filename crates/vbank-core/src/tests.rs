@@ -1685,3 +1685,21 @@ fn a_frozen_payee_answers_a_signed_proposal_it_accepted_again() {
     assert_eq!(p.ch[1].settlement(), settlement, "the settlement chosen at the freeze stands");
     p.check_invariants();
 }
+
+#[test]
+fn payments_are_tallied_id_by_id() {
+    // A signed payment stays in flight through a freeze while the payments queued behind it are
+    // cancelled: each is counted for what it is.
+    let mut p = Pair::opened();
+    let acked = p.pay(0, 5).expect("pay");
+    p.settle();
+    let a = p.pay(0, 10).expect("pay");
+    p.propose(0);
+    let b = p.pay(0, 10).expect("queued behind");
+    p.pay(0, 10).expect("queued behind");
+    p.ch[0].freeze("closing", false);
+    assert_eq!(p.ch[0].payments_tally(a, 1), (0, 0, 1), "the signed one is in flight");
+    assert_eq!(p.ch[0].payments_tally(b, 2), (0, 2, 0), "those behind it are cancelled");
+    assert_eq!(p.ch[0].payments_tally(acked, 4), (1, 2, 1));
+    assert_eq!(p.ch[0].payments_outcome(b, 2), crate::PaymentsOutcome::Cancelled);
+}

@@ -1474,8 +1474,8 @@ impl<S: Store + Send + 'static> Service<S> {
         let cancelled = self.commit(|node| node.cancel_queued(id, first, last, amount)).await?;
         let node = self.inner.node.lock().await;
         let Some(ch) = node.channel(id) else { return Err(error) };
-        let settled = ch.unsettled_from().saturating_sub(first).min(count);
-        let in_flight = count - settled - cancelled.len() as u64;
+        // (Counted id by id: a freeze may have cancelled later ones while earlier ones stay in flight.)
+        let (settled, cancelled_all, in_flight) = ch.payments_tally(first, count);
         drop(node);
         drop(lock);
         if cancelled.is_empty() && in_flight == 0 && asked == count {
@@ -1485,7 +1485,7 @@ impl<S: Store + Send + 'static> Service<S> {
             self.notify(Notice::Event { channel: id, event: Event::PaymentsCancelled { ids: cancelled.clone() } });
         }
         // Those never queued (an interrupt stopped the queuing) were never sent either.
-        let never_sent = cancelled.len() as u64 + (asked - count);
+        let never_sent = cancelled_all + (asked - count);
         Err(Error::Unsettled { reason: Box::new(error), settled, cancelled: never_sent, in_flight })
     }
 

@@ -9,7 +9,7 @@ use vbank_core::{ChannelState, Event, Message, Settlement};
 use vbank_node::{Error, Frame, MemoryStore, Node, Result, Store};
 
 mod common;
-use common::{key, params};
+use common::{exchange, key, params};
 
 /// A [`MemoryStore`] whose saves fail while `fail` is set.
 #[derive(Default)]
@@ -50,16 +50,6 @@ impl Store for &'static FlakyStore {
 
 fn leak() -> &'static FlakyStore {
     Box::leak(Box::default())
-}
-
-/// Delivers `frames` from `from` to `to` and everything they cause, until quiet.
-fn exchange<A: Store, B: Store>(alice: &mut Node<A>, bob: &mut Node<B>, mut frames: Vec<(usize, Frame)>) {
-    let addr = [key(1).address(), key(2).address()];
-    while let Some((from, f)) = frames.pop() {
-        let out = if from == 0 { bob.respond(addr[0], &f) } else { alice.respond(addr[1], &f) };
-        let (out, _) = out.expect("respond");
-        frames.extend(out.into_iter().map(|o| (1 - from, o)));
-    }
 }
 
 fn opened() -> (Node<&'static FlakyStore>, &'static FlakyStore, Node<MemoryStore>, Address) {

@@ -21,3 +21,19 @@ pub(crate) fn params(contract: u8) -> ChannelParams {
         salt: B256::ZERO,
     }
 }
+
+/// Delivers `frames` (each with the index of its sender: 0 Alice, 1 Bob) and everything they
+/// cause, until quiet.
+#[allow(dead_code)]
+pub(crate) fn exchange<A: vbank_node::Store, B: vbank_node::Store>(
+    alice: &mut vbank_node::Node<A>,
+    bob: &mut vbank_node::Node<B>,
+    mut frames: Vec<(usize, vbank_node::Frame)>,
+) {
+    let addr = [key(1).address(), key(2).address()];
+    while let Some((from, f)) = frames.pop() {
+        let out = if from == 0 { bob.respond(addr[0], &f) } else { alice.respond(addr[1], &f) };
+        let (out, _) = out.expect("respond");
+        frames.extend(out.into_iter().map(|o| (1 - from, o)));
+    }
+}
