@@ -1141,10 +1141,18 @@ impl Channel {
         let waiver = self.my_waiver(nonce)?;
         // Signed (three messages instead of four) when this party proposed the latest sheet too
         // (so the peer's proposal, if it makes one at once, is unsigned and gives way), knows the
-        // peer's waiver address for the new sheet, and only pays: a signed proposal cannot be
-        // withdrawn, and lock moves may be refused for reasons of the peer's (its clock).
+        // peer's waiver address for the new sheet, only pays, and knows the peer takes payments:
+        // the chain shows the channel running, or the peer took this party's latest proposal
+        // after the opening. A signed proposal cannot be withdrawn, so it is not made where a
+        // refusal is to be expected (a channel not yet funded; lock moves, which the peer may
+        // refuse for reasons of its own, such as its clock).
+        let takes_payments = self.state.funding == Funding::Running || latest.nonce >= 1;
         let signed = match self.state.peer_next {
-            Some((n, w)) if n == nonce && moves.is_empty() && self.state.proposer == Some(self.state.me) => Some(w),
+            Some((n, w))
+                if n == nonce && moves.is_empty() && self.state.proposer == Some(self.state.me) && takes_payments =>
+            {
+                Some(w)
+            }
             _ => None,
         };
         let signature = signed.map(|w| self.sign_sheet(nonce, balances, &locks, w)).transpose()?;

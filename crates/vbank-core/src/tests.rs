@@ -83,6 +83,7 @@ impl Pair {
         }
     }
 
+    /// Opened, and both deposits seen on chain (as nodes that follow the chain record it).
     fn opened() -> Self {
         let mut p = Self::new();
         let m = p.ch[0].open().expect("open");
@@ -90,6 +91,9 @@ impl Pair {
         p.settle();
         assert_eq!(p.ch[0].phase(), &Phase::Open);
         assert_eq!(p.ch[1].phase(), &Phase::Open);
+        for c in &mut p.ch {
+            c.set_funding(Funding::Running);
+        }
         p
     }
 
@@ -1702,4 +1706,25 @@ fn payments_are_tallied_id_by_id() {
     assert_eq!(p.ch[0].payments_tally(b, 2), (0, 2, 0), "those behind it are cancelled");
     assert_eq!(p.ch[0].payments_tally(acked, 4), (1, 2, 1));
     assert_eq!(p.ch[0].payments_outcome(b, 2), crate::PaymentsOutcome::Cancelled);
+}
+
+#[test]
+fn a_payer_that_does_not_follow_the_chain_signs_once_the_peer_took_a_proposal() {
+    // Without the chain (funding unchecked), a payment may be refused because the channel is not
+    // funded yet: a signed proposal could not be withdrawn then, so the first is unsigned, and
+    // those after a proposal the peer took are signed.
+    let mut p = Pair::new();
+    let m = p.ch[0].open().expect("open");
+    p.send(0, m);
+    p.settle();
+    assert_eq!(p.ch[0].funding(), Funding::Unchecked);
+    p.pay(0, 5).expect("pay");
+    p.propose(0);
+    assert!(matches!(p.inbox[1].front(), Some(Message::Propose { nonce: 1, signature: None, .. })));
+    p.settle();
+    p.pay(0, 5).expect("pay");
+    p.propose(0);
+    assert!(matches!(p.inbox[1].front(), Some(Message::Propose { nonce: 2, signature: Some(_), .. })));
+    p.settle();
+    p.check_invariants();
 }

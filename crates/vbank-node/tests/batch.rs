@@ -2,7 +2,7 @@
 //! stored in one step; the first refused message ends the frame, what came before it stands.
 
 use alloy_primitives::B256;
-use vbank_core::{Event, Message};
+use vbank_core::{Event, Funding, Message};
 use vbank_node::{Frame, MAX_MORE, MemoryStore, Node};
 
 mod common;
@@ -10,13 +10,17 @@ use common::{exchange, key, params};
 
 type Pair = (Node<MemoryStore>, Node<MemoryStore>);
 
-/// Alice and Bob with channel 7 open; Alice proposed sheet 0, so her proposals are signed.
+/// Alice and Bob with channel 7 open and seen running on chain; Alice proposed sheet 0, so her
+/// proposals are signed.
 fn opened() -> Pair {
     let mut alice = Node::open(key(1), MemoryStore::default()).expect("alice");
     let mut bob = Node::open(key(2), MemoryStore::default()).expect("bob");
     bob.add_channel(params(7), B256::repeat_byte(2)).expect("bob's channel");
     let first = alice.add_channel(params(7), B256::repeat_byte(1)).expect("alice's channel");
     exchange(&mut alice, &mut bob, vec![(0, first.expect("sheet 0"))]);
+    for node in [&mut alice, &mut bob] {
+        node.set_funding(params(7).contract, Funding::Running).expect("running");
+    }
     (alice, bob)
 }
 

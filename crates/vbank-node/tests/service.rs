@@ -465,11 +465,16 @@ async fn two_requests_with_the_same_payment_id_at_once_pay_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_proposal_refused_for_a_passing_reason_is_offered_again() {
-    // Bob follows the chain and sees the channel funded only at his second look: he refuses
-    // Alice's first (signed) proposal as not running yet. A signed proposal is never withdrawn;
-    // Alice offers it again a second later, and it goes through without a reconnect.
+    // Alice paid Bob once; Bob's node restarts following the chain, and sees the channel running
+    // only at its second look: it refuses Alice's next (signed) proposal as not running yet. A
+    // signed proposal is never withdrawn; Alice offers it again a second later, and it goes
+    // through without a reconnect.
+    let never = std::future::pending::<()>;
     let dir = tempfile::tempdir().expect("dir");
-    let alice = service(dir.path(), 1, None);
+    let (alice, bob, id) = opened_pair(dir.path()).await;
+    alice.pay(id, 1_000, 1, T).await.expect("a first payment");
+    bob.shutdown().await;
+    drop(bob);
     let store = RedbStore::open(&dir.path().join("2.redb")).expect("store");
     let bob = Service::new(Node::open(key(2), store).expect("node").follow_chain(), key(2), Some(admission()));
     let looks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -479,11 +484,9 @@ async fn a_signed_proposal_refused_for_a_passing_reason_is_offered_again() {
         Box::pin(async move { Some(if n == 0 { vbank_core::Funding::Pending } else { vbank_core::Funding::Running }) })
     }));
     let addr = listen(&bob).await;
-    alice.connect(&addr).await.expect("connect");
-    let id = params(3).contract;
-    alice.open(params(3), B256::repeat_byte(9), T).await.expect("open");
-    alice.pay(id, 1_000, 1, T).await.expect("acknowledged after the second offer");
+    alice.connect(&addr).await.expect("connect again");
+    alice.pay_with_id("second", id, 1_000, 1, T, never()).await.expect("acknowledged after the second offer");
     assert!(looks.load(std::sync::atomic::Ordering::SeqCst) >= 2, "Bob looked at the chain twice");
     let node = bob.node().lock().await;
-    assert_eq!(node.channel(id).expect("ch").balances(), [999_000, 1_001_000]);
+    assert_eq!(node.channel(id).expect("ch").balances(), [998_000, 1_002_000]);
 }

@@ -59,6 +59,9 @@ fn opened() -> (Node<&'static FlakyStore>, &'static FlakyStore, Node<MemoryStore
     bob.add_channel(params(7), alloy_primitives::B256::repeat_byte(2)).expect("bob's channel");
     let first = alice.add_channel(params(7), alloy_primitives::B256::repeat_byte(1)).expect("alice's channel");
     exchange(&mut alice, &mut bob, vec![(0, first.expect("sheet 0"))]);
+    // (Both follow the chain and saw the deposits: Alice's payments go out as signed proposals.)
+    alice.set_funding(params(7).contract, vbank_core::Funding::Running).expect("running");
+    bob.set_funding(params(7).contract, vbank_core::Funding::Running).expect("running");
     (alice, store, bob, params(7).contract)
 }
 
